@@ -1,0 +1,195 @@
+"""What each ``gate-collector`` sub-command does (the CLI only parses arguments)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import trio
+
+from collector.config import ConfigError, Settings, load_settings
+from collector.gate.broker import BrokerClient
+from collector.gate.errors import GateError
+from collector.gate.models import SubAccount
+from collector.gate.signing import ApiCredentials
+from collector.keys import KeyProvisioner, KeyStore, generate_master_key
+from collector.simulator import Simulator
+
+
+def broker_credentials(settings: Settings) -> ApiCredentials:
+    """The broker key from the settings, or a ConfigError saying where to put it."""
+    key, secret = settings.gate.api_key, settings.gate.api_secret
+    if key is None or secret is None:
+        missing = "gate.api_key" if key is None else "gate.api_secret"
+        raise ConfigError(
+            f"{missing} is missing: the broker's API key and secret come from [gate] "
+            "api_key/api_secret, env GATE_API_KEY/GATE_API_SECRET, or the credential "
+            "files gate-api-key/gate-api-secret in $CREDENTIALS_DIRECTORY"
+        )
+    return ApiCredentials(key.get_secret_value(), secret.get_secret_value())
+
+
+def http_client(verify: str | bool = True, timeout: float = 10.0) -> httpx.AsyncClient:
+    """The one kind of HTTP client the collector uses."""
+    return httpx.AsyncClient(verify=verify, timeout=timeout)
+
+
+@asynccontextmanager
+async def open_broker(settings: Settings) -> AsyncIterator[BrokerClient]:
+    """A BrokerClient for the configured Gate, closed on exit."""
+    creds = broker_credentials(settings)
+    async with http_client(settings.gate.ca_file or True) as http:
+        yield BrokerClient(http, creds, base_url=settings.gate.rest_url)
+
+
+async def check(config: Path) -> int:
+    """Validate the config, reach Gate with the broker key and InfluxDB: exit 0 or 1."""
+    settings = load_settings(config)
+    print(f"ok: {config} is valid")
+    try:
+        async with open_broker(settings) as broker:
+            info = await broker.info()
+        print(f"ok: Gate broker API at {settings.gate.rest_url} (broker id {info.id})")
+    except GateError as exc:
+        print(f"FAIL: Gate broker API at {settings.gate.rest_url}: {exc}")
+        return 1
+    if settings.state.master_key is None:
+        print("FAIL: no master key (GATE_COLLECTOR_MASTER_KEY or credential 'master-key')")
+        return 1
+    KeyStore.open(settings.state.path, settings.state.master_key.get_secret_value())
+    print(f"ok: key store in {settings.state.path} opens with the master key")
+    problem = await _check_influx(settings)
+    if problem:
+        print(f"FAIL: InfluxDB at {settings.influx.url}: {problem}")
+        return 1
+    print(f"ok: InfluxDB at {settings.influx.url} answers /ping")
+    return 0
+
+
+async def _check_influx(settings: Settings) -> str | None:
+    try:
+        async with http_client(timeout=settings.influx.timeout) as http:
+            response = await http.get(f"{settings.influx.url}/ping")
+    except httpx.HTTPError as exc:
+        return f"cannot connect ({exc!r}); is it running? check influx.url"
+    if response.status_code not in (200, 204):
+        return f"/ping answered {response.status_code}"
+    return None
+
+
+def _account_row(account: SubAccount, store: KeyStore | None) -> dict[str, Any]:
+    if not account.enabled:
+        key_state = "-"
+    elif store is None:
+        key_state = "unknown"
+    else:
+        key_state = "stored" if store.get(account.gate_id) else "missing"
+    return {
+        "user_id": account.gate_id,
+        "id": account.id,
+        "name": account.name,
+        "status": account.status,
+        "key": key_state,
+    }
+
+
+async def accounts(config: Path, as_json: bool, provision: bool) -> int:
+    """List sub-accounts with status and key state; optionally provision keys first."""
+    settings = load_settings(config)
+    master = settings.state.master_key
+    if provision and master is None:
+        raise ConfigError("--provision needs the master key (GATE_COLLECTOR_MASTER_KEY)")
+    store = KeyStore.open(settings.state.path, master.get_secret_value()) if master else None
+    async with open_broker(settings) as broker:
+        found = [a async for a in broker.list_sub_accounts()]
+        if provision and store is not None:
+            report = await KeyProvisioner(broker, store, settings.accounts.key_name).ensure_keys(
+                found
+            )
+            print(
+                f"provisioned: {len(report.created)} created, {len(report.reused)} reused, "
+                f"{len(report.failed)} failed",
+                file=sys.stderr,
+            )
+    rows = [_account_row(a, store) for a in found]
+    if as_json:
+        sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        _print_table(rows)
+    return 0
+
+
+def _print_table(rows: list[dict[str, Any]]) -> None:
+    columns = ["user_id", "id", "name", "status", "key"]
+    widths = {c: max([len(c), *(len(str(r[c])) for r in rows)]) for c in columns}
+    print("  ".join(c.upper().ljust(widths[c]) for c in columns))
+    for row in rows:
+        print("  ".join(str(row[c]).ljust(widths[c]) for c in columns))
+    enabled = sum(1 for r in rows if r["status"] == "enabled")
+    stored = sum(1 for r in rows if r["key"] == "stored")
+    print(f"{len(rows)} sub-accounts, {enabled} enabled, {stored} with a stored key")
+
+
+def write_credentials(directory: Path, creds: ApiCredentials) -> None:
+    """Write gate-api-key / gate-api-secret files (0600) for $CREDENTIALS_DIRECTORY."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for name, value in (("gate-api-key", creds.key), ("gate-api-secret", creds.secret)):
+        fd = os.open(directory / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(value)
+
+
+async def simulate(
+    count: int, disabled_every: int, host: str, rest_port: int, credentials_dir: Path
+) -> int:
+    """Run the simulator until interrupted; the broker key goes to files, not stdout."""
+    simulator = Simulator.create(count, disabled_every)
+    simulator.host, simulator.rest_port = host, rest_port
+    write_credentials(credentials_dir, simulator.state.broker)
+    async with trio.open_nursery() as nursery:
+        await simulator.start(nursery)
+        print(
+            orjson.dumps(
+                {"rest_url": simulator.rest_url, "credentials_dir": str(credentials_dir)}
+            ).decode(),
+            flush=True,
+        )
+    return 0
+
+
+async def demo(count: int) -> int:
+    """Simulator + key provisioning + the accounts listing, all on this machine."""
+    with tempfile.TemporaryDirectory(prefix="gate-collector-demo-") as tmp:
+        simulator = Simulator.create(count, disabled_every=6)
+        async with trio.open_nursery() as nursery:
+            await simulator.start(nursery)
+            config = Path(tmp) / "collector.toml"
+            config.write_text(
+                f'[gate]\nrest_url = "{simulator.rest_url}"\n\n[state]\ndir = "{tmp}/state"\n'
+            )
+            write_credentials(Path(tmp) / "credentials", simulator.state.broker)
+            os.environ["CREDENTIALS_DIRECTORY"] = str(Path(tmp) / "credentials")
+            os.environ["GATE_COLLECTOR_MASTER_KEY"] = generate_master_key()
+            print(f"simulated Gate broker API at {simulator.rest_url} with {count} sub-accounts\n")
+            await accounts(config, as_json=False, provision=True)
+            print("\nsecond run: stored keys are reused, none is created")
+            before = simulator.state.calls["keys_created"]
+            await accounts(config, as_json=False, provision=True)
+            print(
+                f"keys created by the second run: {simulator.state.calls['keys_created'] - before}"
+            )
+            nursery.cancel_scope.cancel()
+    return 0
+
+
+def genkey() -> int:
+    """Print a new master key."""
+    print(generate_master_key())
+    return 0

@@ -1,0 +1,1 @@
+"""Everything the collector knows about Gate, without sockets (sans-IO) except broker.py."""

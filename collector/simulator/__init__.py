@@ -1,0 +1,62 @@
+"""A Gate look-alike (Broker REST API, later the unified WebSocket) for tests,
+the demo and benchmarks. Strict: it verifies every signature and time window."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import trio
+
+from collector.gate.signing import ApiCredentials
+from collector.simulator.httpserver import serve_http
+from collector.simulator.rest import RestApi
+from collector.simulator.state import BrokerState
+
+__all__ = ["BrokerState", "Simulator", "new_broker_credentials"]
+
+
+def new_broker_credentials() -> ApiCredentials:
+    """A fresh random broker key pair for a simulator."""
+    return ApiCredentials(key=secrets.token_hex(16), secret=secrets.token_hex(32))
+
+
+@dataclass
+class Simulator:
+    """Runs the simulator's servers in a nursery and says where they listen."""
+
+    state: BrokerState
+    host: str = "127.0.0.1"
+    rest_port: int = 0
+
+    @classmethod
+    def create(
+        cls,
+        accounts: int = 0,
+        disabled_every: int = 0,
+        clock: Callable[[], float] = time.time,
+    ) -> Simulator:
+        """A simulator with fresh broker credentials and ``accounts`` sub-accounts."""
+        state = BrokerState(broker=new_broker_credentials(), clock=clock)
+        state.seed(accounts, disabled_every)
+        return cls(state)
+
+    @property
+    def rest_url(self) -> str:
+        """``http://host:port/api/v4``: what goes into ``gate.rest_url``."""
+        return f"http://{self.host}:{self.rest_port}/api/v4"
+
+    async def start(self, nursery: trio.Nursery) -> None:
+        """Start listening (ports chosen by the OS unless set)."""
+        api = RestApi(self.state)
+        self.rest_port = await nursery.start(
+            lambda task_status: serve_http(
+                api.handler(),
+                host=self.host,
+                port=self.rest_port,
+                date=self.state.now,
+                task_status=task_status,
+            )
+        )

@@ -1,0 +1,159 @@
+"""What the Gate look-alike remembers: sub-accounts, their keys, transfers, faults.
+
+Plain data, no I/O; the REST and WebSocket front ends read and change it, and
+tests reach in to revoke a key, disable an account or inject a fault.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from collector.gate.signing import ApiCredentials
+
+
+@dataclass
+class SimSubAccount:
+    """A sub-account as Gate stores it."""
+
+    gate_id: int
+    id: str
+    name: str
+    status: str = "enabled"
+    rates: dict[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        """The Broker API's ``BrokerSubAccount`` shape."""
+        body: dict[str, Any] = {
+            "id": self.id,
+            "name": self.name,
+            "maker_rate": "0.002",
+            "taker_rate": "0.002",
+            "futures_maker_rate": "-0.0001",
+            "futures_taker_rate": "0.002",
+            "gt_discount": False,
+            "gt_taker_rate": "0",
+            "gt_maker_rate": "0",
+            "point_type": 1,
+        }
+        body.update(self.rates)
+        body.update({"status": self.status, "gate_id": self.gate_id})
+        return body
+
+
+@dataclass
+class SimKey:
+    """A sub-account API key; ``secret`` is shown only when created."""
+
+    user_id: int
+    key: str
+    secret: str = field(repr=False)
+    name: str
+    perms: list[dict[str, Any]]
+    ip_whitelist: list[str]
+    created_at: int
+
+    def as_json(self) -> dict[str, Any]:
+        """The key without its secret, as list/get answer it."""
+        return {
+            "user_id": str(self.user_id),
+            "name": self.name,
+            "type": 2,
+            "mode": 1,
+            "perms": self.perms,
+            "key": self.key,
+            "ip_whitelist": self.ip_whitelist,
+            "created_at": str(self.created_at),
+            "updated_at": str(self.created_at),
+        }
+
+
+@dataclass
+class Fault:
+    """An injected failure for requests whose path starts with ``path_prefix``."""
+
+    path_prefix: str
+    count: int
+    status: int = 503
+    label: str = "TOO_BUSY"
+    # True: do the work, then drop the connection without an answer.
+    drop_response: bool = False
+
+
+@dataclass
+class BrokerState:
+    """The whole simulated broker."""
+
+    broker: ApiCredentials
+    clock: Callable[[], float] = time.time
+    accounts: dict[int, SimSubAccount] = field(default_factory=dict)
+    keys: dict[str, SimKey] = field(default_factory=dict)
+    transfers: list[dict[str, Any]] = field(default_factory=list)
+    faults: list[Fault] = field(default_factory=list)
+    rate_limit: int = 80
+    rate_window: float = 10.0
+    # Added to the clock: a positive value is a Gate whose clock runs ahead of ours.
+    skew: float = 0.0
+    calls: Counter[str] = field(default_factory=Counter)
+    next_gate_id: int = 100_001
+
+    def now(self) -> float:
+        """Gate's idea of the current time."""
+        return self.clock() + self.skew
+
+    def add_account(self, name: str | None = None, enabled: bool = True) -> SimSubAccount:
+        """Create a sub-account with the next Gate user id."""
+        gate_id = self.next_gate_id
+        self.next_gate_id += 1
+        account = SimSubAccount(
+            gate_id=gate_id,
+            id=name or f"sub-{gate_id}",
+            name=name or f"sub-{gate_id}",
+            status="enabled" if enabled else "disabled",
+        )
+        self.accounts[gate_id] = account
+        return account
+
+    def seed(self, count: int, disabled_every: int = 0) -> list[SimSubAccount]:
+        """``count`` sub-accounts; every ``disabled_every``-th one disabled (0: none)."""
+        return [
+            self.add_account(enabled=not (disabled_every and (i + 1) % disabled_every == 0))
+            for i in range(count)
+        ]
+
+    def create_key(
+        self, user_id: int, name: str, perms: list[dict[str, Any]], ip_whitelist: list[str]
+    ) -> SimKey:
+        """A new key for ``user_id`` (the caller checked the account exists)."""
+        key = SimKey(
+            user_id=user_id,
+            key=secrets.token_hex(16),
+            secret=secrets.token_hex(32),
+            name=name,
+            perms=perms,
+            ip_whitelist=ip_whitelist,
+            created_at=int(self.now()),
+        )
+        self.keys[key.key] = key
+        self.calls["keys_created"] += 1
+        return key
+
+    def keys_of(self, user_id: int) -> list[SimKey]:
+        """The keys of one sub-account, oldest first."""
+        return [k for k in self.keys.values() if k.user_id == user_id]
+
+    def revoke(self, key: str) -> None:
+        """Delete a key behind the collector's back (as an operator would on Gate's site)."""
+        self.keys.pop(key, None)
+
+    def take_fault(self, path: str) -> Fault | None:
+        """The first armed fault matching ``path``, consuming one of its uses."""
+        for fault in self.faults:
+            if fault.count > 0 and path.startswith(fault.path_prefix):
+                fault.count -= 1
+                return fault
+        return None
