@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import email.utils
 import random
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -60,8 +61,11 @@ SKEW_WARNING_SECONDS: Final = 30.0
 # The Date header has whole seconds: below this, a "skew" is only that rounding.
 SKEW_RESOLUTION_SECONDS: Final = 2.0
 DEFAULT_PAGE_SIZE: Final = 100
+# Wait this much past a rate-limit reset: the header has ms resolution, clocks jitter.
+RESET_MARGIN_SECONDS: Final = 0.05
 
 M = TypeVar("M", bound=BaseModel)
+_ID_SEGMENT: Final = re.compile(r"[0-9]+|[0-9a-fA-F]{16,}")
 
 
 class GateUnavailableError(GateError):
@@ -76,6 +80,8 @@ class RetryPolicy:
     base_delay: float = 0.5
     max_delay: float = 30.0
     rate_limit_waits: int = 5
+    # Gate's windows are 10 s; a reset announced further out than this is not believed.
+    max_rate_limit_wait: float = 60.0
 
 
 @dataclass
@@ -330,8 +336,14 @@ class BrokerClient:
         self._observe_skew(response)
         remain = response.headers.get("X-Gate-RateLimit-Requests-Remain")
         reset = _reset_time(response.headers.get("X-Gate-RateLimit-Reset-Timestamp"))
-        if remain is not None and remain.isdigit() and reset is not None:
-            self._limits[endpoint] = _Limit(int(remain), reset)
+        if remain is None or not remain.isdigit() or reset is None:
+            return
+        known = self._limits.get(endpoint)
+        remaining = int(remain)
+        if known is not None and abs(known.reset_at - reset) < 0.5:
+            # Answers to concurrent requests arrive out of order: trust the lowest count.
+            remaining = min(remaining, known.remaining)
+        self._limits[endpoint] = _Limit(remaining, reset)
 
     def _observe_skew(self, response: httpx.Response) -> None:
         date = response.headers.get("Date")
@@ -357,28 +369,29 @@ class BrokerClient:
         self.clock_skew = skew
 
     async def _wait_for_quota(self, endpoint: str) -> None:
-        limit = self._limits.get(endpoint)
-        if limit is None or limit.remaining > 0:
-            if limit is not None:
+        """Take one request from the endpoint's quota, sleeping until its reset if none is left."""
+        while (limit := self._limits.get(endpoint)) is not None:
+            wait = limit.reset_at + RESET_MARGIN_SECONDS - (self._wall_clock() + self.clock_skew)
+            if wait <= 0:
+                del self._limits[endpoint]  # a new window: the next answer tells its quota
+                return
+            if limit.remaining > 0:
                 limit.remaining -= 1
-            return
-        delay = limit.reset_at - (self._wall_clock() + self.clock_skew)
-        if delay > 0:
-            log.info("rate_limit_wait", endpoint=endpoint, seconds=round(delay, 2))
-            await trio.sleep(delay)
-        del self._limits[endpoint]
+                return
+            log.debug("rate_limit_wait", endpoint=endpoint, seconds=round(wait, 2))
+            await trio.sleep(min(wait, self._retry.max_rate_limit_wait))
 
     async def _wait_after_429(self, endpoint: str, response: httpx.Response) -> None:
-        delay = _retry_after(response.headers.get("Retry-After"))
         reset = _reset_time(response.headers.get("X-Gate-RateLimit-Reset-Timestamp"))
+        retry_after = _retry_after(response.headers.get("Retry-After"))
+        log.warning("rate_limited", endpoint=endpoint, reset=reset, retry_after=retry_after)
         if reset is not None:
-            delay = max(delay or 0.0, reset - (self._wall_clock() + self.clock_skew))
-        if delay is None or delay <= 0:
-            delay = self._retry.base_delay
-        delay = min(delay, self._retry.max_delay * 4)
-        log.warning("rate_limited", endpoint=endpoint, wait_seconds=round(delay, 2))
-        self._limits.pop(endpoint, None)
-        await trio.sleep(delay)
+            # Every task calling this endpoint now waits for the reset, not just this one.
+            self._limits[endpoint] = _Limit(0, reset)
+        if retry_after is not None:
+            await trio.sleep(min(retry_after, self._retry.max_rate_limit_wait))
+        elif reset is None:
+            await trio.sleep(self._retry.base_delay)
 
     async def _backoff(self, failures: int, endpoint: str, reason: str) -> None:
         ceiling = min(self._retry.max_delay, self._retry.base_delay * 2 ** (failures - 1))
@@ -395,7 +408,7 @@ class BrokerClient:
 
 def _endpoint(method: str, path: str) -> str:
     """``GET /broker/sub_account_keys/{id}``: rate limits are per endpoint, not per id."""
-    parts = [p if not (p.isdigit() or len(p) >= 16) else "{}" for p in path.split("/")]
+    parts = ["{}" if _ID_SEGMENT.fullmatch(p) else p for p in path.split("/")]
     return f"{method} {'/'.join(parts)}"
 
 

@@ -1,0 +1,77 @@
+"""Shared fixtures: the Gate simulator, a BrokerClient on it, real InfluxDB."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+from collector.gate.broker import BrokerClient, RetryPolicy
+from collector.keys import KeyStore, generate_master_key
+from collector.simulator import Simulator
+from tests.servers import InfluxServer, influx_server
+
+WALL_START = time.time()
+
+
+def trio_wall_clock() -> float:
+    """Wall time that moves with trio's clock, so autojump tests see resets pass."""
+    return WALL_START + trio.current_time()
+
+
+@pytest.fixture
+def wall_clock() -> Callable[[], float]:
+    """The clock shared by the simulator and the client in a test."""
+    return trio_wall_clock
+
+
+@pytest.fixture
+async def sim(nursery: trio.Nursery, wall_clock: Callable[[], float]) -> Simulator:
+    """A running simulator with 12 sub-accounts, every 4th disabled."""
+    simulator = Simulator.create(accounts=12, disabled_every=4, clock=wall_clock)
+    await simulator.start(nursery)
+    return simulator
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    """One HTTP client for the test."""
+    async with httpx.AsyncClient(timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+def broker(
+    sim: Simulator, http: httpx.AsyncClient, wall_clock: Callable[[], float]
+) -> BrokerClient:
+    """A BrokerClient with the simulator's broker key."""
+    return BrokerClient(
+        http,
+        sim.state.broker,
+        base_url=sim.rest_url,
+        wall_clock=wall_clock,
+        retry=RetryPolicy(base_delay=0.1, max_delay=1.0),
+    )
+
+
+@pytest.fixture
+def master_key() -> str:
+    """A fresh master key."""
+    return generate_master_key()
+
+
+@pytest.fixture
+def store(tmp_path: Path, master_key: str) -> KeyStore:
+    """An empty key store in a temp dir."""
+    return KeyStore.open(tmp_path / "state", master_key)
+
+
+@pytest.fixture(scope="session")
+def influxdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxServer]:
+    """One real InfluxDB 1.x for the session."""
+    with influx_server(tmp_path_factory.mktemp("influxdb")) as server:
+        yield server

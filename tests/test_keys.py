@@ -1,0 +1,236 @@
+"""The encrypted key store and provisioning: one read-only key per enabled account, once."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from collector.gate.broker import BrokerClient
+from collector.keys import (
+    STORE_NAME,
+    KeyProvisioner,
+    KeyStore,
+    KeyStoreError,
+    StoredKey,
+    generate_master_key,
+)
+from collector.simulator import Simulator
+
+SECRET = "f" * 20 + "secret-that-must-not-leak" + "0" * 19
+
+
+def test_store_holds_no_plaintext_secret_and_is_private(tmp_path: Path, master_key: str) -> None:
+    store = KeyStore.open(tmp_path, master_key)
+    store.put(StoredKey(100001, "key-1", SECRET))
+    raw = (tmp_path / STORE_NAME).read_bytes()
+    assert SECRET.encode() not in raw
+    assert b"secret-that-must-not-leak" not in raw
+    assert master_key.encode() not in raw
+    assert stat.S_IMODE((tmp_path / STORE_NAME).stat().st_mode) == 0o600
+
+
+def test_store_survives_a_reopen(tmp_path: Path, master_key: str) -> None:
+    store = KeyStore.open(tmp_path, master_key)
+    store.put(StoredKey(100001, "key-1", SECRET))
+    store.put(StoredKey(100002, "key-2", "s2"))
+    store.forget(100002)
+    again = KeyStore.open(tmp_path, master_key)
+    assert again.get(100001) == StoredKey(100001, "key-1", SECRET)
+    assert again.get(100002) is None
+    assert len(again) == 1
+
+
+def test_stored_key_repr_hides_the_secret() -> None:
+    assert SECRET not in repr(StoredKey(1, "k", SECRET))
+    assert SECRET not in repr(StoredKey(1, "k", SECRET).credentials)
+
+
+def test_wrong_master_key_fails_clearly_even_for_an_empty_store(
+    tmp_path: Path, master_key: str
+) -> None:
+    KeyStore.open(tmp_path, master_key)
+    with pytest.raises(KeyStoreError) as info:
+        KeyStore.open(tmp_path, generate_master_key())
+    message = str(info.value)
+    assert "does not open" in message and "another master key" in message
+    assert master_key not in message
+
+
+def test_missing_master_key_is_an_error_not_a_new_store(tmp_path: Path) -> None:
+    with pytest.raises(KeyStoreError) as info:
+        KeyStore.open(tmp_path, None)
+    assert "GATE_COLLECTOR_MASTER_KEY" in str(info.value)
+    assert not (tmp_path / STORE_NAME).exists()
+
+
+def test_malformed_master_key_says_how_to_make_one(tmp_path: Path) -> None:
+    with pytest.raises(KeyStoreError) as info:
+        KeyStore.open(tmp_path, "not-a-fernet-key")
+    assert "genkey" in str(info.value)
+    assert "not-a-fernet-key" not in str(info.value)
+
+
+def test_a_torn_last_line_loses_only_that_key(tmp_path: Path, master_key: str) -> None:
+    store = KeyStore.open(tmp_path, master_key)
+    store.put(StoredKey(100001, "key-1", "s1"))
+    store.put(StoredKey(100002, "key-2", "s2"))
+    path = tmp_path / STORE_NAME
+    path.write_bytes(path.read_bytes()[:-30])  # a crash in the middle of the last append
+    again = KeyStore.open(tmp_path, master_key)
+    assert again.get(100001) is not None
+    assert again.get(100002) is None
+
+
+def test_corruption_before_the_end_is_an_error(tmp_path: Path, master_key: str) -> None:
+    store = KeyStore.open(tmp_path, master_key)
+    store.put(StoredKey(100001, "key-1", "s1"))
+    store.put(StoredKey(100002, "key-2", "s2"))
+    path = tmp_path / STORE_NAME
+    lines = path.read_bytes().splitlines()
+    lines[1] = b"{garbage"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    with pytest.raises(KeyStoreError, match="line 2 is corrupt"):
+        KeyStore.open(tmp_path, master_key)
+
+
+def test_the_file_is_compacted_when_mostly_dead(tmp_path: Path, master_key: str) -> None:
+    store = KeyStore.open(tmp_path, master_key)
+    for round_ in range(100):
+        store.put(StoredKey(1, f"key-{round_}", "s"))
+    lines = (tmp_path / STORE_NAME).read_bytes().splitlines()
+    assert len(lines) < 70
+    assert KeyStore.open(tmp_path, master_key).get(1) == StoredKey(1, "key-99", "s")
+
+
+async def test_provisioning_twice_creates_keys_once(
+    broker: BrokerClient, sim: Simulator, store: KeyStore
+) -> None:
+    accounts = [a async for a in broker.list_sub_accounts()]
+    enabled = {a.gate_id for a in accounts if a.enabled}
+    provisioner = KeyProvisioner(broker, store)
+
+    first = await provisioner.ensure_keys(accounts)
+    assert set(first.created) == enabled
+    assert sim.state.calls["keys_created"] == len(enabled) == 9
+
+    calls_before = sum(sim.state.calls.values())
+    second = await KeyProvisioner(broker, store).ensure_keys(accounts)
+    assert second.created == []
+    assert set(second.reused) == enabled
+    assert sim.state.calls["keys_created"] == 9
+    assert sum(sim.state.calls.values()) == calls_before  # no REST call at all
+
+
+async def test_created_keys_are_read_only_and_named(
+    broker: BrokerClient, sim: Simulator, store: KeyStore
+) -> None:
+    accounts = [a async for a in broker.list_sub_accounts()]
+    await KeyProvisioner(broker, store, key_name="gc-test").ensure_keys(accounts)
+    for account in accounts:
+        keys = sim.state.keys_of(account.gate_id)
+        if not account.enabled:
+            assert keys == []
+            assert store.get(account.gate_id) is None
+            continue
+        assert len(keys) == 1
+        assert keys[0].name == "gc-test"
+        assert all(p["read_only"] for p in keys[0].perms)
+        stored = store.get(account.gate_id)
+        assert stored is not None and stored.key == keys[0].key
+        assert stored.secret == keys[0].secret
+
+
+async def test_a_restart_reuses_the_store_on_disk(
+    broker: BrokerClient, sim: Simulator, tmp_path: Path, master_key: str
+) -> None:
+    accounts = [a async for a in broker.list_sub_accounts()]
+    await KeyProvisioner(broker, KeyStore.open(tmp_path, master_key)).ensure_keys(accounts)
+    report = await KeyProvisioner(broker, KeyStore.open(tmp_path, master_key)).ensure_keys(accounts)
+    assert report.created == []
+    assert sim.state.calls["keys_created"] == 9
+
+
+async def test_replace_deletes_the_dead_key_and_stores_a_new_one(
+    broker: BrokerClient, sim: Simulator, store: KeyStore
+) -> None:
+    accounts = [a async for a in broker.list_sub_accounts() if a.gate_id == 100001]
+    provisioner = KeyProvisioner(broker, store)
+    await provisioner.ensure_keys(accounts)
+    old = store.get(100001)
+    assert old is not None
+
+    new = await provisioner.replace(100001, reason="INVALID_KEY on the WebSocket")
+    assert new.key != old.key
+    assert store.get(100001) == new
+    assert [k.key for k in sim.state.keys_of(100001)] == [new.key]
+
+
+async def test_replace_copes_with_a_key_gate_already_forgot(
+    broker: BrokerClient, sim: Simulator, store: KeyStore
+) -> None:
+    accounts = [a async for a in broker.list_sub_accounts() if a.gate_id == 100001]
+    provisioner = KeyProvisioner(broker, store)
+    await provisioner.ensure_keys(accounts)
+    old = store.get(100001)
+    assert old is not None
+    sim.state.revoke(old.key)
+    new = await provisioner.replace(100001, reason="revoked")
+    assert [k.key for k in sim.state.keys_of(100001)] == [new.key]
+
+
+async def test_verify_replaces_keys_revoked_on_gate(
+    broker: BrokerClient, sim: Simulator, store: KeyStore
+) -> None:
+    accounts = [a async for a in broker.list_sub_accounts()]
+    provisioner = KeyProvisioner(broker, store)
+    await provisioner.ensure_keys(accounts)
+    revoked = store.get(100002)
+    assert revoked is not None
+    sim.state.revoke(revoked.key)
+
+    report = await provisioner.ensure_keys(accounts, verify=True)
+    assert report.replaced == [100002]
+    assert report.created == []
+    fresh = store.get(100002)
+    assert fresh is not None and fresh.key != revoked.key
+    assert sim.state.calls["keys_created"] == 10
+
+
+async def test_orphan_keys_of_a_crashed_run_are_cleaned_up(
+    broker: BrokerClient, sim: Simulator, store: KeyStore
+) -> None:
+    # A previous run created a key but died before storing it: its secret is lost.
+    orphan = sim.state.create_key(100001, "gate-collector", [], [])
+    foreign = sim.state.create_key(100001, "trading-bot", [], [])
+    accounts = [a async for a in broker.list_sub_accounts() if a.gate_id == 100001]
+    await KeyProvisioner(broker, store).ensure_keys(accounts)
+    remaining = {k.key for k in sim.state.keys_of(100001)}
+    stored = store.get(100001)
+    assert stored is not None
+    assert orphan.key not in remaining
+    assert remaining == {foreign.key, stored.key}
+
+
+async def test_one_failing_account_does_not_stop_the_others(
+    broker: BrokerClient, sim: Simulator, store: KeyStore
+) -> None:
+    accounts = [a async for a in broker.list_sub_accounts()]
+    del sim.state.accounts[100003]  # vanished between listing and provisioning
+    report = await KeyProvisioner(broker, store).ensure_keys(accounts)
+    assert set(report.failed) == {100003}
+    assert "SUB_ACCOUNT_NOT_FOUND" in report.failed[100003]
+    assert len(report.created) == 8
+
+
+async def test_provisioning_many_accounts_stays_under_the_rate_limit(
+    broker: BrokerClient, sim: Simulator, store: KeyStore, autojump_clock: object
+) -> None:
+    sim.state.seed(188)  # 200 in all, 197 enabled
+    sim.state.rate_limit = 80
+    accounts = [a async for a in broker.list_sub_accounts()]
+    report = await KeyProvisioner(broker, store).ensure_keys(accounts)
+    assert len(report.created) == 197
+    assert report.failed == {}
+    assert len(store) == 197
