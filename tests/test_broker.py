@@ -58,7 +58,9 @@ async def test_sub_account_lifecycle(broker: BrokerClient, sim: Simulator) -> No
     assert created.id == "bob-1" and created.enabled
     assert (await broker.get_sub_account(created.gate_id)).name == "bob"
 
-    updated = await broker.update_sub_account(created.gate_id, SPEC.model_copy(update={"name": "b2"}))
+    updated = await broker.update_sub_account(
+        created.gate_id, SPEC.model_copy(update={"name": "b2"})
+    )
     assert updated.name == "b2"
 
     await broker.disable_sub_account(created.gate_id)
@@ -195,9 +197,7 @@ async def test_server_errors_give_up_after_the_attempts(
     assert sim.state.calls["GET info"] == 5
 
 
-async def test_non_idempotent_calls_are_not_retried(
-    broker: BrokerClient, sim: Simulator
-) -> None:
+async def test_non_idempotent_calls_are_not_retried(broker: BrokerClient, sim: Simulator) -> None:
     sim.state.faults.append(Fault("/broker/sub_account_keys", count=1))
     with pytest.raises(ServerError):
         await broker.create_key(100001, "x", READ)
@@ -260,9 +260,7 @@ async def test_429_without_any_hint_still_backs_off_and_then_raises(
     assert trio.current_time() - start >= 3.0
 
 
-async def test_clock_skew_is_measured_and_corrected(
-    broker: BrokerClient, sim: Simulator
-) -> None:
+async def test_clock_skew_is_measured_and_corrected(broker: BrokerClient, sim: Simulator) -> None:
     sim.state.skew = 120.0  # Gate's clock is two minutes ahead of ours
     with capture_logs() as logs:
         info = await broker.info()
@@ -337,9 +335,17 @@ async def test_signature_covers_the_encoded_query_as_sent(
     # sub_uid with characters that must be percent-encoded: the simulator checks
     # the signature against the raw query it received.
     sim.state.transfers.append(
-        {"client_order_id": "", "currency": "BTC", "sub_account": "a b&c", "direction": "to",
-         "amount": "1", "timest": str(int(sim.state.now())), "uid": "1", "source": "api",
-         "sub_account_type": "spot"}
+        {
+            "client_order_id": "",
+            "currency": "BTC",
+            "sub_account": "a b&c",
+            "direction": "to",
+            "amount": "1",
+            "timest": str(int(sim.state.now())),
+            "uid": "1",
+            "source": "api",
+            "sub_account_type": "spot",
+        }
     )
     rows = [t async for t in broker.list_transfers(start=int(sim.state.now()) - 60)]
     assert len(rows) == 1

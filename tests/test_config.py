@@ -103,8 +103,12 @@ def test_missing_file_says_so(tmp_path: Path) -> None:
 def test_secrets_come_from_the_environment() -> None:
     settings = load_settings(
         None,
-        {"GATE_API_KEY": "k1", "GATE_API_SECRET": "s1", "GATE_COLLECTOR_MASTER_KEY": "m1",
-         "INFLUX_TOKEN": "t1"},
+        {
+            "GATE_API_KEY": "k1",
+            "GATE_API_SECRET": "s1",
+            "GATE_COLLECTOR_MASTER_KEY": "m1",
+            "INFLUX_TOKEN": "t1",
+        },
     )
     creds = broker_credentials(settings)
     assert (creds.key, creds.secret) == ("k1", "s1")

@@ -1,0 +1,167 @@
+"""The ``gate-collector`` command as an operator runs it: subprocesses, real servers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from collector.keys import generate_master_key
+from tests.servers import InfluxServer, free_port
+
+EXE = [sys.executable, "-m", "collector.cli"]
+
+
+@dataclass
+class RunningSimulator:
+    rest_url: str
+    credentials: Path
+
+    @property
+    def secret(self) -> str:
+        return (self.credentials / "gate-api-secret").read_text()
+
+
+@pytest.fixture
+def simulator(tmp_path: Path) -> Iterator[RunningSimulator]:
+    creds = tmp_path / "creds"
+    process = subprocess.Popen(
+        [
+            *EXE,
+            "simulate",
+            "--accounts",
+            "10",
+            "--disabled-every",
+            "5",
+            "--credentials-dir",
+            str(creds),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert process.stdout is not None
+        ready = json.loads(process.stdout.readline())
+        yield RunningSimulator(ready["rest_url"], creds)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def run(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("GATE_", "INFLUX_"))}
+    full_env.update(env or {})
+    return subprocess.run(
+        [*EXE, *args], env=full_env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def config_file(tmp_path: Path, rest_url: str, influx_url: str) -> Path:
+    path = tmp_path / "collector.toml"
+    path.write_text(
+        f'[gate]\nrest_url = "{rest_url}"\n[state]\ndir = "{tmp_path}/state"\n'
+        f'[influx]\nurl = "{influx_url}"\n'
+    )
+    return path
+
+
+def test_accounts_lists_status_and_key_state(tmp_path: Path, simulator: RunningSimulator) -> None:
+    config = config_file(tmp_path, simulator.rest_url, "http://127.0.0.1:1")
+    env = {"CREDENTIALS_DIRECTORY": str(simulator.credentials)}
+    result = run(["accounts", "--config", str(config), "--json"], env)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert len(rows) == 10
+    assert sum(r["status"] == "disabled" for r in rows) == 2
+    assert {r["key"] for r in rows} == {"unknown", "-"}
+
+
+def test_accounts_provision_then_lists_stored_keys(
+    tmp_path: Path, simulator: RunningSimulator
+) -> None:
+    config = config_file(tmp_path, simulator.rest_url, "http://127.0.0.1:1")
+    env = {
+        "CREDENTIALS_DIRECTORY": str(simulator.credentials),
+        "GATE_COLLECTOR_MASTER_KEY": generate_master_key(),
+    }
+    before = json.loads(run(["accounts", "--config", str(config), "--json"], env).stdout)
+    assert {r["key"] for r in before if r["status"] == "enabled"} == {"missing"}
+
+    result = run(["accounts", "--config", str(config), "--json", "--provision"], env)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [r["key"] for r in rows if r["status"] == "enabled"] == ["stored"] * 8
+    assert "8 created" in result.stderr
+    again = run(["accounts", "--config", str(config), "--provision"], env)
+    assert "0 created, 8 reused" in again.stderr
+    assert "USER_ID" in again.stdout and "8 with a stored key" in again.stdout
+    assert simulator.secret not in result.stdout + result.stderr + again.stdout + again.stderr
+
+
+def test_check_passes_with_gate_and_influxdb_reachable(
+    tmp_path: Path, simulator: RunningSimulator, influxdb: InfluxServer
+) -> None:
+    config = config_file(tmp_path, simulator.rest_url, influxdb.url)
+    env = {
+        "CREDENTIALS_DIRECTORY": str(simulator.credentials),
+        "GATE_COLLECTOR_MASTER_KEY": generate_master_key(),
+    }
+    result = run(["check", "--config", str(config)], env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("ok:") == 4
+    assert simulator.secret not in result.stdout + result.stderr
+
+
+def test_check_fails_plainly_when_influxdb_is_down(
+    tmp_path: Path, simulator: RunningSimulator
+) -> None:
+    config = config_file(tmp_path, simulator.rest_url, f"http://127.0.0.1:{free_port()}")
+    env = {
+        "CREDENTIALS_DIRECTORY": str(simulator.credentials),
+        "GATE_COLLECTOR_MASTER_KEY": generate_master_key(),
+    }
+    result = run(["check", "--config", str(config)], env)
+    assert result.returncode == 1
+    assert "FAIL: InfluxDB" in result.stdout
+    assert "influx.url" in result.stdout
+
+
+def test_check_fails_plainly_on_a_wrong_broker_secret(
+    tmp_path: Path, simulator: RunningSimulator
+) -> None:
+    config = config_file(tmp_path, simulator.rest_url, "http://127.0.0.1:1")
+    key = (simulator.credentials / "gate-api-key").read_text()
+    env = {"GATE_API_KEY": key, "GATE_API_SECRET": "9" * 64}
+    result = run(["check", "--config", str(config)], env)
+    assert result.returncode == 1
+    assert "INVALID_SIGNATURE" in result.stdout
+    assert "9" * 64 not in result.stdout + result.stderr
+
+
+def test_check_fails_with_exit_2_on_a_bad_config(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("[gate]\nrest_urll = 'x'\n")
+    result = run(["check", "--config", str(path)])
+    assert result.returncode == 2
+    assert "gate.rest_urll" in result.stderr and "'rest_url'" in result.stderr
+
+
+def test_check_without_broker_key_says_where_to_put_it(tmp_path: Path) -> None:
+    config = config_file(tmp_path, "http://127.0.0.1:1/api/v4", "http://127.0.0.1:1")
+    result = run(["check", "--config", str(config)])
+    assert result.returncode == 2
+    assert "GATE_API_KEY" in result.stderr
+
+
+def test_genkey_prints_a_usable_master_key(tmp_path: Path) -> None:
+    result = run(["genkey"])
+    assert result.returncode == 0
+    from collector.keys import KeyStore
+
+    assert len(KeyStore.open(tmp_path, result.stdout.strip())) == 0
