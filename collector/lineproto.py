@@ -1,0 +1,126 @@
+"""Points and their InfluxDB line protocol encoding (the hot path).
+
+The encoding matches ``influxdb_client.Point.to_line_protocol()`` (proved by a
+property test): the same escaping of measurement, tag keys and values, field
+keys and string values; tags sorted by key; floats without a trailing ``.0``;
+integers with ``i``; non-finite floats left out. Fields keep their given order
+(InfluxDB does not care), which saves a sort per point.
+
+Speed comes from caching the escaped series key (measurement plus tags) and the
+escaped field keys: a collector writes the same few thousand series over and
+over.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Final, NamedTuple
+
+FieldValue = float | int | str | bool
+
+_ESCAPE_MEASUREMENT: Final = str.maketrans(
+    {",": r"\,", " ": r"\ ", "\n": r"\n", "\t": r"\t", "\r": r"\r"}
+)
+_ESCAPE_KEY: Final = str.maketrans(
+    {",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n", "\t": r"\t", "\r": r"\r"}
+)
+_ESCAPE_STRING: Final = str.maketrans({'"': r"\"", "\\": r"\\"})
+_CACHE_LIMIT: Final = 200_000
+
+
+class Point(NamedTuple):
+    """One InfluxDB point; ``tags`` are (key, value) pairs, ``time_ms`` in milliseconds."""
+
+    measurement: str
+    tags: tuple[tuple[str, str], ...]
+    fields: Mapping[str, FieldValue]
+    time_ms: int
+
+
+def escape_measurement(name: str) -> str:
+    """Escape a measurement name."""
+    return name.translate(_ESCAPE_MEASUREMENT)
+
+
+def escape_key(key: str) -> str:
+    """Escape a tag key, tag value or field key."""
+    return key.translate(_ESCAPE_KEY)
+
+
+def _escape_tag_value(value: str) -> str:
+    escaped = value.translate(_ESCAPE_KEY)
+    # A trailing backslash would escape the space that ends the tag set.
+    return escaped + " " if escaped.endswith("\\") else escaped
+
+
+def series_key(measurement: str, tags: tuple[tuple[str, str], ...]) -> str:
+    """``measurement,tag=value,...`` escaped, tags sorted, empty tags left out."""
+    parts = [escape_measurement(measurement)]
+    for key, value in sorted(tags):
+        k, v = escape_key(key), _escape_tag_value(value)
+        if k and v:
+            parts.append(f"{k}={v}")
+    return ",".join(parts)
+
+
+def _float(value: float) -> str | None:
+    if not math.isfinite(value):
+        return None
+    text = repr(value)
+    return text[:-2] if text.endswith(".0") else text
+
+
+class Encoder:
+    """Encodes points to lines, caching escaped series and field keys."""
+
+    def __init__(self) -> None:
+        self._series: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
+        self._keys: dict[str, str] = {}
+
+    def _series_key(self, point: Point) -> str:
+        cache_key = (point.measurement, point.tags)
+        found = self._series.get(cache_key)
+        if found is None:
+            if len(self._series) >= _CACHE_LIMIT:
+                self._series.clear()
+            found = self._series[cache_key] = series_key(point.measurement, point.tags)
+        return found
+
+    def _field_key(self, key: str) -> str:
+        found = self._keys.get(key)
+        if found is None:
+            if len(self._keys) >= _CACHE_LIMIT:
+                self._keys.clear()
+            found = self._keys[key] = key.translate(_ESCAPE_KEY)
+        return found
+
+    def encode(self, point: Point) -> str | None:
+        """The line for ``point`` (ms precision), or None when no field is writable."""
+        fields = []
+        for key, value in point.fields.items():
+            kind = type(value)
+            if kind is float:
+                text = _float(value)  # type: ignore[arg-type]
+                if text is None:
+                    continue
+            elif kind is int:
+                text = f"{value}i"
+            elif kind is bool:
+                text = "true" if value else "false"
+            elif kind is str:
+                text = f'"{value.translate(_ESCAPE_STRING)}"'  # type: ignore[union-attr]
+            else:
+                raise TypeError(f"field {key!r} has unsupported type {kind.__name__}")
+            fields.append(f"{self._field_key(key)}={text}")
+        if not fields:
+            return None
+        return f"{self._series_key(point)} {','.join(fields)} {point.time_ms}"
+
+
+_DEFAULT: Final = Encoder()
+
+
+def encode(point: Point) -> str | None:
+    """Encode one point with the shared encoder."""
+    return _DEFAULT.encode(point)
