@@ -21,7 +21,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP) system-deps
-	$(BIN)/pytest -q -s -p no:randomly -o python_files="bench_*.py" tests/bench
+	$(BIN)/pytest -q -s -o python_files="bench_*.py" tests/bench
 
 deps: $(STAMP)
 

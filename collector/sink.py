@@ -40,6 +40,7 @@ log = get_logger(__name__)
 
 MAX_BACKOFF: Final = 60.0
 BASE_BACKOFF: Final = 0.5
+MAX_RETRY_AFTER: Final = 300.0
 _DROPPED: Final = re.compile(r"dropped=(\d+)")
 _UNPARSABLE: Final = re.compile(r"unable to parse")
 
@@ -101,6 +102,7 @@ class Sink:
         extra_stats: Callable[[], dict[str, float | int]] | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
+        backoff: tuple[float, float] = (BASE_BACKOFF, MAX_BACKOFF),
     ) -> None:
         self._http = http
         self._settings = settings
@@ -118,6 +120,7 @@ class Sink:
         self._extra_stats = extra_stats
         self._rng = rng or random.Random()
         self._clock = clock
+        self._base_backoff, self._max_backoff = backoff
         self._encoder = Encoder()
         self._pending: list[str] = []
         self._queue: deque[list[str]] = deque()
@@ -323,8 +326,8 @@ class Sink:
         if response is not None:
             retry_after = response.headers.get("Retry-After")
             if retry_after is not None and retry_after.strip().isdigit():
-                return min(float(retry_after), MAX_BACKOFF * 5)
-        ceiling = min(MAX_BACKOFF, BASE_BACKOFF * 2 ** (failures - 1))
+                return min(float(retry_after), MAX_RETRY_AFTER)
+        ceiling = min(self._max_backoff, self._base_backoff * 2 ** (failures - 1))
         return self._rng.uniform(ceiling / 2, ceiling)
 
     # -- shutdown --------------------------------------------------------------
@@ -343,6 +346,7 @@ class Sink:
                 self._queue.popleft()
                 self._queued_points -= len(batch)
                 self._inflight = None
+        self._inflight = None  # a write cut off by the deadline: its batch is still queued
         left = list(self._queue)
         self._queue.clear()
         self._queued_points = 0

@@ -1,0 +1,417 @@
+"""The sink against real InfluxDB 1.x and VictoriaMetrics, and a few canned edge cases."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+import trio.testing
+from structlog.testing import capture_logs
+
+from collector.config import InfluxSettings
+from collector.lineproto import Point
+from collector.sink import Sink
+from collector.spool import Spool
+from tests.servers import InfluxServer, VictoriaMetrics, free_port, influx_server, victoria_metrics
+
+FAST = (0.02, 0.2)  # backoff base and cap for tests against real servers
+
+
+def detail_points(accounts: int, updates: int) -> Iterator[list[Point]]:
+    """Bundles of 3 asset_detail points (one update), values derived from the indices."""
+    for update in range(updates):
+        for account in range(accounts):
+            yield [
+                Point(
+                    "gate_unified_asset_detail",
+                    (("account", str(100_000 + account)), ("currency", currency)),
+                    {"available": update * 1000 + account + c / 10, "u": update},
+                    1_700_000_000_000 + update,
+                )
+                for c, currency in enumerate(("BTC", "ETH", "USDT"))
+            ]
+
+
+def settings_for(url: str, database: str, **overrides: Any) -> InfluxSettings:
+    values: dict[str, Any] = {
+        "url": url,
+        "database": database,
+        "batch_size": 1000,
+        "flush_interval": 0.05,
+        "flush_jitter": 0.0,
+    }
+    values.update(overrides)
+    return InfluxSettings(**values)
+
+
+@pytest.fixture
+def database(influxdb: InfluxServer) -> str:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    influxdb.create_database(name)
+    return name
+
+
+def scalar(server: InfluxServer, query: str, db: str) -> Any:
+    result = server.query(query, db=db)["results"][0]  # type: ignore[index]
+    series = result.get("series")
+    return series[0]["values"][0][1] if series else 0
+
+
+async def feed(sink: Sink, bundles: Iterator[list[Point]], *, until_written: int = 0) -> None:
+    """Run the sink over the bundles, close the channel, wait for it to finish."""
+    send, receive = trio.open_memory_channel[list[Point]](64)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sink.run, receive)
+        async with send:
+            for bundle in bundles:
+                await send.send(bundle)
+            while sink.stats.points_written < until_written:
+                await trio.sleep(0.01)
+
+
+# -- real InfluxDB ------------------------------------------------------------
+
+
+async def test_every_point_is_read_back_exactly(
+    influxdb: InfluxServer, database: str, http: httpx.AsyncClient
+) -> None:
+    sink = Sink(http, settings_for(influxdb.url, database), None, stats_interval=0)
+    await feed(sink, detail_points(accounts=100, updates=100))
+    assert sink.stats.points_written == 30_000
+    count = scalar(influxdb, "SELECT count(available) FROM gate_unified_asset_detail", database)
+    assert count == 30_000
+    expected_sum = sum(
+        u * 1000 + a + c / 10 for u in range(100) for a in range(100) for c in range(3)
+    )
+    total = scalar(influxdb, "SELECT sum(available) FROM gate_unified_asset_detail", database)
+    assert total == pytest.approx(expected_sum, rel=1e-12)
+    last = influxdb.query(
+        "SELECT available, u FROM gate_unified_asset_detail "
+        "WHERE account='100042' AND currency='ETH' ORDER BY time DESC LIMIT 1",
+        db=database,
+    )
+    row = last["results"][0]["series"][0]["values"][0]  # type: ignore[index]
+    assert row == [1_700_000_000_099, 99_042.1, 99]
+
+
+async def test_v1_without_gzip_also_lands(
+    influxdb: InfluxServer, database: str, http: httpx.AsyncClient
+) -> None:
+    sink = Sink(http, settings_for(influxdb.url, database, gzip=False), None, stats_interval=0)
+    await feed(sink, detail_points(accounts=10, updates=10))
+    assert scalar(influxdb, "SELECT count(u) FROM gate_unified_asset_detail", database) == 300
+
+
+async def test_a_batch_with_one_bad_line_lands_the_good_ones(
+    influxdb: InfluxServer, database: str, http: httpx.AsyncClient
+) -> None:
+    sink = Sink(http, settings_for(influxdb.url, database), None, stats_interval=0)
+    good = [Point("m", (("k", str(i)),), {"f": float(i)}, 1000 + i) for i in range(10)]
+    bad = Point("m", (("k", "0"),), {"f": "a string where a float was"}, 5000)
+    await feed(sink, iter([good[:5]]))  # InfluxDB now knows f as a float
+    with capture_logs() as logs:
+        await feed(sink, iter([good[5:8], [bad], good[8:]]))
+    assert scalar(influxdb, "SELECT count(f) FROM m", database) == 10
+    assert sink.stats.points_rejected == 1
+    assert sink.stats.points_written == 10
+    rejected = [e for e in logs if e["event"] == "influx_rejected_lines"]
+    assert len(rejected) == 1 and "field type conflict" in rejected[0]["answer"]
+
+
+async def test_413_splits_until_everything_lands(tmp_path: Path, http: httpx.AsyncClient) -> None:
+    with influx_server(tmp_path / "small", max_body_size=8000) as small:
+        small.create_database("split")
+        settings = settings_for(small.url, "split", gzip=False, batch_size=2000)
+        sink = Sink(http, settings, None, stats_interval=0)
+        with capture_logs() as logs:
+            await feed(sink, detail_points(accounts=50, updates=20))
+        assert scalar(small, "SELECT count(u) FROM gate_unified_asset_detail", "split") == 3000
+    assert sink.stats.points_written == 3000
+    assert any(e["event"] == "influx_batch_split" for e in logs)
+
+
+async def test_outage_spools_then_replays_everything(
+    tmp_path: Path, http: httpx.AsyncClient
+) -> None:
+    with influx_server(tmp_path / "flaky") as server:
+        server.create_database("outage")
+        spool = Spool(tmp_path / "spool", max_bytes=10**9)
+        settings = settings_for(server.url, "outage", batch_size=300, buffer_limit=600)
+        sink = Sink(http, settings, spool, stats_interval=0, backoff=FAST)
+        send, receive = trio.open_memory_channel[list[Point]](64)
+        bundles = list(detail_points(accounts=100, updates=30))  # 9,000 points
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sink.run, receive)
+            for bundle in bundles[:1000]:
+                await send.send(bundle)
+            while sink.stats.points_written < 3000:
+                await trio.sleep(0.01)
+            await trio.to_thread.run_sync(server.stop)
+            for bundle in bundles[1000:]:
+                await send.send(bundle)
+            while spool.points < 4000:
+                await trio.sleep(0.01)
+            assert sink.stats.write_errors > 0
+            await trio.to_thread.run_sync(server.start)
+            while len(spool) or sink.buffered_points:
+                await trio.sleep(0.01)
+            await send.aclose()
+        count = scalar(server, "SELECT count(u) FROM gate_unified_asset_detail", "outage")
+    assert count == 9000
+    assert list((tmp_path / "spool").iterdir()) == []
+    assert sink.stats.points_dropped == 0
+
+
+async def test_a_killed_writer_leaves_a_spool_the_next_one_replays(
+    tmp_path: Path, influxdb: InfluxServer, http: httpx.AsyncClient
+) -> None:
+    influxdb.create_database("crash")
+    spool_dir = tmp_path / "spool"
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.sink_worker",
+            f"http://127.0.0.1:{free_port()}",
+            str(spool_dir),
+            "1000",
+        ],
+        stdout=subprocess.PIPE,
+        cwd=Path(__file__).parent.parent,
+    )
+    assert worker.stdout is not None
+    spooled = int(worker.stdout.readline())
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.wait()
+    assert spooled >= 800
+
+    spool = Spool(spool_dir, max_bytes=10**9)
+    assert spool.points == spooled
+    sink = Sink(http, settings_for(influxdb.url, "crash"), spool, stats_interval=0)
+    send, receive = trio.open_memory_channel[list[Point]](1)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sink.run, receive)
+        while len(spool):
+            await trio.sleep(0.01)
+        await send.aclose()
+    assert scalar(influxdb, "SELECT count(i) FROM crash", "crash") == spooled
+
+
+async def test_shutdown_with_influxdb_down_spools_everything(
+    tmp_path: Path, http: httpx.AsyncClient
+) -> None:
+    spool = Spool(tmp_path / "spool", max_bytes=10**9)
+    settings = settings_for(f"http://127.0.0.1:{free_port()}", "gone", batch_size=100)
+    sink = Sink(http, settings, spool, stats_interval=0, shutdown_timeout=0.5, backoff=FAST)
+    await feed(sink, detail_points(accounts=10, updates=10))
+    assert spool.points == 300
+    assert sink.buffered_points == 0
+
+
+async def test_cancellation_flushes_what_is_buffered(
+    influxdb: InfluxServer, database: str, http: httpx.AsyncClient
+) -> None:
+    settings = settings_for(influxdb.url, database, batch_size=10_000, flush_interval=60.0)
+    sink = Sink(http, settings, None, stats_interval=0)
+    send, receive = trio.open_memory_channel[list[Point]](64)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sink.run, receive)
+        for bundle in detail_points(accounts=10, updates=5):
+            await send.send(bundle)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.cancel_scope.cancel()
+    assert scalar(influxdb, "SELECT count(u) FROM gate_unified_asset_detail", database) == 150
+
+
+# -- v2 write API (VictoriaMetrics) ---------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def victoria(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VictoriaMetrics]:
+    with victoria_metrics(tmp_path_factory.mktemp("vm")) as server:
+        yield server
+
+
+def vm_sample_count(vm: VictoriaMetrics, metric: str) -> int:
+    response = httpx.get(f"{vm.url}/api/v1/export", params={"match[]": metric}, timeout=30)
+    response.raise_for_status()
+    return sum(
+        len(httpx.Response(200, content=line).json()["values"])
+        for line in response.content.splitlines()
+        if line.strip()
+    )
+
+
+async def test_v2_write_api_lands_in_victoria_metrics(
+    victoria: VictoriaMetrics, http: httpx.AsyncClient
+) -> None:
+    settings = settings_for(victoria.url, "", api="v2", org="gate", bucket="gate", token="tkn")
+    sink = Sink(http, settings, None, stats_interval=0)
+    await feed(sink, detail_points(accounts=20, updates=10))
+    assert sink.stats.points_written == 600
+    httpx.get(f"{victoria.url}/internal/force_flush", timeout=10)
+    with trio.fail_after(30):
+        while vm_sample_count(victoria, "gate_unified_asset_detail_available") < 600:
+            await trio.sleep(0.2)
+    assert vm_sample_count(victoria, "gate_unified_asset_detail_available") == 600
+
+
+# -- canned answers (httpx.MockTransport), trio's autojump clock ----------------
+
+
+class Recorder:
+    """A fake InfluxDB that answers from a script and records what it got."""
+
+    def __init__(self, answers: list[httpx.Response] | None = None) -> None:
+        self.answers = answers or []
+        self.requests: list[httpx.Request] = []
+        self.times: list[float] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        self.times.append(trio.current_time())
+        return self.answers.pop(0) if self.answers else httpx.Response(204)
+
+    def lines(self, index: int) -> list[str]:
+        body = self.requests[index].content
+        if self.requests[index].headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        return body.decode().split("\n")
+
+
+def mock_sink(
+    recorder: Recorder, factory: Callable[[httpx.AsyncClient], Sink]
+) -> tuple[httpx.AsyncClient, Callable[[httpx.AsyncClient], Sink]]:
+    return httpx.AsyncClient(transport=httpx.MockTransport(recorder)), factory
+
+
+async def run_mock(
+    recorder: Recorder, settings: InfluxSettings, bundles: list[list[Point]], **kwargs: Any
+) -> Sink:
+    async with httpx.AsyncClient(transport=httpx.MockTransport(recorder)) as http:
+        sink = Sink(http, settings, None, **{"stats_interval": 0, **kwargs})
+        await feed(sink, iter(bundles))
+    return sink
+
+
+POINTS = [[Point("m", (), {"f": float(i)}, i)] for i in range(12)]
+
+
+async def test_429_retry_after_and_503_are_waited_out(autojump_clock: Any) -> None:
+    recorder = Recorder(
+        [
+            httpx.Response(429, headers={"Retry-After": "7"}),
+            httpx.Response(503, text="overloaded"),
+            httpx.Response(204),
+        ]
+    )
+    settings = settings_for("http://influx.test", "db", batch_size=100)
+    sink = await run_mock(recorder, settings, POINTS, backoff=(2.0, 10.0))
+    assert len(recorder.requests) == 3
+    assert recorder.times[1] - recorder.times[0] >= 7.0
+    assert recorder.times[2] - recorder.times[1] >= 1.0  # half of the first backoff step
+    assert recorder.lines(2) == recorder.lines(0)
+    assert sink.stats.points_written == 12
+    assert sink.stats.write_errors == 2
+
+
+async def test_401_keeps_the_data_and_alarms(autojump_clock: Any) -> None:
+    recorder = Recorder([httpx.Response(401, text="unauthorized")] * 3)
+    settings = settings_for("http://influx.test", "db", batch_size=100)
+    with capture_logs() as logs:
+        sink = await run_mock(recorder, settings, POINTS)
+    assert len(recorder.requests) == 4
+    assert sink.stats.points_written == 12
+    alarms = [e for e in logs if e["event"] == "influx_write_refused"]
+    assert len(alarms) == 3 and alarms[0]["log_level"] == "error"
+
+
+async def test_batches_are_cut_by_size_and_by_interval(autojump_clock: Any) -> None:
+    recorder = Recorder()
+    settings = settings_for("http://influx.test", "db", batch_size=5, flush_interval=1.0)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(recorder)) as http:
+        sink = Sink(http, settings, None, stats_interval=0)
+        send, receive = trio.open_memory_channel[list[Point]](64)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sink.run, receive)
+            for bundle in POINTS:
+                await send.send(bundle)
+            await trio.testing.wait_all_tasks_blocked()
+            assert [len(recorder.lines(i)) for i in range(len(recorder.requests))] == [5, 5]
+            await trio.sleep(1.5)
+            assert len(recorder.requests) == 3 and len(recorder.lines(2)) == 2
+            await send.aclose()
+
+
+async def test_v1_and_v2_requests_carry_their_parameters_and_credentials() -> None:
+    recorder = Recorder()
+    v1 = settings_for(
+        "http://influx.test", "gate", retention_policy="autogen", username="writer", password="pw-1"
+    )
+    await run_mock(recorder, v1, POINTS[:1])
+    v2 = settings_for("http://influx.test", "", api="v2", org="o", bucket="b", token="tok-1")
+    await run_mock(recorder, v2, POINTS[:1])
+    first, second = recorder.requests
+    assert first.url.path == "/write"
+    assert dict(first.url.params) == {"db": "gate", "rp": "autogen", "precision": "ms"}
+    assert first.headers["Authorization"].startswith("Basic ")
+    assert first.headers["Content-Encoding"] == "gzip"
+    assert second.url.path == "/api/v2/write"
+    assert dict(second.url.params) == {"org": "o", "bucket": "b", "precision": "ms"}
+    assert second.headers["Authorization"] == "Token tok-1"
+
+
+async def test_self_metrics_are_written_on_an_interval(autojump_clock: Any) -> None:
+    recorder = Recorder()
+    settings = settings_for("http://influx.test", "db", batch_size=100, flush_interval=1.0)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(recorder)) as http:
+        sink = Sink(
+            http,
+            settings,
+            None,
+            stats_interval=10.0,
+            instance="box-1",
+            shard="2/4",
+            extra_stats=lambda: {"sessions_total": 7},
+        )
+        send, receive = trio.open_memory_channel[list[Point]](64)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sink.run, receive)
+            await send.send(POINTS[0])
+            await trio.sleep(12)
+            await send.aclose()
+    lines = [line for i in range(len(recorder.requests)) for line in recorder.lines(i)]
+    stats = [line for line in lines if line.startswith("collector_stats,")]
+    assert stats, lines
+    assert stats[0].startswith("collector_stats,instance=box-1,shard=2/4 ")
+    for name in (
+        "points_written=1i",
+        "points_dropped=0i",
+        "points_rejected=0i",
+        "buffer_size=",
+        "spool_bytes=0i",
+        "write_errors=0i",
+        "write_time_ms=",
+        "sessions_total=7i",
+    ):
+        assert name in stats[0]
+
+
+async def test_without_a_spool_overflow_is_dropped_and_counted(autojump_clock: Any) -> None:
+    recorder = Recorder([httpx.Response(503)] * 1000)
+    settings = settings_for("http://influx.test", "db", batch_size=2, buffer_limit=4)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(recorder)) as http:
+        sink = Sink(http, settings, None, stats_interval=0, shutdown_timeout=0.1)
+        with capture_logs():
+            await feed(sink, iter(POINTS))
+    assert sink.stats.points_dropped == 12
