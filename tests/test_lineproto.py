@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from influxdb_client import Point as ClientPoint
 from influxdb_client import WritePrecision
 
-from collector.lineproto import Encoder, Point, encode
+from collector.lineproto import Encoder, FloatText, Point, encode, float_text
 
 names = st.text(min_size=1, max_size=12).filter(lambda s: not s.startswith("#"))
 values = st.one_of(
@@ -102,3 +104,19 @@ def test_non_finite_floats_are_left_out_and_an_empty_point_is_none() -> None:
 
 def test_empty_tag_values_are_left_out() -> None:
     assert encode(Point("m", (("a", ""), ("b", "x")), {"f": 1.0}, 1)) == "m,b=x f=1 1"
+
+
+@pytest.mark.parametrize(
+    "text", ["0", "-1005719.51", "0.000000", "1086390.949548", "1e10", "2.5E-3"]
+)
+def test_decimal_strings_are_written_as_they_came(text: str) -> None:
+    value = float_text(text)
+    assert isinstance(value, FloatText)
+    assert encode(Point("m", (), {"b": value}, 1)) == f"m b={text} 1"
+
+
+@pytest.mark.parametrize(
+    "text", ["", "nan", "inf", "1_000", " 1", "1,5", "0x10", "1e999", "+1", "1.", ".5", "--1"]
+)
+def test_anything_but_a_plain_finite_decimal_is_refused(text: str) -> None:
+    assert float_text(text) is None
