@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Final, NamedTuple
+from typing import Final, NamedTuple, cast
 
 
 class FloatText(str):
@@ -117,12 +117,14 @@ class Encoder:
         for key, value in point.fields.items():
             prefix = prefixes.get(key) or self._field_prefix(key)
             kind = type(value)
+            # Exact type checks (not isinstance) are the fast path; casts are for mypy.
             if kind is FloatText:
-                append(prefix + value)  # type: ignore[operator]
+                append(prefix + cast(str, value))
             elif kind is float:
-                if value - value != 0:  # NaN or infinity: InfluxDB cannot store it
+                number = cast(float, value)
+                if number - number != 0:  # NaN or infinity: InfluxDB cannot store it
                     continue
-                text = repr(value)
+                text = repr(number)
                 if text[-2:] == ".0":
                     text = text[:-2]
                 append(prefix + text)
@@ -131,7 +133,7 @@ class Encoder:
             elif kind is bool:
                 append(prefix + ("true" if value else "false"))
             elif kind is str:
-                append(f'{prefix}"{value.translate(_ESCAPE_STRING)}"')  # type: ignore[union-attr]
+                append(f'{prefix}"{cast(str, value).translate(_ESCAPE_STRING)}"')
             else:
                 raise TypeError(f"field {key!r} has unsupported type {kind.__name__}")
         if not parts:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import pytest
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from influxdb_client import Point as ClientPoint
