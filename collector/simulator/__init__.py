@@ -4,9 +4,11 @@ the demo and benchmarks. Strict: it verifies every signature and time window."""
 from __future__ import annotations
 
 import secrets
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import trio
 
@@ -14,6 +16,7 @@ from collector.gate.signing import ApiCredentials
 from collector.simulator.httpserver import serve_http
 from collector.simulator.rest import RestApi
 from collector.simulator.state import BrokerState
+from collector.simulator.ws import serve_unified
 
 __all__ = ["BrokerState", "Simulator", "new_broker_credentials"]
 
@@ -30,6 +33,8 @@ class Simulator:
     state: BrokerState
     host: str = "127.0.0.1"
     rest_port: int = 0
+    ws_port: int = 0
+    ssl_context: ssl.SSLContext | None = None
 
     @classmethod
     def create(
@@ -48,15 +53,26 @@ class Simulator:
         """``http://host:port/api/v4``: what goes into ``gate.rest_url``."""
         return f"http://{self.host}:{self.rest_port}/api/v4"
 
+    @property
+    def ws_url(self) -> str:
+        """``ws://host:port/v4/ws/unified`` (``wss://`` with TLS): ``gate.ws_url``."""
+        scheme = "wss" if self.ssl_context else "ws"
+        return f"{scheme}://{self.host}:{self.ws_port}/v4/ws/unified"
+
     async def start(self, nursery: trio.Nursery) -> None:
         """Start listening (ports chosen by the OS unless set)."""
         api = RestApi(self.state)
         self.rest_port = await nursery.start(
-            lambda task_status: serve_http(
-                api.handler(),
+            partial(
+                serve_http, api.handler(), host=self.host, port=self.rest_port, date=self.state.now
+            )
+        )
+        self.ws_port = await nursery.start(
+            partial(
+                serve_unified,
+                self.state,
                 host=self.host,
-                port=self.rest_port,
-                date=self.state.now,
-                task_status=task_status,
+                port=self.ws_port,
+                ssl_context=self.ssl_context,
             )
         )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,14 +17,33 @@ from collector.gate.signing import ApiCredentials
 
 
 @dataclass
+class WsFault:
+    """A fault for the next push to one account's WebSocket session.
+
+    kind: ``gap`` (skip ``count`` u values on ``channel``), ``drop`` (close the
+    connection), ``silence`` (send nothing for ``seconds``), ``malformed`` (a frame
+    that is not JSON), ``error`` (an error frame), ``upgrade`` (ask to reconnect).
+    """
+
+    kind: str
+    channel: str = "unified.asset_detail"
+    count: int = 1
+    seconds: float = 0.0
+
+
+@dataclass
 class SimSubAccount:
-    """A sub-account as Gate stores it."""
+    """A sub-account as Gate stores it, and how its WebSocket pushes behave."""
 
     gate_id: int
     id: str
     name: str
     status: str = "enabled"
     rates: dict[str, Any] = field(default_factory=dict)
+    # "counter": u counts up per channel; "identity": u is the account's user id.
+    u_mode: str = "counter"
+    currencies: list[str] = field(default_factory=lambda: ["BTC", "ETH", "USDT"])
+    ws_faults: deque[WsFault] = field(default_factory=deque)
 
     def as_json(self) -> dict[str, Any]:
         """The Broker API's ``BrokerSubAccount`` shape."""
@@ -100,6 +119,14 @@ class BrokerState:
     skew: float = 0.0
     calls: Counter[str] = field(default_factory=Counter)
     next_gate_id: int = 100_001
+    # WebSocket side
+    push_interval: float = 1.0
+    sequence: dict[tuple[int, str], int] = field(default_factory=dict)
+    pushed: Counter[tuple[int, str]] = field(default_factory=Counter)
+    last_pushed: dict[tuple[int, str, str], dict[str, Any]] = field(default_factory=dict)
+    skipped: Counter[tuple[int, str]] = field(default_factory=Counter)
+    ws_connections: int = 0
+    ws_events: Counter[str] = field(default_factory=Counter)
 
     def now(self) -> float:
         """Gate's idea of the current time."""

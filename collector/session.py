@@ -1,0 +1,306 @@
+"""AccountSession: one authenticated unified WebSocket per sub-account.
+
+It connects (TLS with the system CAs or ``gate.ca_file``, optionally from a
+given local address), subscribes to ``unified.assets`` and
+``unified.asset_detail``, checks the acks, sends ``unified.ping`` on an
+interval, and hands points to the sink through a bounded trio channel (a full
+channel slows the session down; nothing queues without bound).
+
+It reconnects when no frame arrives within ``frame_timeout``, when the server
+closes, and on ``upgrade``, with capped exponential backoff plus jitter that
+resets once a connection has been stable. An authentication error is not
+retried: :meth:`AccountSession.run` raises :class:`AuthenticationFailed` so the
+owner can replace the key.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import ssl
+import time
+from collections.abc import Callable, Container
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import urlsplit
+
+import trio
+from trio_websocket import (
+    ConnectionClosed,
+    ConnectionRejected,
+    DisconnectionTimeout,
+    HandshakeError,
+    WebSocketConnection,
+    wrap_client_stream,
+)
+
+from collector.config import GateSettings
+from collector.gate import protocol
+from collector.gate.signing import ApiCredentials
+from collector.lineproto import Point
+from collector.logging import get_logger
+from collector.normalize import Normalizer
+
+log = get_logger(__name__)
+
+CLOSE_TIMEOUT: Final = 2.0
+_CONNECT_ERRORS: Final = (
+    OSError,
+    trio.BrokenResourceError,
+    trio.TooSlowError,
+    ssl.SSLError,
+    HandshakeError,
+    ConnectionRejected,
+    DisconnectionTimeout,
+    ConnectionClosed,
+)
+
+
+class AuthenticationFailed(Exception):
+    """Gate refused the account's key: replace it (the session has stopped)."""
+
+    def __init__(self, account: int, message: str) -> None:
+        super().__init__(f"account {account}: Gate refused the key: {message}")
+        self.account = account
+        self.reason = message
+
+
+@dataclass(frozen=True)
+class SessionTiming:
+    """Intervals and deadlines, in seconds."""
+
+    ping_interval: float = 15.0
+    frame_timeout: float = 45.0
+    connect_timeout: float = 15.0
+    backoff_base: float = 1.0
+    backoff_max: float = 60.0
+    stable_after: float = 60.0
+
+
+@dataclass
+class SessionStats:
+    """What a session exposes about itself."""
+
+    connected: bool = False
+    last_frame_at: float | None = None
+    frames: int = 0
+    frames_invalid: int = 0
+    fields_invalid: int = 0
+    frames_rejected: int = 0
+    errors: int = 0
+    reconnects: int = 0
+    gaps: int = 0
+    points: int = 0
+
+    def last_frame_age(self, now: float) -> float | None:
+        """Seconds since the last frame (trio clock), None before the first."""
+        return None if self.last_frame_at is None else now - self.last_frame_at
+
+
+@functools.lru_cache(maxsize=8)
+def tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """One client TLS context per CA file (system CAs when None), shared by all sessions."""
+    return ssl.create_default_context(cafile=ca_file)
+
+
+class AccountSession:
+    """The WebSocket session of one sub-account."""
+
+    def __init__(
+        self,
+        account: int,
+        label: str,
+        creds: ApiCredentials,
+        gate: GateSettings,
+        points: trio.MemorySendChannel[list[Point]],
+        *,
+        timing: SessionTiming | None = None,
+        local_address: str | None = None,
+        other_accounts: Container[int] = frozenset(),
+        wall_clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.account = account
+        self._creds = creds
+        self._gate = gate
+        self._points = points
+        self._timing = timing or SessionTiming()
+        self._local_address = local_address
+        self._wall_clock = wall_clock
+        self._rng = rng or random.Random()
+        self._normalizer = Normalizer(account, label, other_accounts)
+        self._log = log.bind(account=account)
+        self._close_reason: str | AuthenticationFailed | None = None
+        self.stats = SessionStats()
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Stay connected until cancelled; raise AuthenticationFailed on a refused key."""
+        failures = 0
+        while True:
+            started = trio.current_time()
+            reason = await self._connect_and_serve()
+            if isinstance(reason, AuthenticationFailed):
+                self._log.error("session_auth_failed", reason=reason.reason)
+                raise reason
+            stable = trio.current_time() - started >= self._timing.stable_after
+            failures = 1 if stable else failures + 1
+            self.stats.reconnects += 1
+            self._normalizer.sequence.reconnected()
+            delay = self._backoff(failures)
+            self._log.warning("session_reconnect", reason=reason, wait_seconds=round(delay, 2))
+            await trio.sleep(delay)
+
+    def _backoff(self, failures: int) -> float:
+        ceiling = min(self._timing.backoff_max, self._timing.backoff_base * 2 ** (failures - 1))
+        return self._rng.uniform(ceiling / 2, ceiling)
+
+    async def _connect_and_serve(self) -> str | AuthenticationFailed:
+        """One connection, from connect to close; returns why it ended."""
+        self._close_reason = None
+        async with trio.open_nursery() as nursery:
+            ws = await self._connect(nursery)
+            if ws is not None:
+                try:
+                    await self._serve(ws, nursery)
+                finally:
+                    self.stats.connected = False
+                    await self._close(ws)
+                    nursery.cancel_scope.cancel()
+        return self._close_reason or "connection ended"
+
+    async def _connect(self, nursery: trio.Nursery) -> WebSocketConnection | None:
+        url = urlsplit(self._gate.ws_url)
+        secure = url.scheme == "wss"
+        host = url.hostname or ""
+        port = url.port or (443 if secure else 80)
+        resource = url.path + (f"?{url.query}" if url.query else "")
+        try:
+            with trio.fail_after(self._timing.connect_timeout):
+                stream: trio.SocketStream | trio.SSLStream[trio.SocketStream]
+                stream = await trio.open_tcp_stream(host, port, local_address=self._local_address)
+                if secure:
+                    stream = trio.SSLStream(
+                        stream, tls_context(self._gate.ca_file), server_hostname=host
+                    )
+                    await stream.do_handshake()
+                return await wrap_client_stream(nursery, stream, host, resource)
+        except _CONNECT_ERRORS as exc:
+            self._close_reason = f"connect to {self._gate.ws_url} failed: {exc!r}"
+            return None
+
+    async def _serve(self, ws: WebSocketConnection, nursery: trio.Nursery) -> None:
+        now = trio.current_time()
+        self.stats.connected = True
+        self.stats.last_frame_at = now
+        self._log.info("session_connected")
+        for channel in protocol.CHANNELS:
+            if not await self._send(ws, self._subscribe(channel)):
+                return
+        nursery.start_soon(self._pinger, ws)
+        nursery.start_soon(self._watchdog, nursery.cancel_scope)
+        await self._read(ws)
+
+    async def _close(self, ws: WebSocketConnection) -> None:
+        with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
+            if self._close_reason is None:  # stopped from outside: leave politely
+                for channel in protocol.CHANNELS:
+                    if not await self._send(ws, self._request(channel, "unsubscribe")):
+                        break
+            await ws.aclose()
+
+    # -- frames ------------------------------------------------------------------
+
+    def _request(self, channel: str, event: str) -> bytes:
+        payload = list(self._gate.currencies) if channel == protocol.ASSET_DETAIL else []
+        now = int(self._wall_clock())
+        return protocol.request(channel, event, payload, now, self._creds)
+
+    def _subscribe(self, channel: str) -> bytes:
+        return self._request(channel, "subscribe")
+
+    async def _send(self, ws: WebSocketConnection, message: bytes) -> bool:
+        try:
+            await ws.send_message(message.decode())
+        except ConnectionClosed as exc:
+            self._close_reason = self._close_reason or f"closed while sending ({exc.reason})"
+            return False
+        return True
+
+    async def _pinger(self, ws: WebSocketConnection) -> None:
+        while True:
+            await trio.sleep(self._timing.ping_interval)
+            if not await self._send(ws, protocol.ping(int(self._wall_clock()))):
+                return
+
+    async def _watchdog(self, scope: trio.CancelScope) -> None:
+        timeout = self._timing.frame_timeout
+        while True:
+            deadline = (self.stats.last_frame_at or trio.current_time()) + timeout
+            if trio.current_time() >= deadline:
+                self._close_reason = f"no frame for {timeout:g} s"
+                scope.cancel()
+                return
+            await trio.sleep_until(deadline)
+
+    async def _read(self, ws: WebSocketConnection) -> None:
+        while self._close_reason is None:
+            try:
+                message = await ws.get_message()
+            except ConnectionClosed as exc:
+                self._close_reason = f"closed by the server ({exc.reason})"
+                return
+            self.stats.frames += 1
+            self.stats.last_frame_at = trio.current_time()
+            await self._handle(ws, protocol.parse(message))
+
+    async def _handle(self, ws: WebSocketConnection, event: protocol.Event) -> None:
+        if isinstance(event, protocol.Update):
+            await self._on_update(ws, event)
+        elif isinstance(event, protocol.Error):
+            self._on_error(event)
+        elif isinstance(event, protocol.Invalid):
+            self.stats.frames_invalid += 1
+            self._log.warning("frame_invalid", reason=event.reason, frame=event.excerpt)
+        elif isinstance(event, protocol.Upgrade):
+            self._close_reason = "the server asked to reconnect (upgrade)"
+        elif isinstance(event, protocol.Ack):
+            self._log.debug("subscribed", channel=event.channel, request=event.event)
+
+    async def _on_update(self, ws: WebSocketConnection, event: protocol.Update) -> None:
+        result = self._normalizer.normalize(event)
+        self.stats.fields_invalid += result.invalid_fields
+        if result.rejected is not None:
+            self.stats.frames_rejected += 1
+            self._log.error("frame_rejected", channel=event.channel, reason=result.rejected)
+        for gap in result.gaps:
+            if gap.reason == "sequence":
+                self.stats.gaps += 1
+            self._log.warning(
+                "sequence_gap",
+                channel=gap.channel,
+                reason=gap.reason,
+                expected=gap.expected,
+                received=gap.received,
+                missed=gap.missed,
+            )
+        if result.points:
+            self.stats.points += len(result.points)
+            await self._points.send(result.points)
+        if result.resubscribe:
+            await self._send(ws, self._subscribe(event.channel))
+
+    def _on_error(self, event: protocol.Error) -> None:
+        if event.kind is protocol.ErrorKind.AUTH:
+            self._close_reason = AuthenticationFailed(self.account, event.message)
+            return
+        self.stats.errors += 1
+        self._log.warning(
+            "gate_error",
+            channel=event.channel,
+            event_name=event.event,
+            code=event.code,
+            message=event.message,
+            kind=event.kind.value,
+        )

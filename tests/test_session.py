@@ -1,0 +1,356 @@
+"""AccountSession against the simulator's unified WebSocket.
+
+Rules these tests keep: everything on loopback, port 0, trio's autojump clock
+for anything about time (a 45 s watchdog passes instantly), no real sleeps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+import trustme
+
+from collector.config import GateSettings
+from collector.gate.protocol import ASSET_DETAIL, ASSETS
+from collector.gate.signing import ApiCredentials
+from collector.lineproto import Point
+from collector.session import AccountSession, AuthenticationFailed, SessionTiming
+from collector.simulator import Simulator
+from collector.simulator.state import WsFault
+
+ACCOUNT = 100001
+TIMING = SessionTiming(ping_interval=10, frame_timeout=45, backoff_base=1, backoff_max=8)
+
+
+@dataclass
+class Run:
+    """A session under test and everything it sent to the sink."""
+
+    session: AccountSession
+    points: list[Point] = field(default_factory=list)
+    error: BaseException | None = None
+    done: trio.Event = field(default_factory=trio.Event)
+
+    def measurement(self, name: str) -> list[Point]:
+        return [p for p in self.points if p.measurement == name]
+
+
+def account_key(sim: Simulator, account: int = ACCOUNT) -> ApiCredentials:
+    key = sim.state.create_key(account, "gate-collector", [], [])
+    return ApiCredentials(key.key, key.secret)
+
+
+async def start(
+    nursery: trio.Nursery,
+    sim: Simulator,
+    creds: ApiCredentials,
+    wall_clock: Callable[[], float],
+    account: int = ACCOUNT,
+    buffer: int = 1000,
+    consume: bool = True,
+    other_accounts: frozenset[int] = frozenset(),
+    **gate: Any,
+) -> Run:
+    settings = GateSettings(ws_url=sim.ws_url, **gate)
+    send, receive = trio.open_memory_channel[list[Point]](buffer)
+    session = AccountSession(
+        account,
+        f"sub-{account}",
+        creds,
+        settings,
+        send,
+        timing=TIMING,
+        wall_clock=wall_clock,
+        other_accounts=other_accounts,
+    )
+    run = Run(session)
+
+    async def drive() -> None:
+        try:
+            await session.run()
+        except AuthenticationFailed as exc:
+            run.error = exc
+        finally:
+            run.done.set()
+
+    async def collect() -> None:
+        async for bundle in receive:
+            run.points.extend(bundle)
+
+    nursery.start_soon(drive)
+    if consume:
+        nursery.start_soon(collect)
+    return run
+
+
+@pytest.fixture(autouse=True)
+def fast_pushes(sim: Simulator) -> None:
+    sim.state.push_interval = 1.0
+
+
+def detail_values(points: list[Point], currency: str) -> list[Point]:
+    return [p for p in points if dict(p.tags).get("currency") == currency]
+
+
+async def test_data_flows_from_both_channels(
+    sim: Simulator, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock,
+    wall_clock: Callable[[], float],
+) -> None:
+    run = await start(nursery, sim, account_key(sim), wall_clock)
+    await trio.sleep(10.5)
+    pushed_assets = sim.state.pushed[(ACCOUNT, ASSETS)]
+    pushed_detail = sim.state.pushed[(ACCOUNT, ASSET_DETAIL)]
+    assert pushed_assets >= 9 and pushed_detail >= 9
+    assert len(run.measurement("gate_unified_assets")) == pushed_assets
+    assert len(run.measurement("gate_unified_asset_detail")) == 3 * pushed_detail
+    last_btc = detail_values(run.points, "BTC")[-1]
+    sent = sim.state.last_pushed[(ACCOUNT, ASSET_DETAIL, "BTC")]
+    assert last_btc.fields["available"] == sent["a"]
+    assert last_btc.fields["balance"] == sent["b"]
+    assert dict(last_btc.tags) == {
+        "account": str(ACCOUNT), "account_label": f"sub-{ACCOUNT}", "currency": "BTC"
+    }
+    assets = run.measurement("gate_unified_assets")[-1]
+    assert "c" not in assets.fields and "credit_available_margin" not in assets.fields
+    assert set(assets.fields) >= {"unified_account_total_equity", "u", "refresh_time"}
+    assert run.session.stats.connected
+    assert run.session.stats.gaps == 0 and run.session.stats.reconnects == 0
+    assert run.measurement("gate_sequence_gap") == []
+
+
+async def test_pings_keep_an_idle_session_alive(
+    sim: Simulator, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock,
+    wall_clock: Callable[[], float],
+) -> None:
+    sim.state.push_interval = 10_000  # no data at all: only pongs arrive
+    run = await start(nursery, sim, account_key(sim), wall_clock)
+    await trio.sleep(300)
+    assert run.session.stats.reconnects == 0
+    assert run.session.stats.frames >= 30  # 2 acks + a pong every 10 s
+
+
+async def test_a_dropped_connection_reconnects_and_data_resumes(
+    sim: Simulator, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock,
+    wall_clock: Callable[[], float],
+) -> None:
+    run = await start(nursery, sim, account_key(sim), wall_clock)
+    await trio.sleep(3.5)
+    sim.state.accounts[ACCOUNT].ws_faults.append(WsFault("drop"))
+    await trio.sleep(10)
+    assert run.session.stats.reconnects == 1
+    assert run.session.stats.connected
+    pushed = sim.state.pushed[(ACCOUNT, ASSET_DETAIL)]
+    assert len(run.measurement("gate_unified_asset_detail")) == 3 * pushed
+    reconnect_gaps = run.measurement("gate_sequence_gap")
+    assert {dict(p.tags)["reason"] for p in reconnect_gaps} == {"reconnect"}
+    assert {dict(p.tags)["channel"] for p in reconnect_gaps} == {ASSETS, ASSET_DETAIL}
+    assert all(p.fields["missed"] == 0 for p in reconnect_gaps)  # Gate's counter went on
+
+
+async def test_silence_triggers_the_watchdog(
+    sim: Simulator, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock,
+    wall_clock: Callable[[], float],
+) -> None:
+    run = await start(nursery, sim, account_key(sim), wall_clock)
+    await trio.sleep(2.5)
+    sim.state.accounts[ACCOUNT].ws_faults.append(WsFault("silence", seconds=1000))
+    silent_from = trio.current_time()
+    while run.session.stats.reconnects == 0:
+        await trio.sleep(1)
+    waited = trio.current_time() - silent_from
+    assert 44 <= waited <= 48
+    before = len(run.points)
+    await trio.sleep(15)
+    assert run.session.stats.connected
+    assert len(run.points) > before
+
+
+async def test_an_upgrade_event_reconnects(
+    sim: Simulator, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock,
+    wall_clock: Callable[[], float],
+) -> None:
+    run = await start(nursery, sim, account_key(sim), wall_clock)
+    await trio.sleep(2.5)
+    sim.state.accounts[ACCOUNT].ws_faults.append(WsFault("upgrade"))
+    await trio.sleep(10)
+    assert run.session.stats.reconnects == 1
+    assert sim.state.ws_events["subscribe"] == 4
+
+
+async def test_malformed_and_error_frames_are_counted_and_the_session_lives_on(
+    sim: Simulator, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock,
+    wall_clock: Callable[[], float],
+) -> None:
+    run = await start(nursery, sim, account_key(sim), wall_clock)
+    await trio.sleep(2.5)
+    faults = sim.state.accounts[ACCOUNT].ws_faults
+    faults.extend([WsFault("malformed"), WsFault("error"), WsFault("malformed")])
+    await trio.sleep(10)
+    stats = run.session.stats
+    assert stats.frames_invalid == 2
+    assert stats.errors == 1
+    assert stats.reconnects == 0 and stats.connected
+    pushed = sim.state.pushed[(ACCOUNT, ASSET_DETAIL)]
+    assert len(run.measurement("gate_unified_asset_detail")) == 3 * pushed
+
+
+async def test_a_sequence_gap_is_recorded_and_resubscribes(
+    sim: Simulator, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock,
+    wall_clock: Callable[[], float],
+) -> None:
+    run = await start(nursery, sim, account_key(sim), wall_clock)
+    await trio.sleep(3.5)
+    sim.state.accounts[ACCOUNT].ws_faults.append(WsFault("gap", channel=ASSET_DETAIL, count=4))
+    await trio.sleep(5)
+    gaps = run.measurement("gate_sequence_gap")
+    assert len(gaps) == 1
+    assert dict(gaps[0].tags) == {
+        "account": str(ACCOUNT), "channel": ASSET_DETAIL, "reason": "sequence"
+    }
+    assert gaps[0].fields["missed"] == 4
+    assert gaps[0].fields["received"] == gaps[0].fields["expected"] + 4
+    assert run.session.stats.gaps == 1
+    assert sim.state.ws_events["subscribe"] == 3  # the resubscribe of asset_detail
+    pushed = sim.state.pushed[(ACCOUNT, ASSET_DETAIL)]
+    assert len(run.measurement("gate_unified_asset_detail")) == 3 * pushed
+
+
+async def test_identity_mode_checks_the_account_and_writes_everything(
+    sim: Simulator, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock,
+    wall_clock: Callable[[], float],
+) -> None:
+    sim.state.accounts[ACCOUNT].u_mode = "identity"
+    run = await start(nursery, sim, account_key(sim), wall_clock)
+    await trio.sleep(10.5)
+    assert run.measurement("gate_sequence_gap") == []
+    assert all(p.fields["u"] == ACCOUNT for p in run.points)
+    assert len(run.measurement("gate_unified_assets")) == sim.state.pushed[(ACCOUNT, ASSETS)]
+
+
+async def test_a_key_of_another_account_is_rejected_and_flagged(
+    sim: Simulator, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock,
+    wall_clock: Callable[[], float],
+) -> None:
+    # The stored key belongs to 100002 but is used for 100001's session.
+    sim.state.accounts[100002].u_mode = "identity"
+    sim.state.accounts[ACCOUNT].u_mode = "identity"
+    others = frozenset(sim.state.accounts) - {ACCOUNT}
+    run = await start(nursery, sim, account_key(sim, 100002), wall_clock, other_accounts=others)
+    await trio.sleep(5.5)
+    assert run.points == []
+    assert run.session.stats.frames_rejected >= 8
+
+
+async def test_a_revoked_key_is_reported_and_not_hammered(
+    sim: Simulator, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock,
+    wall_clock: Callable[[], float],
+) -> None:
+    creds = account_key(sim)
+    run = await start(nursery, sim, creds, wall_clock)
+    await trio.sleep(2.5)
+    sim.state.revoke(creds.key)
+    with trio.fail_after(60):
+        await run.done.wait()
+    assert isinstance(run.error, AuthenticationFailed)
+    assert "INVALID_KEY" in run.error.reason
+    await trio.sleep(600)
+    assert sim.state.ws_events["auth_refused"] <= 2
+
+
+async def test_a_wrong_secret_fails_at_once(
+    sim: Simulator, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock,
+    wall_clock: Callable[[], float],
+) -> None:
+    creds = account_key(sim)
+    run = await start(nursery, sim, ApiCredentials(creds.key, "0" * 64), wall_clock)
+    with trio.fail_after(5):
+        await run.done.wait()
+    assert isinstance(run.error, AuthenticationFailed)
+    assert "INVALID_SIGNATURE" in run.error.reason
+    assert "0" * 64 not in str(run.error)
+
+
+async def test_clock_outside_the_window_is_an_auth_failure(
+    sim: Simulator, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock,
+    wall_clock: Callable[[], float],
+) -> None:
+    run = await start(nursery, sim, account_key(sim), lambda: wall_clock() - 120)
+    with trio.fail_after(5):
+        await run.done.wait()
+    assert isinstance(run.error, AuthenticationFailed)
+    assert "REQUEST_EXPIRED" in run.error.reason
+
+
+async def test_unreachable_gate_backs_off_exponentially(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock,
+    wall_clock: Callable[[], float], sim: Simulator,
+) -> None:
+    settings = GateSettings(ws_url="ws://127.0.0.1:1/v4/ws/unified")
+    send, _receive = trio.open_memory_channel[list[Point]](10)
+    session = AccountSession(
+        ACCOUNT, "x", ApiCredentials("k", "s"), settings, send, timing=TIMING,
+        wall_clock=wall_clock,
+    )
+    with trio.move_on_after(60):
+        await session.run()
+    # 0.5-1, 1-2, 2-4, then 4-8 s each: about 10 attempts in a minute, not thousands.
+    assert 6 <= session.stats.reconnects <= 16
+    assert not session.stats.connected
+
+
+async def test_a_full_channel_applies_back_pressure(
+    sim: Simulator, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock,
+    wall_clock: Callable[[], float],
+) -> None:
+    run = await start(nursery, sim, account_key(sim), wall_clock, buffer=2, consume=False)
+    await trio.sleep(20)
+    # Two bundles fit; the session then waits on the channel and reads no further.
+    assert run.session.stats.points <= 3 * 3 + 1
+    assert run.session.stats.frames <= 6
+
+
+async def test_tls_with_a_private_ca(
+    nursery: trio.Nursery, tmp_path: Path, wall_clock: Callable[[], float],
+) -> None:
+    ca = trustme.CA()
+    server_context = __import__("ssl").create_default_context(
+        __import__("ssl").Purpose.CLIENT_AUTH
+    )
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    sim = Simulator.create(accounts=2, clock=wall_clock)
+    sim.ssl_context = server_context
+    sim.state.push_interval = 0.05
+    await sim.start(nursery)
+    assert sim.ws_url.startswith("wss://")
+    run = await start(nursery, sim, account_key(sim), wall_clock, ca_file=str(ca_file))
+    with trio.fail_after(10):
+        while len(run.points) < 6:
+            await trio.sleep(0.05)
+    assert run.session.stats.connected
+
+
+async def test_tls_refuses_an_unknown_ca(
+    nursery: trio.Nursery, wall_clock: Callable[[], float],
+) -> None:
+    import ssl
+
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    sim = Simulator.create(accounts=2, clock=wall_clock)
+    sim.ssl_context = server_context
+    await sim.start(nursery)
+    run = await start(nursery, sim, account_key(sim), wall_clock)  # system CAs only
+    with trio.move_on_after(3):
+        while run.session.stats.reconnects == 0:
+            await trio.sleep(0.05)
+    assert run.session.stats.reconnects >= 1
+    assert not run.points
