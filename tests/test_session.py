@@ -99,7 +99,9 @@ def detail_values(points: list[Point], currency: str) -> list[Point]:
 
 
 async def test_data_flows_from_both_channels(
-    sim: Simulator, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock,
+    sim: Simulator,
+    nursery: trio.Nursery,
+    autojump_clock: trio.testing.MockClock,
     wall_clock: Callable[[], float],
 ) -> None:
     run = await start(nursery, sim, account_key(sim), wall_clock)
@@ -114,7 +116,9 @@ async def test_data_flows_from_both_channels(
     assert last_btc.fields["available"] == sent["a"]
     assert last_btc.fields["balance"] == sent["b"]
     assert dict(last_btc.tags) == {
-        "account": str(ACCOUNT), "account_label": f"sub-{ACCOUNT}", "currency": "BTC"
+        "account": str(ACCOUNT),
+        "account_label": f"sub-{ACCOUNT}",
+        "currency": "BTC",
     }
     assets = run.measurement("gate_unified_assets")[-1]
     assert "c" not in assets.fields and "credit_available_margin" not in assets.fields
@@ -125,7 +129,9 @@ async def test_data_flows_from_both_channels(
 
 
 async def test_pings_keep_an_idle_session_alive(
-    sim: Simulator, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock,
+    sim: Simulator,
+    nursery: trio.Nursery,
+    autojump_clock: trio.testing.MockClock,
     wall_clock: Callable[[], float],
 ) -> None:
     sim.state.push_interval = 10_000  # no data at all: only pongs arrive
@@ -136,7 +142,9 @@ async def test_pings_keep_an_idle_session_alive(
 
 
 async def test_a_dropped_connection_reconnects_and_data_resumes(
-    sim: Simulator, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock,
+    sim: Simulator,
+    nursery: trio.Nursery,
+    autojump_clock: trio.testing.MockClock,
     wall_clock: Callable[[], float],
 ) -> None:
     run = await start(nursery, sim, account_key(sim), wall_clock)
@@ -154,7 +162,9 @@ async def test_a_dropped_connection_reconnects_and_data_resumes(
 
 
 async def test_silence_triggers_the_watchdog(
-    sim: Simulator, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock,
+    sim: Simulator,
+    nursery: trio.Nursery,
+    autojump_clock: trio.testing.MockClock,
     wall_clock: Callable[[], float],
 ) -> None:
     run = await start(nursery, sim, account_key(sim), wall_clock)
@@ -172,7 +182,9 @@ async def test_silence_triggers_the_watchdog(
 
 
 async def test_an_upgrade_event_reconnects(
-    sim: Simulator, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock,
+    sim: Simulator,
+    nursery: trio.Nursery,
+    autojump_clock: trio.testing.MockClock,
     wall_clock: Callable[[], float],
 ) -> None:
     run = await start(nursery, sim, account_key(sim), wall_clock)
@@ -184,7 +196,9 @@ async def test_an_upgrade_event_reconnects(
 
 
 async def test_malformed_and_error_frames_are_counted_and_the_session_lives_on(
-    sim: Simulator, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock,
+    sim: Simulator,
+    nursery: trio.Nursery,
+    autojump_clock: trio.testing.MockClock,
     wall_clock: Callable[[], float],
 ) -> None:
     run = await start(nursery, sim, account_key(sim), wall_clock)
@@ -201,7 +215,9 @@ async def test_malformed_and_error_frames_are_counted_and_the_session_lives_on(
 
 
 async def test_a_sequence_gap_is_recorded_and_resubscribes(
-    sim: Simulator, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock,
+    sim: Simulator,
+    nursery: trio.Nursery,
+    autojump_clock: trio.testing.MockClock,
     wall_clock: Callable[[], float],
 ) -> None:
     run = await start(nursery, sim, account_key(sim), wall_clock)
@@ -211,7 +227,9 @@ async def test_a_sequence_gap_is_recorded_and_resubscribes(
     gaps = run.measurement("gate_sequence_gap")
     assert len(gaps) == 1
     assert dict(gaps[0].tags) == {
-        "account": str(ACCOUNT), "channel": ASSET_DETAIL, "reason": "sequence"
+        "account": str(ACCOUNT),
+        "channel": ASSET_DETAIL,
+        "reason": "sequence",
     }
     assert gaps[0].fields["missed"] == 4
     assert gaps[0].fields["received"] == gaps[0].fields["expected"] + 4
@@ -222,7 +240,9 @@ async def test_a_sequence_gap_is_recorded_and_resubscribes(
 
 
 async def test_identity_mode_checks_the_account_and_writes_everything(
-    sim: Simulator, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock,
+    sim: Simulator,
+    nursery: trio.Nursery,
+    autojump_clock: trio.testing.MockClock,
     wall_clock: Callable[[], float],
 ) -> None:
     sim.state.accounts[ACCOUNT].u_mode = "identity"
@@ -234,7 +254,9 @@ async def test_identity_mode_checks_the_account_and_writes_everything(
 
 
 async def test_a_key_of_another_account_is_rejected_and_flagged(
-    sim: Simulator, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock,
+    sim: Simulator,
+    nursery: trio.Nursery,
+    autojump_clock: trio.testing.MockClock,
     wall_clock: Callable[[], float],
 ) -> None:
     # The stored key belongs to 100002 but is used for 100001's session.
@@ -248,7 +270,9 @@ async def test_a_key_of_another_account_is_rejected_and_flagged(
 
 
 async def test_a_revoked_key_is_reported_and_not_hammered(
-    sim: Simulator, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock,
+    sim: Simulator,
+    nursery: trio.Nursery,
+    autojump_clock: trio.testing.MockClock,
     wall_clock: Callable[[], float],
 ) -> None:
     creds = account_key(sim)
@@ -264,7 +288,9 @@ async def test_a_revoked_key_is_reported_and_not_hammered(
 
 
 async def test_a_wrong_secret_fails_at_once(
-    sim: Simulator, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock,
+    sim: Simulator,
+    nursery: trio.Nursery,
+    autojump_clock: trio.testing.MockClock,
     wall_clock: Callable[[], float],
 ) -> None:
     creds = account_key(sim)
@@ -277,7 +303,9 @@ async def test_a_wrong_secret_fails_at_once(
 
 
 async def test_clock_outside_the_window_is_an_auth_failure(
-    sim: Simulator, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock,
+    sim: Simulator,
+    nursery: trio.Nursery,
+    autojump_clock: trio.testing.MockClock,
     wall_clock: Callable[[], float],
 ) -> None:
     run = await start(nursery, sim, account_key(sim), lambda: wall_clock() - 120)
@@ -288,13 +316,20 @@ async def test_clock_outside_the_window_is_an_auth_failure(
 
 
 async def test_unreachable_gate_backs_off_exponentially(
-    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock,
-    wall_clock: Callable[[], float], sim: Simulator,
+    nursery: trio.Nursery,
+    autojump_clock: trio.testing.MockClock,
+    wall_clock: Callable[[], float],
+    sim: Simulator,
 ) -> None:
     settings = GateSettings(ws_url="ws://127.0.0.1:1/v4/ws/unified")
     send, _receive = trio.open_memory_channel[list[Point]](10)
     session = AccountSession(
-        ACCOUNT, "x", ApiCredentials("k", "s"), settings, send, timing=TIMING,
+        ACCOUNT,
+        "x",
+        ApiCredentials("k", "s"),
+        settings,
+        send,
+        timing=TIMING,
         wall_clock=wall_clock,
     )
     with trio.move_on_after(60):
@@ -305,7 +340,9 @@ async def test_unreachable_gate_backs_off_exponentially(
 
 
 async def test_a_full_channel_applies_back_pressure(
-    sim: Simulator, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock,
+    sim: Simulator,
+    nursery: trio.Nursery,
+    autojump_clock: trio.testing.MockClock,
     wall_clock: Callable[[], float],
 ) -> None:
     run = await start(nursery, sim, account_key(sim), wall_clock, buffer=2, consume=False)
@@ -316,12 +353,12 @@ async def test_a_full_channel_applies_back_pressure(
 
 
 async def test_tls_with_a_private_ca(
-    nursery: trio.Nursery, tmp_path: Path, wall_clock: Callable[[], float],
+    nursery: trio.Nursery,
+    tmp_path: Path,
+    wall_clock: Callable[[], float],
 ) -> None:
     ca = trustme.CA()
-    server_context = __import__("ssl").create_default_context(
-        __import__("ssl").Purpose.CLIENT_AUTH
-    )
+    server_context = __import__("ssl").create_default_context(__import__("ssl").Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(server_context)
     ca_file = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
@@ -338,7 +375,8 @@ async def test_tls_with_a_private_ca(
 
 
 async def test_tls_refuses_an_unknown_ca(
-    nursery: trio.Nursery, wall_clock: Callable[[], float],
+    nursery: trio.Nursery,
+    wall_clock: Callable[[], float],
 ) -> None:
     import ssl
 

@@ -1,0 +1,346 @@
+"""Normalisation to the data contract, and every rule of the sequence check on ``u``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from collector.gate.protocol import ASSET_DETAIL, ASSETS, Update
+from collector.lineproto import FloatText, encode
+from collector.normalize import Gap, Normalizer, Sequence, SequenceTracker
+
+ACCOUNT = 100001
+
+
+def update(
+    channel: str,
+    *results: dict[str, Any],
+    time_ms: int | None = 1716796362915,
+    time: int | None = 1716796362,
+) -> Update:
+    return Update(channel, list(results), time, time_ms)
+
+
+def detail(u: int, **dts: dict[str, Any]) -> Update:
+    return update(ASSET_DETAIL, {"u": u, "t": 1716796364, "dts": dts})
+
+
+# -- the data contract ---------------------------------------------------------
+
+
+def test_seed_assets_update_becomes_one_point_with_long_names() -> None:
+    result = Normalizer(ACCOUNT, "desk-a").normalize(
+        update(
+            ASSETS,
+            {
+                "u": 9008,
+                "t": 1700625194,
+                "r": "18.56",
+                "R": "20.10",
+                "b": "-1005719.51",
+                "e": "-617985.29",
+                "l": "1293939.74",
+                "T": "675222.27",
+                "a": "-1432719.62",
+                "c": "12",
+            },
+        )
+    )
+    (point,) = result.points
+    assert point.measurement == "gate_unified_assets"
+    assert dict(point.tags) == {"account": "100001", "account_label": "desk-a"}
+    assert point.fields == {
+        "total_initial_margin_rate": "18.56",
+        "total_maintenance_margin_rate": "20.10",
+        "total_margin_balance": "-1005719.51",
+        "unified_account_total_equity": "-617985.29",
+        "unified_account_total_liab": "1293939.74",
+        "unified_account_total": "675222.27",
+        "total_available_margin": "-1432719.62",
+        "u": 9008,
+        "refresh_time": 1700625194,
+    }
+    assert all(
+        type(v) is FloatText for k, v in point.fields.items() if k not in ("u", "refresh_time")
+    )
+    assert point.time_ms == 1716796362915
+
+
+def test_seed_asset_detail_becomes_a_point_per_currency() -> None:
+    result = Normalizer(ACCOUNT, "desk-a").normalize(
+        detail(
+            11027732,
+            BTC={
+                "a": "1086390.949548",
+                "f": "0.000000",
+                "e": "1086390.949548",
+                "tl": "0.00",
+                "b": "1086390.949548",
+            },
+            USDT={
+                "a": "5",
+                "cb": "1",
+                "mb": "2",
+                "im": "3",
+                "mm": "4",
+                "imr": "0.1",
+                "mmr": "0.2",
+                "am": "6",
+                "iam": "7",
+                "zz": "8",
+            },
+        )
+    )
+    btc, usdt = result.points
+    assert dict(btc.tags)["currency"] == "BTC"
+    assert btc.fields == {
+        "available": "1086390.949548",
+        "freeze": "0.000000",
+        "equity": "1086390.949548",
+        "total_liab": "0.00",
+        "balance": "1086390.949548",
+        "u": 11027732,
+        "refresh_time": 1716796364,
+    }
+    assert set(usdt.fields) == {
+        "available",
+        "cross_balance",
+        "margin_balance",
+        "initial_margin",
+        "maintenance_margin",
+        "initial_margin_rate",
+        "maintenance_margin_rate",
+        "available_margin",
+        "iso_available_margin",
+        "zz",
+        "u",
+        "refresh_time",
+    }
+    assert encode(btc) == (
+        "gate_unified_asset_detail,account=100001,account_label=desk-a,currency=BTC "
+        "available=1086390.949548,freeze=0.000000,equity=1086390.949548,total_liab=0.00,"
+        "balance=1086390.949548,u=11027732i,refresh_time=1716796364i 1716796362915"
+    )
+
+
+def test_partial_updates_write_only_what_came() -> None:
+    result = Normalizer(ACCOUNT, "x").normalize(detail(5, ETH={"a": "1.5"}))
+    assert result.points[0].fields == {"available": "1.5", "u": 5, "refresh_time": 1716796364}
+
+
+def test_a_bad_field_is_dropped_and_counted_the_rest_kept() -> None:
+    result = Normalizer(ACCOUNT, "x").normalize(
+        detail(
+            5,
+            ETH={
+                "a": "1.5",
+                "f": "NaN",
+                "e": "abc",
+                "b": None,
+                "tl": 2,
+                "im": 1.25,
+                "mm": float("inf"),
+            },
+            BAD="not an object",
+        )
+    )
+    (point,) = result.points
+    assert point.fields == {
+        "available": "1.5",
+        "total_liab": 2.0,
+        "initial_margin": 1.25,
+        "u": 5,
+        "refresh_time": 1716796364,
+    }
+    assert result.invalid_fields == 5
+
+
+def test_timestamp_falls_back_from_time_ms_to_t_to_time() -> None:
+    norm = Normalizer(ACCOUNT, "x")
+    with_t = norm.normalize(update(ASSETS, {"u": 1, "t": 1700000000, "r": "1"}, time_ms=None))
+    assert with_t.points[0].time_ms == 1700000000000
+    with_time = norm.normalize(update(ASSETS, {"u": 2, "r": "1"}, time_ms=None, time=1600000000))
+    assert with_time.points[0].time_ms == 1600000000000
+    none = norm.normalize(update(ASSETS, {"u": 3, "r": "1"}, time_ms=None, time=None))
+    assert none.points == [] and none.rejected is not None
+
+
+def test_array_results_each_become_points() -> None:
+    result = Normalizer(ACCOUNT, "x").normalize(
+        update(ASSETS, {"u": 1, "r": "1"}, {"u": 2, "r": "2"})
+    )
+    assert [p.fields["u"] for p in result.points] == [1, 2]
+
+
+# -- u: a counter ---------------------------------------------------------------
+
+
+def test_in_order_u_is_in_order() -> None:
+    tracker = SequenceTracker(ACCOUNT)
+    assert tracker.observe(ASSETS, 9008) == (Sequence.FIRST, None)
+    assert tracker.observe(ASSETS, 9009) == (Sequence.IN_ORDER, None)
+    assert tracker.observe(ASSETS, 9010) == (Sequence.IN_ORDER, None)
+
+
+def test_a_skip_is_a_gap_with_expected_received_missed() -> None:
+    tracker = SequenceTracker(ACCOUNT)
+    tracker.observe(ASSETS, 10)
+    assert tracker.observe(ASSETS, 14) == (Sequence.GAP, Gap(ASSETS, "sequence", 11, 14, 3))
+    assert tracker.observe(ASSETS, 15) == (Sequence.IN_ORDER, None)
+
+
+@pytest.mark.parametrize("u", [10, 9, 1])
+def test_repeat_or_restart_is_not_a_gap(u: int) -> None:
+    tracker = SequenceTracker(ACCOUNT)
+    tracker.observe(ASSETS, 10)
+    assert tracker.observe(ASSETS, u) == (Sequence.REPEAT, None)
+    assert tracker.observe(ASSETS, u + 1) == (Sequence.IN_ORDER, None)
+
+
+def test_channels_are_tracked_apart() -> None:
+    tracker = SequenceTracker(ACCOUNT)
+    tracker.observe(ASSETS, 10)
+    tracker.observe(ASSET_DETAIL, 500)
+    assert tracker.observe(ASSETS, 11)[0] is Sequence.IN_ORDER
+    assert tracker.observe(ASSET_DETAIL, 501)[0] is Sequence.IN_ORDER
+
+
+def test_a_reconnect_is_recorded_as_a_possible_gap() -> None:
+    tracker = SequenceTracker(ACCOUNT)
+    tracker.observe(ASSETS, 10)
+    tracker.reconnected()
+    assert tracker.observe(ASSETS, 11) == (Sequence.IN_ORDER, Gap(ASSETS, "reconnect", 11, 11, 0))
+    tracker.reconnected()
+    assert tracker.observe(ASSETS, 20) == (Sequence.GAP, Gap(ASSETS, "reconnect", 12, 20, 8))
+    tracker.reconnected()
+    assert tracker.observe(ASSETS, 3) == (Sequence.IN_ORDER, Gap(ASSETS, "reconnect", 21, 3, -1))
+
+
+def test_gap_points_and_resubscribe_come_out_of_the_normaliser() -> None:
+    norm = Normalizer(ACCOUNT, "x")
+    norm.normalize(detail(10, BTC={"a": "1"}))
+    result = norm.normalize(detail(13, BTC={"a": "2"}))
+    assert result.resubscribe
+    gap_point = result.points[0]
+    assert gap_point.measurement == "gate_sequence_gap"
+    assert dict(gap_point.tags) == {
+        "account": "100001",
+        "channel": ASSET_DETAIL,
+        "reason": "sequence",
+    }
+    assert gap_point.fields == {"expected": 11, "received": 13, "missed": 2}
+    assert result.points[1].fields["available"] == "2"  # the update itself is kept
+
+
+def test_a_reconnect_gap_does_not_resubscribe() -> None:
+    norm = Normalizer(ACCOUNT, "x")
+    norm.normalize(detail(10, BTC={"a": "1"}))
+    norm.sequence.reconnected()
+    result = norm.normalize(detail(12, BTC={"a": "2"}))
+    assert not result.resubscribe
+    assert dict(result.points[0].tags)["reason"] == "reconnect"
+
+
+# -- u: the account's identity ---------------------------------------------------
+
+
+def test_u_equal_to_the_account_is_identity_without_sequence_checks() -> None:
+    tracker = SequenceTracker(ACCOUNT)
+    for _ in range(3):
+        assert tracker.observe(ASSETS, ACCOUNT) == (Sequence.IDENTITY, None)
+
+
+def test_identity_then_another_account_is_a_mismatch() -> None:
+    tracker = SequenceTracker(ACCOUNT)
+    tracker.observe(ASSETS, ACCOUNT)
+    assert tracker.observe(ASSETS, 100002) == (Sequence.MISMATCH, None)
+
+
+def test_another_known_account_from_the_start_is_a_mismatch() -> None:
+    tracker = SequenceTracker(ACCOUNT, other_accounts={100002, 100003})
+    assert tracker.observe(ASSETS, 100002) == (Sequence.MISMATCH, None)
+
+
+def test_a_counter_that_passes_another_accounts_id_is_still_a_counter() -> None:
+    tracker = SequenceTracker(ACCOUNT, other_accounts={100002})
+    tracker.observe(ASSETS, 100000)
+    tracker.observe(ASSETS, 100001 + 0)  # coincides with our own id: identity
+    # A channel that counts up through other ids is not rejected once it counted.
+    tracker2 = SequenceTracker(ACCOUNT, other_accounts={100005})
+    tracker2.observe(ASSETS, 100003)
+    tracker2.observe(ASSETS, 100004)
+    assert tracker2.observe(ASSETS, 100005) == (Sequence.IN_ORDER, None)
+
+
+def test_a_mismatch_rejects_the_frame() -> None:
+    norm = Normalizer(ACCOUNT, "x", other_accounts={100002})
+    result = norm.normalize(detail(100002, BTC={"a": "1"}))
+    assert result.points == []
+    assert result.rejected is not None and "100002" in result.rejected
+
+
+def test_identity_reconnect_is_recorded_with_unknowns() -> None:
+    tracker = SequenceTracker(ACCOUNT)
+    tracker.observe(ASSETS, ACCOUNT)
+    tracker.reconnected()
+    assert tracker.observe(ASSETS, ACCOUNT) == (
+        Sequence.IDENTITY,
+        Gap(ASSETS, "reconnect", -1, -1, -1),
+    )
+
+
+@pytest.mark.parametrize("u_mode", ["counter", "identity"])
+def test_no_update_is_ever_lost_because_of_u(u_mode: str) -> None:
+    norm = Normalizer(ACCOUNT, "x")
+    counter_values = [10, 11, 15, 15, 3, 4, 100, 99]
+    written = 0
+    for i, u in enumerate(counter_values):
+        value = ACCOUNT if u_mode == "identity" else u
+        result = norm.normalize(detail(value, BTC={"a": str(i)}))
+        written += sum(1 for p in result.points if p.measurement == "gate_unified_asset_detail")
+        if i == 4:
+            norm.sequence.reconnected()
+    assert written == len(counter_values)
+
+
+def test_missing_or_odd_u_is_unknown_and_still_written() -> None:
+    norm = Normalizer(ACCOUNT, "x")
+    for u in (None, "12", 1.5):
+        result = norm.normalize(update(ASSETS, {"u": u, "r": "1"}))
+        assert len(result.points) == 1
+        assert "u" not in result.points[0].fields
+
+
+# -- properties ------------------------------------------------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(), children, max_size=3)
+    ),
+    max_leaves=15,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    channel=st.sampled_from([ASSETS, ASSET_DETAIL]),
+    results=st.lists(
+        st.dictionaries(st.sampled_from(["u", "t", "dts", "a", "r", "zz"]), json_values),
+        min_size=1,
+        max_size=3,
+    ),
+    time_ms=st.none() | st.integers(min_value=0, max_value=2**50),
+)
+def test_any_field_values_normalise_without_raising(
+    channel: str, results: list[dict[str, Any]], time_ms: int | None
+) -> None:
+    if channel == ASSET_DETAIL:
+        results = [r for r in results if isinstance(r.get("dts", {}), dict)] or [{}]
+    norm = Normalizer(ACCOUNT, "x", other_accounts={100002})
+    out = norm.normalize(Update(channel, results, 1, time_ms))
+    for point in out.points:
+        encode(point)  # every point is encodable
