@@ -9,10 +9,12 @@ from pathlib import Path
 
 import trio
 
-from collector import commands, logging
-from collector.config import ConfigError
+from collector import commands, demo, logging
+from collector.config import ConfigError, load_settings
+from collector.daemon import run_daemon
 from collector.gate.errors import GateError
 from collector.keys import KeyStoreError
+from collector.supervisor import StartupError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -24,6 +26,9 @@ def _parser() -> argparse.ArgumentParser:
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
     sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the collector (the systemd service runs this)")
+    run.add_argument("--config", type=Path, required=True)
 
     check = sub.add_parser("check", help="validate the config, reach Gate and InfluxDB")
     check.add_argument("--config", type=Path, required=True)
@@ -47,8 +52,13 @@ def _parser() -> argparse.ArgumentParser:
         help="where to write the broker key files gate-api-key / gate-api-secret (mode 0600)",
     )
 
-    demo = sub.add_parser("demo", help="everything on this machine: simulator, collector")
-    demo.add_argument("--accounts", type=int, default=24)
+    demo = sub.add_parser(
+        "demo", help="everything on this machine: simulated Gate, InfluxDB, the collector"
+    )
+    demo.add_argument("--accounts", type=int, default=36)
+    demo.add_argument(
+        "--duration", type=float, default=20.0, help="seconds to run (0: until Ctrl-C)"
+    )
 
     sub.add_parser("genkey", help="print a new master key for the key store")
     return parser
@@ -57,18 +67,29 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     args = _parser().parse_args(argv)
-    # Logs go to stderr so stdout stays clean for --json and tables.
-    logging.configure(args.log_level, stream=sys.stderr)
+    if args.command == "run":
+        # The service logs to stdout: journald keeps the <N> priority prefix.
+        logging.configure(args.log_level, stream=sys.stdout)
+    else:
+        # stdout stays clean for --json, tables and the demo's progress.
+        level = "warning" if args.command == "demo" else args.log_level
+        logging.configure(level, stream=sys.stderr)
     try:
         return trio.run(_dispatch, args)
-    except (ConfigError, KeyStoreError, GateError) as exc:
+    except (ConfigError, KeyStoreError) as exc:
         print(f"gate-collector: {exc}", file=sys.stderr)
         return 2
+    except (StartupError, GateError) as exc:
+        print(f"gate-collector: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 
 
 async def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "run":
+        await run_daemon(load_settings(args.config))
+        return 0
     if args.command == "check":
         return await commands.check(args.config)
     if args.command == "accounts":
@@ -78,7 +99,7 @@ async def _dispatch(args: argparse.Namespace) -> int:
             args.accounts, args.disabled_every, args.host, args.rest_port, args.credentials_dir
         )
     if args.command == "demo":
-        return await commands.demo(args.accounts)
+        return await demo.run(args.accounts, args.duration)
     if args.command == "genkey":
         return commands.genkey()
     raise AssertionError(args.command)

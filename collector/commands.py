@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -161,31 +160,6 @@ async def simulate(
             ).decode(),
             flush=True,
         )
-    return 0
-
-
-async def demo(count: int) -> int:
-    """Simulator + key provisioning + the accounts listing, all on this machine."""
-    with tempfile.TemporaryDirectory(prefix="gate-collector-demo-") as tmp:
-        simulator = Simulator.create(count, disabled_every=6)
-        async with trio.open_nursery() as nursery:
-            await simulator.start(nursery)
-            config = Path(tmp) / "collector.toml"
-            config.write_text(
-                f'[gate]\nrest_url = "{simulator.rest_url}"\n\n[state]\ndir = "{tmp}/state"\n'
-            )
-            write_credentials(Path(tmp) / "credentials", simulator.state.broker)
-            os.environ["CREDENTIALS_DIRECTORY"] = str(Path(tmp) / "credentials")
-            os.environ["GATE_COLLECTOR_MASTER_KEY"] = generate_master_key()
-            print(f"simulated Gate broker API at {simulator.rest_url} with {count} sub-accounts\n")
-            await accounts(config, as_json=False, provision=True)
-            print("\nsecond run: stored keys are reused, none is created")
-            before = simulator.state.calls["keys_created"]
-            await accounts(config, as_json=False, provision=True)
-            print(
-                f"keys created by the second run: {simulator.state.calls['keys_created'] - before}"
-            )
-            nursery.cancel_scope.cancel()
     return 0
 
 

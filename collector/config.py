@@ -144,6 +144,7 @@ class InfluxSettings(_Section):
     spool_max_bytes: int = Field(default=1 << 30, gt=0)
     gzip: bool = True
     timeout: float = Field(default=10.0, gt=0)
+    create_database: bool = True
 
     @field_validator("url")
     @classmethod

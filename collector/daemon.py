@@ -1,0 +1,141 @@
+"""``gate-collector run``: the supervisor and the sink in one trio nursery.
+
+SIGTERM or SIGINT cancels the sessions (each unsubscribes and closes), then the
+points channel closes and the sink writes what is buffered within its deadline
+and spools the rest; the process exits 0. It exits non-zero only on what it
+cannot run without: a bad config, a wrong master key, a broker API that refuses
+or cannot be reached at start.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+import httpx
+import trio
+
+from collector.commands import broker_credentials, http_client
+from collector.config import InfluxSettings, Settings
+from collector.gate.broker import BrokerClient
+from collector.health import Notifier
+from collector.keys import KeyStore
+from collector.lineproto import Point
+from collector.logging import get_logger
+from collector.session import SessionTiming
+from collector.sink import Sink
+from collector.spool import Spool
+from collector.supervisor import StartupError, Supervisor
+
+log = get_logger(__name__)
+
+# Bundles (one per update) between the sessions and the sink: a full channel
+# slows the sessions down instead of growing memory.
+CHANNEL_SIZE: Final = 10_000
+
+
+@dataclass
+class Daemon:
+    """What a running collector is made of (exposed for the demo and tests)."""
+
+    supervisor: Supervisor
+    sink: Sink
+
+
+async def ensure_database(http: httpx.AsyncClient, influx: InfluxSettings) -> None:
+    """``CREATE DATABASE`` for the v1 API (idempotent); a refusal is only logged."""
+    if influx.api != "v1" or not influx.create_database:
+        return
+    auth: httpx.Auth | None = None
+    if influx.username and influx.password is not None:
+        auth = httpx.BasicAuth(influx.username, influx.password.get_secret_value())
+    try:
+        response = await http.post(
+            f"{influx.url}/query",
+            params={"q": f'CREATE DATABASE "{influx.database}"'},
+            auth=auth or httpx.USE_CLIENT_DEFAULT,
+        )
+        if response.status_code >= 400:
+            log.warning(
+                "create_database_refused", status=response.status_code, answer=response.text[:200]
+            )
+    except httpx.HTTPError as exc:
+        log.warning(
+            "influx_unreachable_at_start",
+            error=repr(exc),
+            hint="points are kept and spooled until it answers",
+        )
+
+
+async def run_daemon(
+    settings: Settings,
+    *,
+    notifier: Notifier | None = None,
+    timing: SessionTiming | None = None,
+    on_start: Callable[[Daemon], None] | None = None,
+    stop: trio.Event | None = None,
+) -> None:
+    """Run until SIGTERM/SIGINT (or ``stop``); raise StartupError/KeyStoreError on failure."""
+    notify = notifier or Notifier()
+    master = settings.state.master_key
+    store = KeyStore.open(settings.state.path, master.get_secret_value() if master else None)
+    spool = Spool(settings.state.path / "spool", settings.influx.spool_max_bytes)
+    creds = broker_credentials(settings)
+    send, receive = trio.open_memory_channel[list[Point]](CHANNEL_SIZE)
+    async with (
+        http_client(settings.gate.ca_file or True) as gate_http,
+        http_client(timeout=settings.influx.timeout) as influx_http,
+    ):
+        broker = BrokerClient(gate_http, creds, base_url=settings.gate.rest_url)
+        supervisor = Supervisor(settings, broker, store, send, notifier=notify, timing=timing)
+        sink = Sink(
+            influx_http,
+            settings.influx,
+            spool,
+            instance=socket.gethostname(),
+            shard=settings.accounts.shard,
+            extra_stats=supervisor.stats_fields,
+        )
+        if on_start is not None:
+            on_start(Daemon(supervisor, sink))
+        await ensure_database(influx_http, settings.influx)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sink.run, receive)
+            try:
+                await _until_stopped(supervisor, stop)
+            finally:
+                notify.stopping()
+                log.info("stopping", status=supervisor.status_line())
+                await send.aclose()  # the sink drains, spools the rest and returns
+    notify.close()
+    log.info("stopped", points_written=sink.stats.points_written, spooled_bytes=spool.bytes)
+
+
+async def _until_stopped(supervisor: Supervisor, stop: trio.Event | None) -> None:
+    failure: StartupError | None = None
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def watch_signals() -> None:
+                async for signum in signals:
+                    log.info("signal", signal=signal.Signals(signum).name)
+                    nursery.cancel_scope.cancel()
+                    return
+
+            async def watch_stop() -> None:
+                if stop is not None:
+                    await stop.wait()
+                    nursery.cancel_scope.cancel()
+
+            nursery.start_soon(watch_signals)
+            nursery.start_soon(watch_stop)
+            try:
+                await supervisor.run()
+            except StartupError as exc:  # raised plainly, not inside an exception group
+                failure = exc
+                nursery.cancel_scope.cancel()
+    if failure is not None:
+        raise failure

@@ -1,0 +1,150 @@
+"""``gate-collector demo``: a simulated Gate, a local InfluxDB and the collector.
+
+Everything runs on this machine from a temporary directory: the Gate simulator
+with a few dozen sub-accounts (some disabled, some with ``u`` as the account's
+identity), Debian's ``influxd`` (or, when it cannot be had, a stand-in that
+prints the line protocol it receives), and the real collector. It shows live
+progress and, at the end, a per-account summary read back from InfluxDB.
+"""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import tempfile
+from functools import partial
+from pathlib import Path
+
+import httpx
+import trio
+from pydantic import SecretStr
+
+from collector.config import AccountsSettings, GateSettings, InfluxSettings, Settings, StateSettings
+from collector.daemon import Daemon, run_daemon
+from collector.influxquery import influxql
+from collector.keys import generate_master_key
+from collector.localinflux import InfluxServer, free_port
+from collector.simulator import Simulator
+from collector.simulator.httpserver import HttpRequest, HttpResponse, serve_http
+
+PROGRESS_EVERY = 2.0
+PRINTED_LINES = 20
+
+
+def _settings(simulator: Simulator, influx_url: str, state_dir: Path) -> Settings:
+    broker = simulator.state.broker
+    return Settings(
+        gate=GateSettings(
+            rest_url=simulator.rest_url,
+            ws_url=simulator.ws_url,
+            api_key=SecretStr(broker.key),
+            api_secret=SecretStr(broker.secret),
+        ),
+        accounts=AccountsSettings(refresh_interval=30.0),
+        state=StateSettings(dir=str(state_dir), master_key=SecretStr(generate_master_key())),
+        influx=InfluxSettings(url=influx_url, database="gate", flush_interval=1.0),
+    )
+
+
+async def _line_printer(nursery: trio.Nursery) -> str:
+    """A stand-in for InfluxDB that prints the first lines it is sent."""
+    printed = 0
+
+    async def handle(request: HttpRequest) -> HttpResponse:
+        nonlocal printed
+        body = request.body
+        if request.headers.get("content-encoding") == "gzip":
+            body = gzip.decompress(body)
+        for line in body.decode().splitlines():
+            if printed < PRINTED_LINES:
+                print(f"  line protocol: {line}")
+                printed += 1
+        return HttpResponse(204)
+
+    port = await nursery.start(partial(serve_http, handle))
+    return f"http://127.0.0.1:{port}"
+
+
+async def _progress(daemon: Daemon) -> None:
+    while True:
+        await trio.sleep(PROGRESS_EVERY)
+        print(
+            f"  {daemon.supervisor.status_line()}, "
+            f"{daemon.sink.stats.points_written} points written",
+            flush=True,
+        )
+
+
+async def _summary(influx: InfluxSettings) -> None:
+    async with httpx.AsyncClient(timeout=30) as http:
+        assets = await influxql(
+            http,
+            influx,
+            'SELECT last("unified_account_total_equity") AS equity, count("u") AS updates '
+            "FROM gate_unified_assets GROUP BY account",
+        )
+        detail = await influxql(
+            http,
+            influx,
+            'SELECT count("available") FROM gate_unified_asset_detail GROUP BY account',
+        )
+    details = {s.tags["account"]: s.values[0][1] for s in detail}
+    print(f"\n{'ACCOUNT':<10} {'LAST EQUITY':>14} {'ASSETS UPDATES':>15} {'DETAIL POINTS':>14}")
+    for series in assets:
+        account = series.tags["account"]
+        _, equity, updates = series.values[0]
+        print(f"{account:<10} {equity:>14} {updates:>15} {details.get(account, 0):>14}")
+    print(f"{len(assets)} accounts with data in InfluxDB database '{influx.database}'")
+
+
+async def run(accounts: int, duration: float) -> int:
+    """The whole demo; returns the exit code."""
+    with tempfile.TemporaryDirectory(prefix="gate-collector-demo-") as tmp:
+        root = Path(tmp)
+        simulator = Simulator.create(accounts, disabled_every=6)
+        for account in list(simulator.state.accounts.values())[::4]:
+            account.u_mode = "identity"
+        influx_server: InfluxServer | None = None
+        async with trio.open_nursery() as nursery:
+            await simulator.start(nursery)
+            print(
+                f"simulated Gate: REST {simulator.rest_url}, WebSocket {simulator.ws_url}, "
+                f"{accounts} sub-accounts"
+            )
+            if shutil.which("influxd"):
+                influx_server = InfluxServer(root / "influxdb", free_port())
+                influx_server.root.mkdir()
+                await trio.to_thread.run_sync(influx_server.start)
+                influx_url = influx_server.url
+                print(f"InfluxDB 1.x (Debian's influxd) at {influx_url}, data in {root}")
+            else:
+                influx_url = await _line_printer(nursery)
+                print(
+                    "influxd is not installed (apt-get install influxdb): printing the "
+                    "line protocol the collector would write instead"
+                )
+            settings = _settings(simulator, influx_url, root / "state")
+            stop = trio.Event()
+            if duration > 0:
+                nursery.start_soon(_stop_after, duration, stop)
+                print(f"running for {duration:g} s (Ctrl-C stops earlier)")
+            else:
+                print("running until Ctrl-C")
+            await run_daemon(
+                settings, stop=stop, on_start=lambda d: nursery.start_soon(_progress, d)
+            )
+            if influx_server is not None:
+                await _summary(settings.influx)
+                print(
+                    f"\nkeys created: {simulator.state.calls['keys_created']}; "
+                    "dashboards: deploy/grafana (see the README to provision them)"
+                )
+            nursery.cancel_scope.cancel()
+        if influx_server is not None:
+            influx_server.stop()
+    return 0
+
+
+async def _stop_after(seconds: float, stop: trio.Event) -> None:
+    await trio.sleep(seconds)
+    stop.set()
