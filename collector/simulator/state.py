@@ -126,6 +126,10 @@ class BrokerState:
     last_pushed: dict[tuple[int, str, str], dict[str, Any]] = field(default_factory=dict)
     skipped: Counter[tuple[int, str]] = field(default_factory=Counter)
     ws_connections: int = 0
+    # Subscriptions being pushed to, per account (0, 1 or 2 channels).
+    active: Counter[int] = field(default_factory=Counter)
+    # True: pushers produce nothing (lets a test stop the flow before it checks).
+    paused: bool = False
     ws_events: Counter[str] = field(default_factory=Counter)
 
     def now(self) -> float:

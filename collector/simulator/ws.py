@@ -129,20 +129,31 @@ class _Connection:
         payload: list[str],
         key: str,
     ) -> None:
-        with scope:
-            last_ms = 0
-            while True:
-                await trio.sleep(self.state.push_interval)
-                if key not in self.state.keys or account.status != "enabled":
-                    await self.ws.aclose(code=1008, reason="key revoked or account disabled")
-                    return
-                if account.ws_faults and await self._play_fault(account, channel):
-                    return
-                if trio.current_time() < self.silent_until:
-                    continue  # silent: nothing is produced, so nothing is lost either
-                last_ms = max(int(self.state.now() * 1000), last_ms + 1)
-                if not await self._push(account, channel, payload, last_ms):
-                    return
+        self.state.active[account.gate_id] += 1
+        try:
+            with scope:
+                await self._push_loop(account, channel, payload, key)
+        finally:
+            self.state.active[account.gate_id] -= 1
+
+    async def _push_loop(
+        self, account: SimSubAccount, channel: str, payload: list[str], key: str
+    ) -> None:
+        last_ms = 0
+        while True:
+            await trio.sleep(self.state.push_interval)
+            if self.state.paused:
+                continue
+            if key not in self.state.keys or account.status != "enabled":
+                await self.ws.aclose(code=1008, reason="key revoked or account disabled")
+                return
+            if account.ws_faults and await self._play_fault(account, channel):
+                return
+            if trio.current_time() < self.silent_until:
+                continue  # silent: nothing is produced, so nothing is lost either
+            last_ms = max(int(self.state.now() * 1000), last_ms + 1)
+            if not await self._push(account, channel, payload, last_ms):
+                return
 
     async def _play_fault(self, account: SimSubAccount, channel: str) -> bool:
         """Play the next fault; True when the connection is gone."""

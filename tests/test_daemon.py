@@ -1,0 +1,255 @@
+"""End to end: the simulator -> ``gate-collector run`` (a subprocess) -> a real InfluxDB.
+
+The simulator runs in the test's own trio loop, so the test can watch and change
+Gate's side (disable an account, add one, revoke a key) while the collector runs
+as operators run it, and is stopped with SIGTERM.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from collector.commands import write_credentials
+from collector.gate.protocol import ASSET_DETAIL, ASSETS
+from collector.keys import generate_master_key
+from collector.simulator import Simulator
+from collector.simulator.state import WsFault
+from tests.servers import InfluxServer
+
+ACCOUNTS = 100
+GAP_ACCOUNT = 100002  # counter mode
+
+
+def query(influx: InfluxServer, db: str, q: str) -> list[dict[str, Any]]:
+    result = influx.query(q, db=db)["results"][0]  # type: ignore[index]
+    if "error" in result:
+        raise AssertionError(result["error"])
+    return list(result.get("series", []))
+
+
+class Collector:
+    """``gate-collector run`` as a subprocess with its log in a file."""
+
+    def __init__(
+        self, tmp: Path, sim: Simulator, influx: InfluxServer, db: str, refresh: float = 60.0
+    ) -> None:
+        self.tmp = tmp
+        self.log = tmp / "collector.log"
+        self.config = tmp / "collector.toml"
+        self.config.write_text(
+            f'[gate]\nrest_url = "{sim.rest_url}"\nws_url = "{sim.ws_url}"\n'
+            f"[accounts]\nrefresh_interval = {refresh}\n"
+            f'[state]\ndir = "{tmp}/state"\n'
+            f'[influx]\nurl = "{influx.url}"\ndatabase = "{db}"\nflush_interval = 0.2\n'
+        )
+        write_credentials(tmp / "creds", sim.state.broker)
+        self.master_key = generate_master_key()
+        self.process: trio.Process | None = None
+
+    async def start(self) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("GATE_", "INFLUX_"))}
+        env.update(
+            CREDENTIALS_DIRECTORY=str(self.tmp / "creds"), GATE_COLLECTOR_MASTER_KEY=self.master_key
+        )
+        with self.log.open("ab") as out:
+            self.process = await trio.lowlevel.open_process(
+                [
+                    sys.executable,
+                    "-m",
+                    "collector.cli",
+                    "--log-level",
+                    "debug",
+                    "run",
+                    "--config",
+                    str(self.config),
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+
+    async def stop(self) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        with trio.fail_after(60):
+            return await self.process.wait()
+
+
+async def wait_for(condition: Callable[[], bool], seconds: float = 60.0) -> None:
+    with trio.fail_after(seconds):
+        while not condition():
+            await trio.sleep(0.05)
+
+
+@pytest.fixture
+async def gate(nursery: trio.Nursery) -> Simulator:
+    sim = Simulator.create(accounts=ACCOUNTS, disabled_every=10)
+    for account in list(sim.state.accounts.values())[2::3]:
+        account.u_mode = "identity"
+    assert sim.state.accounts[GAP_ACCOUNT].u_mode == "counter"
+    sim.state.push_interval = 0.25
+    sim.state.rate_limit = 100_000
+    await sim.start(nursery)
+    return sim
+
+
+def enabled(sim: Simulator) -> set[int]:
+    return {a.gate_id for a in sim.state.accounts.values() if a.status == "enabled"}
+
+
+def all_subscribed(sim: Simulator, accounts: set[int]) -> bool:
+    return all(sim.state.active[a] == 2 for a in accounts)
+
+
+async def test_everything_pushed_lands_and_a_restart_creates_no_key(
+    gate: Simulator, influxdb: InfluxServer, tmp_path: Path
+) -> None:
+    db = "e2e"
+    collector = Collector(tmp_path, gate, influxdb, db)
+    live = enabled(gate)
+    assert len(live) == 90
+
+    await collector.start()
+    await wait_for(lambda: all_subscribed(gate, live))
+    assert gate.state.calls["keys_created"] == 90
+    await trio.sleep(1.0)
+    gate.state.accounts[GAP_ACCOUNT].ws_faults.append(WsFault("gap", ASSET_DETAIL, count=3))
+    await trio.sleep(2.0)
+    gate.state.paused = True  # nothing more is produced; what was sent is on its way
+    await trio.sleep(1.0)
+    assert await collector.stop() == 0
+    assert gate.state.ws_events["unsubscribe"] == 180  # each session left politely
+
+    assets = {
+        s["tags"]["account"]: s["values"][0][1]
+        for s in query(influxdb, db, 'SELECT count("u") FROM gate_unified_assets GROUP BY account')
+    }
+    details = {
+        (s["tags"]["account"], s["tags"]["currency"]): s["values"][0][1:]
+        for s in query(
+            influxdb,
+            db,
+            'SELECT count("available"), last("available"), last("balance") '
+            "FROM gate_unified_asset_detail GROUP BY account, currency",
+        )
+    }
+    assert set(assets) == {str(a) for a in live}  # and nothing of a disabled account
+    for account in live:
+        assert assets[str(account)] == gate.state.pushed[(account, ASSETS)] > 4
+        for currency in ("BTC", "ETH", "USDT"):
+            count, available, balance = details[(str(account), currency)]
+            assert count == gate.state.pushed[(account, ASSET_DETAIL)]
+            sent = gate.state.last_pushed[(account, ASSET_DETAIL, currency)]
+            assert (available, balance) == (float(sent["a"]), float(sent["b"]))
+
+    gaps = query(influxdb, db, "SELECT * FROM gate_sequence_gap")
+    assert len(gaps) == 1
+    columns, rows = gaps[0]["columns"], gaps[0]["values"]
+    assert len(rows) == 1
+    gap = dict(zip(columns, rows[0], strict=True))
+    assert (gap["account"], gap["channel"], gap["reason"], gap["missed"]) == (
+        str(GAP_ACCOUNT),
+        ASSET_DETAIL,
+        "sequence",
+        3,
+    )
+
+    log = collector.log.read_text()
+    secrets = [
+        gate.state.broker.secret,
+        collector.master_key,
+        *(k.secret for k in gate.state.keys.values()),
+    ]
+    assert not [s for s in secrets if s in log]
+    assert '"event": "session_connected"' in log and '"account": 100001' in log
+
+    # A second run reuses every stored key.
+    gate.state.paused = False
+    subscribes = gate.state.ws_events["subscribe"]
+    await collector.start()
+    await wait_for(lambda: gate.state.ws_events["subscribe"] >= subscribes + 180)
+    assert await collector.stop() == 0
+    assert gate.state.calls["keys_created"] == 90
+    assert gate.state.calls["POST keys"] == 90
+
+
+async def test_accounts_come_and_go_and_revoked_keys_are_replaced(
+    gate: Simulator, influxdb: InfluxServer, tmp_path: Path
+) -> None:
+    db = "changes"
+    collector = Collector(tmp_path, gate, influxdb, db, refresh=1.0)
+    await collector.start()
+    await wait_for(lambda: all_subscribed(gate, enabled(gate)))
+
+    disabled, revoked = 100001, 100004
+    gate.state.accounts[disabled].status = "disabled"
+    newcomer = gate.state.add_account().gate_id
+    (old_key,) = gate.state.keys_of(revoked)
+    gate.state.revoke(old_key.key)
+    revoked_at = gate.state.now()
+
+    await wait_for(lambda: gate.state.active[newcomer] == 2)
+    await wait_for(lambda: gate.state.active[disabled] == 0)
+    await wait_for(
+        lambda: len(gate.state.keys_of(revoked)) == 1 and gate.state.active[revoked] == 2
+    )
+    pushed = gate.state.pushed[(revoked, ASSETS)]
+    await wait_for(lambda: gate.state.pushed[(revoked, ASSETS)] >= pushed + 4)
+    await trio.sleep(2.0)  # the disabled account stays without a session
+    assert gate.state.active[disabled] == 0
+    assert gate.state.keys_of(disabled)[0].key  # its key is left alone
+    gate.state.paused = True
+    await trio.sleep(1.0)
+    assert await collector.stop() == 0
+
+    assert gate.state.keys_of(revoked)[0].key != old_key.key
+    resumed = query(
+        influxdb,
+        db,
+        f"SELECT count(u) FROM gate_unified_assets WHERE account='{revoked}' "
+        f"AND time > {int(revoked_at * 1000)}ms",
+    )
+    assert resumed and resumed[0]["values"][0][1] >= 4
+    newcomer_rows = query(
+        influxdb, db, f"SELECT count(u) FROM gate_unified_assets WHERE account='{newcomer}'"
+    )
+    assert newcomer_rows[0]["values"][0][1] == gate.state.pushed[(newcomer, ASSETS)]
+    assert '"event": "key_replace"' in collector.log.read_text()
+
+
+async def test_a_refused_broker_key_exits_non_zero_with_a_plain_message(
+    gate: Simulator, influxdb: InfluxServer, tmp_path: Path
+) -> None:
+    collector = Collector(tmp_path, gate, influxdb, "refused")
+    (tmp_path / "creds" / "gate-api-secret").write_text("0" * 64)
+    await collector.start()
+    assert collector.process is not None
+    with trio.fail_after(60):
+        code = await collector.process.wait()
+    assert code == 1
+    log = collector.log.read_text()
+    assert "INVALID_SIGNATURE" in log and "0" * 64 not in log
+
+
+async def test_a_wrong_master_key_exits_with_a_plain_message(
+    gate: Simulator, influxdb: InfluxServer, tmp_path: Path
+) -> None:
+    collector = Collector(tmp_path, gate, influxdb, "master")
+    await collector.start()
+    await wait_for(lambda: all_subscribed(gate, enabled(gate)))
+    assert await collector.stop() == 0
+    collector.master_key = generate_master_key()
+    await collector.start()
+    assert collector.process is not None
+    with trio.fail_after(60):
+        assert await collector.process.wait() == 2
+    assert "does not open" in collector.log.read_text()
