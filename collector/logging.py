@@ -76,7 +76,7 @@ class _JournaldPrefix:
         return f"<{priority}>{text}"
 
 
-def processors(json: bool) -> list[Processor]:
+def processors(json: bool, colors: bool = False) -> list[Processor]:
     """The processor chain; the last one renders."""
     chain: list[Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -90,7 +90,7 @@ def processors(json: bool) -> list[Processor]:
     if json:
         chain.append(_JournaldPrefix(structlog.processors.JSONRenderer()))
     else:
-        chain.append(structlog.dev.ConsoleRenderer())
+        chain.append(structlog.dev.ConsoleRenderer(colors=colors))
     return chain
 
 
@@ -99,7 +99,7 @@ def configure(level: str = "info", stream: TextIO | None = None, json: bool | No
     out = stream or sys.stdout
     use_json = (not out.isatty()) if json is None else json
     structlog.configure(
-        processors=processors(use_json),
+        processors=processors(use_json, colors=out.isatty()),
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),

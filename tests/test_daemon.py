@@ -253,3 +253,35 @@ async def test_a_wrong_master_key_exits_with_a_plain_message(
     with trio.fail_after(60):
         assert await collector.process.wait() == 2
     assert "does not open" in collector.log.read_text()
+
+
+async def test_systemd_hears_ready_status_watchdog_and_stopping(
+    gate: Simulator, influxdb: InfluxServer, tmp_path: Path
+) -> None:
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(tmp_path / "notify"))
+    sock.setblocking(False)
+    collector = Collector(tmp_path, gate, influxdb, "notify")
+    os.environ["NOTIFY_SOCKET"] = str(tmp_path / "notify")
+    os.environ["WATCHDOG_USEC"] = "2000000"
+    try:
+        await collector.start()
+    finally:
+        del os.environ["NOTIFY_SOCKET"], os.environ["WATCHDOG_USEC"]
+    heard: list[str] = []
+
+    async def listen() -> None:
+        while True:
+            await trio.lowlevel.wait_readable(sock)
+            heard.append(sock.recv(4096).decode())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(listen)
+        await wait_for(lambda: any("90/90 sessions connected" in m for m in heard))
+        await wait_for(lambda: sum("WATCHDOG=1" in m for m in heard) >= 3)
+        assert await collector.stop() == 0
+        await wait_for(lambda: any("STOPPING=1" in m for m in heard))
+        nursery.cancel_scope.cancel()
+    assert heard[0].startswith("READY=1\nSTATUS=")

@@ -1,0 +1,116 @@
+"""The supervisor in-process: shards, capacity, source addresses."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+from structlog.testing import capture_logs
+
+from collector.config import Settings
+from collector.gate.broker import BrokerClient
+from collector.keys import KeyStore, generate_master_key
+from collector.lineproto import Point
+from collector.simulator import Simulator
+from collector.supervisor import Supervisor, in_shard
+
+
+def test_shards_partition_the_accounts_without_overlap() -> None:
+    ids = range(100_000, 102_000)
+    shards = [{i for i in ids if in_shard(i, k, 4)} for k in range(4)]
+    assert set().union(*shards) == set(ids)
+    assert sum(len(s) for s in shards) == len(ids)
+    assert all(400 < len(s) < 600 for s in shards)
+
+
+def test_shard_is_prometheus_hashmod_of_md5() -> None:
+    digest = hashlib.md5(b"100001", usedforsecurity=False).digest()
+    expected = int.from_bytes(digest[8:], "big") % 7
+    assert in_shard(100001, expected, 7)
+
+
+@pytest.fixture
+async def sim(nursery: trio.Nursery) -> Simulator:
+    """A simulator on the real clock: the supervisor's sessions sign with time.time()."""
+    simulator = Simulator.create(accounts=12, disabled_every=4)
+    await simulator.start(nursery)
+    return simulator
+
+
+async def start_supervisor(
+    sim: Simulator,
+    tmp_path: Path,
+    nursery: trio.Nursery,
+    http: httpx.AsyncClient,
+    shard: str = "0/1",
+    **gate: object,
+) -> Supervisor:
+    settings = Settings.model_validate(
+        {
+            "gate": {"rest_url": sim.rest_url, "ws_url": sim.ws_url, **gate},
+            "accounts": {"shard": shard},
+            "state": {"dir": str(tmp_path)},
+        }
+    )
+    broker = BrokerClient(http, sim.state.broker, base_url=sim.rest_url)
+    store = KeyStore.open(tmp_path, generate_master_key())
+    send, receive = trio.open_memory_channel[list[Point]](10_000)
+
+    async def drain() -> None:
+        async for _ in receive:
+            pass
+
+    supervisor = Supervisor(settings, broker, store, send)
+    nursery.start_soon(drain)
+    nursery.start_soon(supervisor.run)
+    with trio.fail_after(30):
+        await supervisor.ready.wait()
+    return supervisor
+
+
+async def test_accounts_beyond_capacity_are_counted_and_logged_once(
+    sim: Simulator, tmp_path: Path, nursery: trio.Nursery, http: httpx.AsyncClient
+) -> None:
+    with capture_logs() as logs:
+        supervisor = await start_supervisor(sim, tmp_path, nursery, http, max_connections_per_ip=4)
+        await supervisor._reconcile(await supervisor._discover())  # a second refresh
+    fields = supervisor.stats_fields()
+    assert fields["sessions_total"] == 4
+    assert fields["sessions_over_capacity"] == 5  # 9 enabled accounts
+    assert len([e for e in logs if e["event"] == "over_capacity"]) == 5
+    assert "5 over capacity" in supervisor.status_line()
+
+
+async def test_sessions_are_spread_over_source_addresses(
+    sim: Simulator, tmp_path: Path, nursery: trio.Nursery, http: httpx.AsyncClient
+) -> None:
+    supervisor = await start_supervisor(
+        sim,
+        tmp_path,
+        nursery,
+        http,
+        max_connections_per_ip=5,
+        source_addresses=["127.0.0.1", "127.0.0.2"],
+    )
+    addresses = [slot.local_address for slot in supervisor._slots.values()]
+    assert sorted(addresses) == ["127.0.0.1"] * 5 + ["127.0.0.2"] * 4
+    with trio.fail_after(10):
+        while sum(sim.state.active.values()) < 18:
+            await trio.sleep(0.05)
+    assert supervisor.stats_fields()["sessions_over_capacity"] == 0
+
+
+@pytest.mark.parametrize("shard", ["0/2", "1/2"])
+async def test_only_this_shards_accounts_get_sessions(
+    sim: Simulator, tmp_path: Path, nursery: trio.Nursery, http: httpx.AsyncClient, shard: str
+) -> None:
+    index, count = (int(x) for x in shard.split("/"))
+    supervisor = await start_supervisor(sim, tmp_path, nursery, http, shard=shard)
+    enabled = {a.gate_id for a in sim.state.accounts.values() if a.status == "enabled"}
+    mine = {a for a in enabled if in_shard(a, index, count)}
+    assert 0 < len(mine) < len(enabled)
+    assert set(supervisor._slots) == mine
+    assert sim.state.calls["keys_created"] == len(mine)
