@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
@@ -240,9 +241,14 @@ class Supervisor:
             timing=self._timing,
             local_address=slot.local_address,
             other_accounts=self._known - {slot.account.gate_id},
+            wall_clock=self._gate_clock,
         )
         session.stats = slot.stats  # counters survive restarts of the session
         return session
+
+    def _gate_clock(self) -> float:
+        """Our clock corrected by the skew the REST client measured against Gate's."""
+        return time.time() + self._broker.clock_skew
 
     async def _recover_key(self, slot: _Slot, reason: str) -> bool:
         """After a refused key: replace it, unless the account itself is gone."""

@@ -114,3 +114,14 @@ async def test_only_this_shards_accounts_get_sessions(
     assert 0 < len(mine) < len(enabled)
     assert set(supervisor._slots) == mine
     assert sim.state.calls["keys_created"] == len(mine)
+
+
+async def test_sessions_sign_with_the_clock_skew_measured_over_rest(
+    sim: Simulator, tmp_path: Path, nursery: trio.Nursery, http: httpx.AsyncClient
+) -> None:
+    sim.state.skew = 120.0  # Gate two minutes ahead: uncorrected signatures would expire
+    await start_supervisor(sim, tmp_path, nursery, http)
+    with trio.fail_after(10):
+        while sum(sim.state.active.values()) < 18:
+            await trio.sleep(0.05)
+    assert sim.state.ws_events["auth_refused"] == 0
