@@ -77,6 +77,7 @@ async def run_daemon(
     timing: SessionTiming | None = None,
     on_start: Callable[[Daemon], None] | None = None,
     stop: trio.Event | None = None,
+    stats_interval: float = 10.0,
 ) -> None:
     """Run until SIGTERM/SIGINT (or ``stop``); raise StartupError/KeyStoreError on failure."""
     notify = notifier or Notifier()
@@ -98,6 +99,7 @@ async def run_daemon(
             instance=socket.gethostname(),
             shard=settings.accounts.shard,
             extra_stats=supervisor.stats_fields,
+            stats_interval=stats_interval,
         )
         if on_start is not None:
             on_start(Daemon(supervisor, sink))

@@ -298,9 +298,10 @@ def mock_sink(
 async def run_mock(
     recorder: Recorder, settings: InfluxSettings, bundles: list[list[Point]], **kwargs: Any
 ) -> Sink:
+    """Run the sink on canned answers until every point is written (steady state)."""
     async with httpx.AsyncClient(transport=httpx.MockTransport(recorder)) as http:
         sink = Sink(http, settings, None, **{"stats_interval": 0, **kwargs})
-        await feed(sink, iter(bundles))
+        await feed(sink, iter(bundles), until_written=sum(map(len, bundles)))
     return sink
 
 
