@@ -130,6 +130,14 @@ class BrokerState:
     active: Counter[int] = field(default_factory=Counter)
     # True: pushers produce nothing (lets a test stop the flow before it checks).
     paused: bool = False
+    # Benchmarks: > 0 sends that many asset_detail updates per subscription as fast
+    # as the connection takes them (pre-encoded frames), then nothing more.
+    burst: int = 0
+    burst_started: float | None = None
+    # time.monotonic() of the first burst frame: comparable across processes.
+    burst_started_monotonic: float | None = None
+    burst_finished: float | None = None
+    burst_sent: int = 0
     ws_events: Counter[str] = field(default_factory=Counter)
 
     def now(self) -> float:

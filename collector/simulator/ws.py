@@ -12,6 +12,7 @@ into its next push.
 from __future__ import annotations
 
 import ssl
+import time
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -139,6 +140,10 @@ class _Connection:
     async def _push_loop(
         self, account: SimSubAccount, channel: str, payload: list[str], key: str
     ) -> None:
+        if self.state.burst:
+            if channel == ASSET_DETAIL:
+                await self._burst(account)
+            return
         last_ms = 0
         while True:
             await trio.sleep(self.state.push_interval)
@@ -154,6 +159,34 @@ class _Connection:
             last_ms = max(int(self.state.now() * 1000), last_ms + 1)
             if not await self._push(account, channel, payload, last_ms):
                 return
+
+    async def _burst(self, account: SimSubAccount) -> None:
+        """Send ``state.burst`` pre-encoded updates back to back (benchmarks)."""
+        state = self.state
+        dts = orjson.dumps(
+            {c: _detail_values(0, i) for i, c in enumerate(account.currencies)}
+        ).decode()
+        template = (
+            '{"time":%d,"time_ms":%d,"channel":"unified.asset_detail","event":"update",'
+            '"result":{"u":%d,"t":%d,"dts":' + dts + "}}"
+        )
+        key = (account.gate_id, ASSET_DETAIL)
+        first_u = state.sequence.get(key, FIRST_U - 1) + 1
+        start_ms = int(state.now() * 1000)
+        if state.burst_started is None:
+            state.burst_started = trio.current_time()
+            state.burst_started_monotonic = time.monotonic()
+        send = self.ws.send_message
+        for i in range(state.burst):
+            ms = start_ms + i
+            try:
+                await send(template % (ms // 1000, ms, first_u + i, ms // 1000))
+            except ConnectionClosed:
+                return
+            state.burst_sent += 1
+        state.sequence[key] = first_u + state.burst - 1
+        state.pushed[key] += state.burst
+        state.burst_finished = trio.current_time()
 
     async def _play_fault(self, account: SimSubAccount, channel: str) -> bool:
         """Play the next fault; True when the connection is gone."""
