@@ -31,7 +31,10 @@ class FloatText(str):
 
 FieldValue = float | int | str | bool
 
-_DECIMAL: Final = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]{1,2})?")
+_NUMBER: Final = r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]{1,2})?"
+_DECIMAL: Final = re.compile(_NUMBER)
+# Several decimals joined by commas: one regex call checks a whole update's values.
+DECIMALS: Final = re.compile(f"{_NUMBER}(?:,{_NUMBER})*")
 
 
 def float_text(text: str) -> FloatText | None:

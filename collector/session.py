@@ -287,7 +287,10 @@ class AccountSession:
             )
         if result.points:
             self.stats.points += len(result.points)
-            await self._points.send(result.points)
+            try:  # no extra schedule point per frame while the sink keeps up
+                self._points.send_nowait(result.points)
+            except trio.WouldBlock:
+                await self._points.send(result.points)  # back-pressure
         if result.resubscribe:
             await self._send(ws, self._subscribe(event.channel))
 

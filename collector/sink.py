@@ -140,11 +140,21 @@ class Sink:
                 if self._stats_interval > 0:
                     nursery.start_soon(self._stats_loop)
                 async with receive:
-                    async for bundle in receive:
-                        self.add(bundle)
+                    await self._intake(receive)
                 nursery.cancel_scope.cancel()
         finally:
             await self._shutdown()
+
+    async def _intake(self, receive: trio.MemoryReceiveChannel[Bundle]) -> None:
+        """Take bundles until the channel closes: one wake-up drains all that is queued."""
+        add = self.add
+        async for bundle in receive:
+            add(bundle)
+            while True:  # the rest without a schedule point per bundle
+                try:
+                    add(receive.receive_nowait())
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
 
     def add(self, bundle: Bundle) -> None:
         """Encode and buffer points; cut a batch when it is full."""

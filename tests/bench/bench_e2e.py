@@ -15,8 +15,6 @@ Every written point is counted back. Nothing here asserts a time.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +22,8 @@ import httpx
 
 from collector.keys import generate_master_key
 from tests.bench.harness import (
-    ROOT,
     SimServer,
+    collector,
     cpu_seconds,
     record,
     run_python,
@@ -59,40 +57,11 @@ def vm_count(vm: VictoriaMetrics, metric: str) -> int:
 
 def run_collector(tmp: Path, sim: SimServer, influx: str, count: Any) -> dict[str, float]:
     """Run ``gate-collector run`` until ``count()`` reaches every point; time and CPU."""
-    tmp.mkdir(parents=True, exist_ok=True)
-    config = tmp / "collector.toml"
-    config.write_text(
-        f'[gate]\nrest_url = "{sim.rest_url}"\nws_url = "{sim.ws_url}"\n'
-        f'[state]\ndir = "{tmp}/state"\n{influx}'
-    )
-    env = {
-        **os.environ,
-        "CREDENTIALS_DIRECTORY": str(sim.directory / "creds"),
-        "GATE_COLLECTOR_MASTER_KEY": generate_master_key(),
-    }
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "collector.cli",
-            "--log-level",
-            "warning",
-            "run",
-            "--config",
-            str(config),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-    )
-    try:
+    with collector(tmp, sim, influx, generate_master_key()) as process:
         first = sim.burst_started()
         cpu_first = cpu_seconds(process.pid)
         end = wait_until(lambda: count() >= POINTS, timeout=1800, interval=0.05)
         cpu_end = cpu_seconds(process.pid)
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
     return {"seconds": end - first, "cpu_seconds": cpu_end - cpu_first, "points": float(count())}
 
 

@@ -15,7 +15,7 @@ from collector.gate.signing import ApiCredentials
 
 
 async def main(args: argparse.Namespace) -> None:
-    keys = json.loads(open(args.keys).read())  # noqa: ASYNC230, SIM115
+    keys = json.loads(open(args.keys).read())  # noqa: SIM115
     context = ssl.create_default_context(cafile=args.ca) if args.ca else None
     counted = 0
     first: float | None = None

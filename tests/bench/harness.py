@@ -58,6 +58,16 @@ class SimServer:
         time.sleep(0.01)
         return float(marker.read_text())
 
+    def stats(self) -> dict[str, Any]:
+        """The simulator's counters right now (refreshed every 0.1 s)."""
+        for _ in range(50):
+            try:
+                data: dict[str, Any] = json.loads(self.stats_file.read_text())
+                return data
+            except (FileNotFoundError, json.JSONDecodeError):
+                time.sleep(0.02)
+        raise RuntimeError("no simulator stats")
+
     def stop(self) -> dict[str, Any]:
         self.process.send_signal(signal.SIGTERM)
         self.process.wait(timeout=60)
@@ -146,3 +156,47 @@ def wait_until(predicate: Any, timeout: float, interval: float = 0.1) -> float:
             return time.monotonic()
         time.sleep(interval)
     raise TimeoutError(f"not true after {timeout}s")
+
+
+@contextmanager
+def collector(
+    directory: Path, sim: SimServer, toml: str, master_key: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``gate-collector run`` against ``sim`` with extra config ``toml``, until the block ends."""
+    directory.mkdir(parents=True, exist_ok=True)
+    config = directory / "collector.toml"
+    config.write_text(
+        f'[gate]\nrest_url = "{sim.rest_url}"\nws_url = "{sim.ws_url}"\n{toml}\n'
+        f'[state]\ndir = "{directory}/state"\n'
+    )
+    env = {
+        **os.environ,
+        "CREDENTIALS_DIRECTORY": str(sim.directory / "creds"),
+        "GATE_COLLECTOR_MASTER_KEY": master_key,
+    }
+    with (directory / "collector.log").open("ab") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "collector.cli",
+                "--log-level",
+                "warning",
+                "run",
+                "--config",
+                str(config),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

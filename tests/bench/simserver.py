@@ -28,9 +28,34 @@ async def announce_burst(sim: Simulator, path: Path) -> None:
     await trio.Path(path).write_text(repr(sim.state.burst_started_monotonic))
 
 
+def stats(sim: Simulator) -> dict[str, object]:
+    state = sim.state
+    busy = (
+        (state.burst_finished or 0) - (state.burst_started or 0)
+        if state.burst_started is not None
+        else 0.0
+    )
+    return {
+        "burst_sent": state.burst_sent,
+        "burst_seconds": busy,
+        "pushed": sum(state.pushed.values()),
+        "calls": dict(state.calls),
+        "keys_created": state.calls["keys_created"],
+        "subscribed": sum(state.active.values()),
+        "connections": state.ws_connections,
+    }
+
+
+async def write_stats(sim: Simulator, path: Path) -> None:
+    """Keep the stats file current (the harness reads it while a run goes on)."""
+    while True:
+        await trio.Path(path).write_text(json.dumps(stats(sim)))
+        await trio.sleep(0.1)
+
+
 async def main(args: argparse.Namespace) -> None:
     sim = Simulator.create(accounts=args.accounts)
-    sim.state.rate_limit = 1_000_000
+    sim.state.rate_limit = args.rate_limit
     sim.state.burst = args.burst
     sim.state.push_interval = args.push_interval
     if args.tls:
@@ -50,26 +75,11 @@ async def main(args: argparse.Namespace) -> None:
         async with trio.open_nursery() as nursery:
             await sim.start(nursery)
             nursery.start_soon(announce_burst, sim, args.dir / "burst-started")
+            nursery.start_soon(write_stats, sim, args.stats)
             print(json.dumps({"rest_url": sim.rest_url, "ws_url": sim.ws_url}), flush=True)
             async for _ in signals:
                 break
-            state = sim.state
-            busy = (
-                (state.burst_finished or 0) - (state.burst_started or 0)
-                if state.burst_started is not None
-                else 0.0
-            )
-            args.stats.write_text(
-                json.dumps(
-                    {
-                        "burst_sent": state.burst_sent,
-                        "burst_seconds": busy,
-                        "pushed": sum(state.pushed.values()),
-                        "calls": dict(state.calls),
-                        "keys_created": state.calls["keys_created"],
-                    }
-                )
-            )
+            args.stats.write_text(json.dumps(stats(sim)))
             nursery.cancel_scope.cancel()
 
 
@@ -79,6 +89,7 @@ if __name__ == "__main__":
     parser.add_argument("--burst", type=int, default=0)
     parser.add_argument("--push-interval", type=float, default=1.0)
     parser.add_argument("--tls", action="store_true")
+    parser.add_argument("--rate-limit", type=int, default=1_000_000)
     parser.add_argument("--dir", type=Path, required=True)
     parser.add_argument("--stats", type=Path, required=True)
     logging.configure("warning")
