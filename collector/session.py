@@ -34,6 +34,7 @@ from trio_websocket import (
     wrap_client_stream,
 )
 
+from collector.backoff import backoff_delay
 from collector.config import GateSettings
 from collector.gate import protocol
 from collector.gate.signing import ApiCredentials
@@ -153,8 +154,8 @@ class AccountSession:
             await trio.sleep(delay)
 
     def _backoff(self, failures: int) -> float:
-        ceiling = min(self._timing.backoff_max, self._timing.backoff_base * 2 ** (failures - 1))
-        return self._rng.uniform(ceiling / 2, ceiling)
+        timing = self._timing
+        return backoff_delay(failures, timing.backoff_base, timing.backoff_max, self._rng)
 
     async def _connect_and_serve(self) -> str | AuthenticationFailed:
         """One connection, from connect to close; returns why it ended."""

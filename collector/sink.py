@@ -31,6 +31,7 @@ from typing import Final
 import httpx
 import trio
 
+from collector.backoff import backoff_delay
 from collector.config import InfluxSettings
 from collector.lineproto import Encoder, Point
 from collector.logging import get_logger
@@ -337,8 +338,7 @@ class Sink:
             retry_after = response.headers.get("Retry-After")
             if retry_after is not None and retry_after.strip().isdigit():
                 return min(float(retry_after), MAX_RETRY_AFTER)
-        ceiling = min(self._max_backoff, self._base_backoff * 2 ** (failures - 1))
-        return self._rng.uniform(ceiling / 2, ceiling)
+        return backoff_delay(failures, self._base_backoff, self._max_backoff, self._rng)
 
     # -- shutdown --------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from typing import Final
 
 import trio
 
+from collector.backoff import backoff_delay
 from collector.config import Settings
 from collector.gate.broker import BrokerClient
 from collector.gate.errors import GateError, NotFoundError
@@ -219,7 +220,7 @@ class Supervisor:
                         return
                 except (GateError, OSError, trio.BrokenResourceError) as exc:
                     crashes += 1
-                    delay = _backoff(self._rng, crashes, CRASH_BACKOFF)
+                    delay = backoff_delay(crashes, *CRASH_BACKOFF, self._rng)
                     log.error(
                         "session_failed",
                         account=account_id,
@@ -257,7 +258,7 @@ class Supervisor:
         delay = (
             0.0
             if slot.replacements == 1
-            else _backoff(self._rng, slot.replacements - 1, REPLACE_BACKOFF)
+            else backoff_delay(slot.replacements - 1, *REPLACE_BACKOFF, self._rng)
         )
         await trio.sleep(delay)
         try:
@@ -302,9 +303,3 @@ class Supervisor:
     def session_stats(self) -> dict[int, SessionStats]:
         """Per-account session counters (for tests and the demo)."""
         return {account: slot.stats for account, slot in self._slots.items()}
-
-
-def _backoff(rng: random.Random, failures: int, bounds: tuple[float, float]) -> float:
-    base, cap = bounds
-    ceiling = min(cap, base * 2 ** (failures - 1))
-    return rng.uniform(ceiling / 2, ceiling)

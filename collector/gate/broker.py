@@ -31,6 +31,7 @@ import orjson
 import trio
 from pydantic import BaseModel, ValidationError
 
+from collector.backoff import backoff_delay
 from collector.gate import signing
 from collector.gate.errors import (
     BadResponseError,
@@ -394,8 +395,7 @@ class BrokerClient:
             await trio.sleep(self._retry.base_delay)
 
     async def _backoff(self, failures: int, endpoint: str, reason: str) -> None:
-        ceiling = min(self._retry.max_delay, self._retry.base_delay * 2 ** (failures - 1))
-        delay = self._rng.uniform(ceiling / 2, ceiling)
+        delay = backoff_delay(failures, self._retry.base_delay, self._retry.max_delay, self._rng)
         log.warning(
             "gate_retry",
             endpoint=endpoint,

@@ -64,11 +64,22 @@ def measure_floor(tmp: Path, sessions: int) -> dict[str, float]:
 
 
 def test_sessions_per_process(tmp_path: Path) -> None:
-    rows = []
+    rows: list[str] = []
+    marginal: list[str] = []
+    previous: tuple[int, dict[str, float], dict[str, float]] | None = None
     with influx_server(tmp_path / "influx") as influx:
         for n in SIZES:
             ours = measure_collector(tmp_path / f"c{n}", n, influx.url)
             floor = measure_floor(tmp_path / f"f{n}", n)
+            if previous is not None:
+                m, our_before, floor_before = previous
+                ours_marginal = (ours["rss"] - our_before["rss"]) / (n - m)
+                floor_marginal = (floor["rss"] - floor_before["rss"]) / (n - m)
+                marginal.append(
+                    f"| {m:,} -> {n:,} | {ours_marginal / 1024:,.1f} KiB | "
+                    f"{floor_marginal / 1024:,.1f} KiB | {ours_marginal / floor_marginal:.2f} |"
+                )
+            previous = (n, ours, floor)
             rows.append(
                 f"| {n:,} | {ours['rss'] / MB:,.0f} MiB | {ours['rss'] / n / 1024:,.1f} KiB | "
                 f"{ours['idle_cpu'] * 100:.1f} % | {floor['rss'] / MB:,.0f} MiB | "
@@ -88,6 +99,13 @@ def test_sessions_per_process(tmp_path: Path) -> None:
                 "floor idle CPU | RSS ratio |",
                 "|---|---|---|---|---|---|---|---|",
                 *rows,
+                "",
+                "Each figure above carries the process's fixed cost (interpreter, libraries, "
+                "the REST provisioning before); what one more session costs:",
+                "",
+                "| sessions | collector RSS per added session | floor | ratio |",
+                "|---|---|---|---|",
+                *marginal,
             ]
         ),
     )
