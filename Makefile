@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench deps system-deps clean
+.PHONY: demo test lint bench dashboards deps system-deps clean
 
 demo: $(STAMP) system-deps
 	$(BIN)/gate-collector demo
@@ -22,6 +22,9 @@ lint: $(STAMP)
 
 bench: $(STAMP) system-deps
 	$(BIN)/pytest -q -s -o python_files="bench_*.py" tests/bench
+
+dashboards: $(STAMP)
+	$(BIN)/python -m collector.grafana
 
 deps: $(STAMP)
 

@@ -162,13 +162,15 @@ class AccountSession:
         self._close_reason = None
         async with trio.open_nursery() as nursery:
             ws = await self._connect(nursery)
-            if ws is not None:
-                try:
+            try:
+                if ws is not None:
                     await self._serve(ws, nursery)
-                finally:
-                    self.stats.connected = False
+            finally:
+                self.stats.connected = False
+                if ws is not None:
                     await self._close(ws)
-                    nursery.cancel_scope.cancel()
+                # A handshake that timed out leaves trio-websocket's reader task behind.
+                nursery.cancel_scope.cancel()
         return self._close_reason or "connection ended"
 
     async def _connect(self, nursery: trio.Nursery) -> WebSocketConnection | None:

@@ -392,3 +392,30 @@ async def test_tls_refuses_an_unknown_ca(
             await trio.sleep(0.05)
     assert run.session.stats.reconnects >= 1
     assert not run.points
+
+
+async def test_a_handshake_that_never_completes_times_out_and_retries(
+    nursery: trio.Nursery,
+    autojump_clock: trio.testing.MockClock,
+    wall_clock: Callable[[], float],
+) -> None:
+    # A server that accepts TCP and then says nothing: no WebSocket handshake ever.
+    async def mute(stream: trio.SocketStream) -> None:
+        await trio.sleep_forever()
+
+    listeners = await nursery.start(trio.serve_tcp, mute, 0)
+    port = listeners[0].socket.getsockname()[1]
+    send, _receive = trio.open_memory_channel[list[Point]](10)
+    session = AccountSession(
+        ACCOUNT,
+        "x",
+        ApiCredentials("k", "s"),
+        GateSettings(ws_url=f"ws://127.0.0.1:{port}/v4/ws/unified"),
+        send,
+        timing=SessionTiming(connect_timeout=5, backoff_base=1, backoff_max=2),
+        wall_clock=wall_clock,
+    )
+    with trio.move_on_after(60):
+        await session.run()
+    # Each attempt gives up after 5 s, waits 0.5-2 s, tries again: not stuck on the first.
+    assert 7 <= session.stats.reconnects <= 12
