@@ -118,6 +118,7 @@ class AccountSession:
         timing: SessionTiming | None = None,
         local_address: str | None = None,
         other_accounts: Container[int] = frozenset(),
+        connect_limiter: trio.CapacityLimiter | None = None,
         wall_clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
     ) -> None:
@@ -127,6 +128,7 @@ class AccountSession:
         self._points = points
         self._timing = timing or SessionTiming()
         self._local_address = local_address
+        self._connect_limiter = connect_limiter
         self._wall_clock = wall_clock
         self._rng = rng or random.Random()
         self._normalizer = Normalizer(account, label, other_accounts)
@@ -180,18 +182,26 @@ class AccountSession:
         port = url.port or (443 if secure else 80)
         resource = url.path + (f"?{url.query}" if url.query else "")
         try:
-            with trio.fail_after(self._timing.connect_timeout):
-                stream: trio.SocketStream | trio.SSLStream[trio.SocketStream]
-                stream = await trio.open_tcp_stream(host, port, local_address=self._local_address)
-                if secure:
-                    stream = trio.SSLStream(
-                        stream, tls_context(self._gate.ca_file), server_hostname=host
-                    )
-                    await stream.do_handshake()
-                return await wrap_client_stream(nursery, stream, host, resource)
+            if self._connect_limiter is None:
+                return await self._handshake(nursery, secure, host, port, resource)
+            async with self._connect_limiter:  # a few handshakes at a time: no stampede
+                return await self._handshake(nursery, secure, host, port, resource)
         except _CONNECT_ERRORS as exc:
             self._close_reason = f"connect to {self._gate.ws_url} failed: {exc!r}"
             return None
+
+    async def _handshake(
+        self, nursery: trio.Nursery, secure: bool, host: str, port: int, resource: str
+    ) -> WebSocketConnection:
+        with trio.fail_after(self._timing.connect_timeout):
+            stream: trio.SocketStream | trio.SSLStream[trio.SocketStream]
+            stream = await trio.open_tcp_stream(host, port, local_address=self._local_address)
+            if secure:
+                stream = trio.SSLStream(
+                    stream, tls_context(self._gate.ca_file), server_hostname=host
+                )
+                await stream.do_handshake()
+            return await wrap_client_stream(nursery, stream, host, resource)
 
     async def _serve(self, ws: WebSocketConnection, nursery: trio.Nursery) -> None:
         now = trio.current_time()

@@ -40,6 +40,9 @@ log = get_logger(__name__)
 REPLACE_BACKOFF: Final = (5.0, 900.0)
 CRASH_BACKOFF: Final = (1.0, 300.0)
 STATUS_INTERVAL: Final = 5.0
+# TLS + WebSocket handshakes in flight at once. Starting thousands of sessions at
+# once would make every handshake slow, time out and retry: a storm, not a start.
+CONNECT_CONCURRENCY: Final = 64
 
 
 class StartupError(Exception):
@@ -96,6 +99,7 @@ class Supervisor:
         self._session_factory = session_factory
         self._provisioner = KeyProvisioner(broker, store, settings.accounts.key_name)
         self._slots: dict[int, _Slot] = {}
+        self._connect_limiter = trio.CapacityLimiter(CONNECT_CONCURRENCY)
         self._known: set[int] = set()
         self._nursery: trio.Nursery | None = None
         self.stats = SupervisorStats()
@@ -243,6 +247,7 @@ class Supervisor:
             local_address=slot.local_address,
             other_accounts=self._known - {slot.account.gate_id},
             wall_clock=self._gate_clock,
+            connect_limiter=self._connect_limiter,
         )
         session.stats = slot.stats  # counters survive restarts of the session
         return session

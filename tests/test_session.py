@@ -419,3 +419,36 @@ async def test_a_handshake_that_never_completes_times_out_and_retries(
         await session.run()
     # Each attempt gives up after 5 s, waits 0.5-2 s, tries again: not stuck on the first.
     assert 7 <= session.stats.reconnects <= 12
+
+
+async def test_sessions_sharing_a_connect_limiter_handshake_one_at_a_time(
+    nursery: trio.Nursery,
+    autojump_clock: trio.testing.MockClock,
+    wall_clock: Callable[[], float],
+) -> None:
+    async def mute(stream: trio.SocketStream) -> None:
+        await trio.sleep_forever()
+
+    listeners = await nursery.start(trio.serve_tcp, mute, 0)
+    port = listeners[0].socket.getsockname()[1]
+    limiter = trio.CapacityLimiter(1)
+    send, _receive = trio.open_memory_channel[list[Point]](10)
+    sessions = [
+        AccountSession(
+            ACCOUNT + i,
+            "x",
+            ApiCredentials("k", "s"),
+            GateSettings(ws_url=f"ws://127.0.0.1:{port}/v4/ws/unified"),
+            send,
+            timing=SessionTiming(connect_timeout=5, backoff_base=0.1, backoff_max=0.1),
+            wall_clock=wall_clock,
+            connect_limiter=limiter,
+        )
+        for i in range(3)
+    ]
+    with trio.move_on_after(31):
+        async with trio.open_nursery() as inner:
+            for session in sessions:
+                inner.start_soon(session.run)
+    # One 5 s handshake at a time: 6 attempts in 31 s for all three together.
+    assert sum(s.stats.reconnects for s in sessions) == 6
