@@ -84,7 +84,8 @@ class _ChannelSequence:
 class SequenceTracker:
     """Per (account, channel) checks of ``u``, as DESIGN.md section 3 says.
 
-    ``other_accounts`` are the broker's other sub-accounts: a ``u`` naming one of
+    ``other_accounts`` are the broker's sub-accounts (this one may be among them:
+    the set is shared by all sessions): a ``u`` naming another one of
     them on a channel that has not shown itself to be a counter is a key paired
     with the wrong account, even before this account's own id was ever seen.
     """

@@ -100,6 +100,8 @@ class Supervisor:
         self._provisioner = KeyProvisioner(broker, store, settings.accounts.key_name)
         self._slots: dict[int, _Slot] = {}
         self._connect_limiter = trio.CapacityLimiter(CONNECT_CONCURRENCY)
+        # Every sub-account id of the broker, shared by all sessions (one set, not a
+        # copy each: 10,000 copies of 10,000 ids would be gigabytes).
         self._known: set[int] = set()
         self._nursery: trio.Nursery | None = None
         self.stats = SupervisorStats()
@@ -139,7 +141,8 @@ class Supervisor:
         shard = self._settings.accounts
         found = [a async for a in self._broker.list_sub_accounts()]
         self.stats.discoveries += 1
-        self._known = {a.gate_id for a in found}
+        self._known.clear()
+        self._known.update(a.gate_id for a in found)
         wanted = {
             a.gate_id: a
             for a in found
@@ -245,7 +248,7 @@ class Supervisor:
             self._points,
             timing=self._timing,
             local_address=slot.local_address,
-            other_accounts=self._known - {slot.account.gate_id},
+            other_accounts=self._known,  # the tracker checks its own id first
             wall_clock=self._gate_clock,
             connect_limiter=self._connect_limiter,
         )

@@ -344,3 +344,9 @@ def test_any_field_values_normalise_without_raising(
     out = norm.normalize(Update(channel, results, 1, time_ms))
     for point in out.points:
         encode(point)  # every point is encodable
+
+
+def test_the_shared_set_of_all_accounts_may_include_this_one() -> None:
+    tracker = SequenceTracker(ACCOUNT, other_accounts={ACCOUNT, 100002})
+    assert tracker.observe(ASSETS, ACCOUNT) == (Sequence.IDENTITY, None)
+    assert tracker.observe(ASSETS, 100002) == (Sequence.MISMATCH, None)
