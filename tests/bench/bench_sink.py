@@ -11,6 +11,7 @@ import trio
 from collector.config import InfluxSettings
 from collector.lineproto import Point, float_text
 from collector.sink import Sink
+from tests.bench.harness import record
 from tests.servers import influx_server
 
 ACCOUNTS, UPDATES = 200, 250  # 3 points per update: 150,000 points
@@ -64,9 +65,10 @@ def test_sink_throughput(tmp_path: Path) -> None:
             rates[gzip] = trio.run(write_all, server.url, db, gzip, data)
             count = server.query("SELECT count(u) FROM gate_unified_asset_detail", db=db)
             assert count["results"][0]["series"][0]["values"][0][1] == len(data) * 3  # type: ignore[index]
-    print(
-        f"\nsink -> InfluxDB 1.x on loopback, {len(data) * 3} points, batch 5000:\n"
+    record(
+        "Sink throughput",
+        f"The sink alone -> InfluxDB 1.x on loopback, {len(data) * 3} points, batch 5000:\n\n"
         f"| body | points/s |\n|---|---|\n"
-        f"| gzip | {rates[True]:,.0f} |\n| plain | {rates[False]:,.0f} |\n"
-        f"ratio gzip/plain: {rates[True] / rates[False]:.2f}"
+        f"| gzip | {rates[True]:,.0f} |\n| plain | {rates[False]:,.0f} |\n\n"
+        f"ratio gzip/plain: {rates[True] / rates[False]:.2f}",
     )
