@@ -45,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--disabled-every", type=int, default=5)
     simulate.add_argument("--host", default="127.0.0.1")
     simulate.add_argument("--rest-port", type=int, default=0)
+    simulate.add_argument("--ws-port", type=int, default=0)
     simulate.add_argument(
         "--credentials-dir",
         type=Path,
@@ -96,7 +97,12 @@ async def _dispatch(args: argparse.Namespace) -> int:
         return await commands.accounts(args.config, as_json=args.json, provision=args.provision)
     if args.command == "simulate":
         return await commands.simulate(
-            args.accounts, args.disabled_every, args.host, args.rest_port, args.credentials_dir
+            args.accounts,
+            args.disabled_every,
+            args.host,
+            args.rest_port,
+            args.ws_port,
+            args.credentials_dir,
         )
     if args.command == "demo":
         return await demo.run(args.accounts, args.duration)

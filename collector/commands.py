@@ -146,17 +146,26 @@ def write_credentials(directory: Path, creds: ApiCredentials) -> None:
 
 
 async def simulate(
-    count: int, disabled_every: int, host: str, rest_port: int, credentials_dir: Path
+    count: int,
+    disabled_every: int,
+    host: str,
+    rest_port: int,
+    ws_port: int,
+    credentials_dir: Path,
 ) -> int:
     """Run the simulator until interrupted; the broker key goes to files, not stdout."""
     simulator = Simulator.create(count, disabled_every)
-    simulator.host, simulator.rest_port = host, rest_port
+    simulator.host, simulator.rest_port, simulator.ws_port = host, rest_port, ws_port
     write_credentials(credentials_dir, simulator.state.broker)
     async with trio.open_nursery() as nursery:
         await simulator.start(nursery)
         print(
             orjson.dumps(
-                {"rest_url": simulator.rest_url, "credentials_dir": str(credentials_dir)}
+                {
+                    "rest_url": simulator.rest_url,
+                    "ws_url": simulator.ws_url,
+                    "credentials_dir": str(credentials_dir),
+                }
             ).decode(),
             flush=True,
         )

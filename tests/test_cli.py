@@ -48,6 +48,7 @@ def simulator(tmp_path: Path) -> Iterator[RunningSimulator]:
     try:
         assert process.stdout is not None
         ready = json.loads(process.stdout.readline())
+        assert ready["ws_url"].startswith("ws://127.0.0.1:")
         yield RunningSimulator(ready["rest_url"], creds)
     finally:
         process.terminate()
