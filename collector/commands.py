@@ -13,31 +13,13 @@ import httpx
 import orjson
 import trio
 
-from collector.config import ConfigError, Settings, load_settings
+from collector.config import ConfigError, Settings, broker_credentials, http_client, load_settings
 from collector.gate.broker import BrokerClient
 from collector.gate.errors import GateError
 from collector.gate.models import SubAccount
 from collector.gate.signing import ApiCredentials
 from collector.keys import KeyProvisioner, KeyStore, generate_master_key
 from collector.simulator import Simulator
-
-
-def broker_credentials(settings: Settings) -> ApiCredentials:
-    """The broker key from the settings, or a ConfigError saying where to put it."""
-    key, secret = settings.gate.api_key, settings.gate.api_secret
-    if key is None or secret is None:
-        missing = "gate.api_key" if key is None else "gate.api_secret"
-        raise ConfigError(
-            f"{missing} is missing: the broker's API key and secret come from [gate] "
-            "api_key/api_secret, env GATE_API_KEY/GATE_API_SECRET, or the credential "
-            "files gate-api-key/gate-api-secret in $CREDENTIALS_DIRECTORY"
-        )
-    return ApiCredentials(key.get_secret_value(), secret.get_secret_value())
-
-
-def http_client(verify: str | bool = True, timeout: float = 10.0) -> httpx.AsyncClient:
-    """The one kind of HTTP client the collector uses."""
-    return httpx.AsyncClient(verify=verify, timeout=timeout)
 
 
 @asynccontextmanager

@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final, Literal
 
+import httpx
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -34,6 +35,8 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
+
+from collector.gate.signing import ApiCredentials
 
 ENV_PREFIX: Final = "GATE_COLLECTOR__"
 
@@ -276,3 +279,21 @@ def _describe_unknown(loc: tuple[int | str, ...], path: str) -> str:
     close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
     suggestion = f"; did you mean {close[0]!r}?" if close else ""
     return f"{path}: unknown key{suggestion} (allowed here: {', '.join(allowed)})"
+
+
+def broker_credentials(settings: Settings) -> ApiCredentials:
+    """The broker key from the settings, or a ConfigError saying where to put it."""
+    key, secret = settings.gate.api_key, settings.gate.api_secret
+    if key is None or secret is None:
+        missing = "gate.api_key" if key is None else "gate.api_secret"
+        raise ConfigError(
+            f"{missing} is missing: the broker's API key and secret come from [gate] "
+            "api_key/api_secret, env GATE_API_KEY/GATE_API_SECRET, or the credential "
+            "files gate-api-key/gate-api-secret in $CREDENTIALS_DIRECTORY"
+        )
+    return ApiCredentials(key.get_secret_value(), secret.get_secret_value())
+
+
+def http_client(verify: str | bool = True, timeout: float = 10.0) -> httpx.AsyncClient:
+    """The one kind of HTTP client the collector uses (Gate and InfluxDB alike)."""
+    return httpx.AsyncClient(verify=verify, timeout=timeout)

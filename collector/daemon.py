@@ -18,8 +18,7 @@ from typing import Final
 import httpx
 import trio
 
-from collector.commands import broker_credentials, http_client
-from collector.config import InfluxSettings, Settings
+from collector.config import InfluxSettings, Settings, broker_credentials, http_client
 from collector.gate.broker import BrokerClient
 from collector.health import Notifier
 from collector.keys import KeyStore

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.commands import broker_credentials
-from collector.config import ConfigError, Settings, load_settings
+from collector.config import ConfigError, Settings, broker_credentials, load_settings
 
 EXAMPLE = Path(__file__).parent.parent / "config" / "collector.example.toml"
 

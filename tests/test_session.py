@@ -394,27 +394,37 @@ async def test_tls_refuses_an_unknown_ca(
     assert not run.points
 
 
-async def test_a_handshake_that_never_completes_times_out_and_retries(
-    nursery: trio.Nursery,
-    autojump_clock: trio.testing.MockClock,
-    wall_clock: Callable[[], float],
-) -> None:
-    # A server that accepts TCP and then says nothing: no WebSocket handshake ever.
+@pytest.fixture
+async def mute_gate(nursery: trio.Nursery) -> str:
+    """A server that accepts TCP and then says nothing: no WebSocket handshake ever."""
+
     async def mute(stream: trio.SocketStream) -> None:
         await trio.sleep_forever()
 
     listeners = await nursery.start(trio.serve_tcp, mute, 0)
-    port = listeners[0].socket.getsockname()[1]
+    return f"ws://127.0.0.1:{listeners[0].socket.getsockname()[1]}/v4/ws/unified"
+
+
+def unanswered_session(
+    url: str, wall_clock: Callable[[], float], account: int = ACCOUNT, **kwargs: Any
+) -> AccountSession:
     send, _receive = trio.open_memory_channel[list[Point]](10)
-    session = AccountSession(
-        ACCOUNT,
+    return AccountSession(
+        account,
         "x",
         ApiCredentials("k", "s"),
-        GateSettings(ws_url=f"ws://127.0.0.1:{port}/v4/ws/unified"),
+        GateSettings(ws_url=url),
         send,
-        timing=SessionTiming(connect_timeout=5, backoff_base=1, backoff_max=2),
         wall_clock=wall_clock,
+        **kwargs,
     )
+
+
+async def test_a_handshake_that_never_completes_times_out_and_retries(
+    mute_gate: str, autojump_clock: trio.testing.MockClock, wall_clock: Callable[[], float]
+) -> None:
+    timing = SessionTiming(connect_timeout=5, backoff_base=1, backoff_max=2)
+    session = unanswered_session(mute_gate, wall_clock, timing=timing)
     with trio.move_on_after(60):
         await session.run()
     # Each attempt gives up after 5 s, waits 0.5-2 s, tries again: not stuck on the first.
@@ -422,27 +432,13 @@ async def test_a_handshake_that_never_completes_times_out_and_retries(
 
 
 async def test_sessions_sharing_a_connect_limiter_handshake_one_at_a_time(
-    nursery: trio.Nursery,
-    autojump_clock: trio.testing.MockClock,
-    wall_clock: Callable[[], float],
+    mute_gate: str, autojump_clock: trio.testing.MockClock, wall_clock: Callable[[], float]
 ) -> None:
-    async def mute(stream: trio.SocketStream) -> None:
-        await trio.sleep_forever()
-
-    listeners = await nursery.start(trio.serve_tcp, mute, 0)
-    port = listeners[0].socket.getsockname()[1]
     limiter = trio.CapacityLimiter(1)
-    send, _receive = trio.open_memory_channel[list[Point]](10)
+    timing = SessionTiming(connect_timeout=5, backoff_base=0.1, backoff_max=0.1)
     sessions = [
-        AccountSession(
-            ACCOUNT + i,
-            "x",
-            ApiCredentials("k", "s"),
-            GateSettings(ws_url=f"ws://127.0.0.1:{port}/v4/ws/unified"),
-            send,
-            timing=SessionTiming(connect_timeout=5, backoff_base=0.1, backoff_max=0.1),
-            wall_clock=wall_clock,
-            connect_limiter=limiter,
+        unanswered_session(
+            mute_gate, wall_clock, ACCOUNT + i, timing=timing, connect_limiter=limiter
         )
         for i in range(3)
     ]
