@@ -260,7 +260,11 @@ class Supervisor:
         return time.time() + self._broker.clock_skew
 
     async def _recover_key(self, slot: _Slot, reason: str) -> bool:
-        """After a refused key: replace it, unless the account itself is gone."""
+        """After a refused key: replace it, unless the account is gone or the clock was off.
+
+        The REST call made here also re-measures the clock skew, so a
+        ``REQUEST_EXPIRED`` is cured by restarting the session with the same key.
+        """
         account_id = slot.account.gate_id
         slot.replacements += 1
         delay = (
@@ -275,6 +279,13 @@ class Supervisor:
                 log.info("session_stop", account=account_id, reason="account disabled")
                 self._slots.pop(account_id, None)
                 return False
+            if "REQUEST_EXPIRED" in reason.upper():
+                log.warning(
+                    "session_clock_expired",
+                    account=account_id,
+                    clock_skew=round(self._broker.clock_skew, 1),
+                )
+                return True
             await self._provisioner.replace(account_id, reason=reason)
             self.stats.key_replacements += 1
         except NotFoundError:

@@ -15,6 +15,7 @@ from collector.gate.broker import BrokerClient
 from collector.keys import KeyStore, generate_master_key
 from collector.lineproto import Point
 from collector.simulator import Simulator
+from collector.simulator.state import WsFault
 from collector.supervisor import Supervisor, in_shard
 
 
@@ -125,3 +126,22 @@ async def test_sessions_sign_with_the_clock_skew_measured_over_rest(
         while sum(sim.state.active.values()) < 18:
             await trio.sleep(0.05)
     assert sim.state.ws_events["auth_refused"] == 0
+
+
+async def test_an_expired_signature_is_cured_by_the_clock_not_a_new_key(
+    sim: Simulator, tmp_path: Path, nursery: trio.Nursery, http: httpx.AsyncClient
+) -> None:
+    supervisor = await start_supervisor(sim, tmp_path, nursery, http)
+    with trio.fail_after(10):
+        while sim.state.active[100001] < 2:
+            await trio.sleep(0.05)
+    keys_before = sim.state.calls["keys_created"]
+    sim.state.skew = 120.0  # Gate's clock jumps: the next subscribe expires
+    sim.state.accounts[100001].ws_faults.append(WsFault("drop"))
+    with trio.fail_after(20):
+        while sim.state.ws_events["auth_refused"] == 0:
+            await trio.sleep(0.05)
+        while sim.state.active[100001] < 2:
+            await trio.sleep(0.05)
+    assert sim.state.calls["keys_created"] == keys_before
+    assert supervisor.stats.key_replacements == 0
