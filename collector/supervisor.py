@@ -160,13 +160,16 @@ class Supervisor:
         for gone in [a for a in self._slots if a not in wanted]:
             self._stop(gone, "disabled or gone")
         new = [a for a in sorted(wanted) if a not in self._slots]
-        if not new:
+        room = max(0, self.capacity - len(self._slots))
+        for account_id in new[room:]:  # no key for an account that gets no session
+            self._over_capacity(account_id)
+        fits = new[:room]
+        if not fits:
             return
-        report = await self._provisioner.ensure_keys([wanted[a] for a in new])
-        for account_id in new:
-            if account_id in report.failed:
-                continue
-            self._start(wanted[account_id])
+        report = await self._provisioner.ensure_keys([wanted[a] for a in fits])
+        for account_id in fits:
+            if account_id not in report.failed:
+                self._start(wanted[account_id])
 
     # -- capacity and addresses ---------------------------------------------------------
 
@@ -187,21 +190,26 @@ class Supervisor:
     def _start(self, account: SubAccount) -> None:
         has_room, address = self._pick_address()
         if not has_room:
-            if account.gate_id not in self.stats.over_capacity:
-                self.stats.over_capacity.add(account.gate_id)
-                log.error(
-                    "over_capacity",
-                    account=account.gate_id,
-                    capacity=self.capacity,
-                    hint="Gate allows gate.max_connections_per_ip per address: add "
-                    "gate.source_addresses or another shard (accounts.shard)",
-                )
+            self._over_capacity(account.gate_id)
             return
         assert self._nursery is not None
         self.stats.over_capacity.discard(account.gate_id)
         slot = _Slot(account, trio.CancelScope(), SessionStats(), address)
         self._slots[account.gate_id] = slot
         self._nursery.start_soon(self._run_slot, slot)
+
+    def _over_capacity(self, account_id: int) -> None:
+        """Count (and log once) an account that cannot have a session."""
+        if account_id in self.stats.over_capacity:
+            return
+        self.stats.over_capacity.add(account_id)
+        log.error(
+            "over_capacity",
+            account=account_id,
+            capacity=self.capacity,
+            hint="Gate allows gate.max_connections_per_ip per address: add "
+            "gate.source_addresses or another shard (accounts.shard)",
+        )
 
     def _stop(self, account_id: int, reason: str) -> None:
         slot = self._slots.pop(account_id, None)

@@ -82,6 +82,7 @@ async def test_accounts_beyond_capacity_are_counted_and_logged_once(
     assert fields["sessions_total"] == 4
     assert fields["sessions_over_capacity"] == 5  # 9 enabled accounts
     assert len([e for e in logs if e["event"] == "over_capacity"]) == 5
+    assert sim.state.calls["keys_created"] == 4  # no key for an account without a session
     assert "5 over capacity" in supervisor.status_line()
 
 
