@@ -514,6 +514,18 @@ def collector_health() -> Board:
         ],
     )
     board.add(
+        "timeseries",
+        "Bad input from Gate",
+        [
+            stats('non_negative_difference(last("frames_invalid"))', "invalid frames"),
+            stats('non_negative_difference(last("fields_invalid"))', "invalid fields"),
+            stats('non_negative_difference(last("frames_rejected"))', "rejected frames"),
+            stats('non_negative_difference(last("gate_errors"))', "error frames"),
+        ],
+        description="Counted and logged; the good part of each update is still written. "
+        "Rejected frames carry another account's u: a key paired with the wrong account.",
+    )
+    board.add(
         "table",
         "Reconnects and gaps per account",
         [

@@ -79,6 +79,7 @@ async def test_accounts_beyond_capacity_are_counted_and_logged_once(
         supervisor = await start_supervisor(sim, tmp_path, nursery, http, max_connections_per_ip=4)
         await supervisor._reconcile(await supervisor._discover())  # a second refresh
     fields = supervisor.stats_fields()
+    assert {"frames_rejected", "fields_invalid", "gate_errors", "frames_invalid"} <= set(fields)
     assert fields["sessions_total"] == 4
     assert fields["sessions_over_capacity"] == 5  # 9 enabled accounts
     assert len([e for e in logs if e["event"] == "over_capacity"]) == 5
