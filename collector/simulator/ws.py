@@ -223,7 +223,7 @@ class _Connection:
         t = time_ms // 1000
         values: dict[str, dict[str, str]]
         if channel == ASSETS:
-            values = {"": _assets_values(n)}
+            values = {"": _assets_values(n, account.gate_id)}
             result: dict[str, Any] = {"u": u, "t": t, **values[""]}
         else:
             wanted = account.currencies if payload == ["!all"] else payload
@@ -248,15 +248,18 @@ def _payload(raw: object) -> list[str]:
     return ["!all"]
 
 
-def _assets_values(n: int) -> dict[str, str]:
+def _assets_values(n: int, account: int = 0) -> dict[str, str]:
+    """The seed's example, moved per account (so accounts differ) and per push."""
+    scale = 1 + (account % 97) / 10
+    risk = account % 89
     return {
-        "r": f"{18 + (n % 7) * 0.01:.2f}",
-        "R": f"{20 + (n % 5) * 0.01:.2f}",
-        "b": f"{-1005719.51 + n:.2f}",
-        "e": f"{-617985.29 + n:.2f}",
-        "l": f"{1293939.74 + n:.2f}",
-        "T": f"{675222.27 + n:.2f}",
-        "a": f"{-1432719.62 + n:.2f}",
+        "r": f"{18 + risk / 2 + (n % 7) * 0.01:.2f}",
+        "R": f"{20 + risk + (n % 5) * 0.01:.2f}",
+        "b": f"{-1005719.51 * scale + n:.2f}",
+        "e": f"{617985.29 * scale + n:.2f}",
+        "l": f"{1293939.74 * scale + n:.2f}",
+        "T": f"{675222.27 * scale + n:.2f}",
+        "a": f"{-1432719.62 * scale + n:.2f}",
         "c": "0",  # deprecated; Gate still sends it
     }
 
