@@ -58,12 +58,13 @@ _CONNECT_ERRORS: Final = (
 
 
 class AuthenticationFailed(Exception):
-    """Gate refused the account's key: replace it (the session has stopped)."""
+    """Gate refused the account's request: replace the key, or (``clock``) fix the time."""
 
     def __init__(self, account: int, message: str) -> None:
         super().__init__(f"account {account}: Gate refused the key: {message}")
         self.account = account
         self.reason = message
+        self.clock = protocol.is_clock_error(message)
 
 
 @dataclass(frozen=True)

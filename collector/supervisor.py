@@ -231,7 +231,7 @@ class Supervisor:
                 try:
                     await self._session(slot).run()
                 except AuthenticationFailed as exc:
-                    if not await self._recover_key(slot, exc.reason):
+                    if not await self._recover_key(slot, exc):
                         return
                 except (GateError, OSError, trio.BrokenResourceError) as exc:
                     crashes += 1
@@ -267,7 +267,7 @@ class Supervisor:
         """Our clock corrected by the skew the REST client measured against Gate's."""
         return time.time() + self._broker.clock_skew
 
-    async def _recover_key(self, slot: _Slot, reason: str) -> bool:
+    async def _recover_key(self, slot: _Slot, failure: AuthenticationFailed) -> bool:
         """After a refused key: replace it, unless the account is gone or the clock was off.
 
         The REST call made here also re-measures the clock skew, so a
@@ -287,14 +287,14 @@ class Supervisor:
                 log.info("session_stop", account=account_id, reason="account disabled")
                 self._slots.pop(account_id, None)
                 return False
-            if "REQUEST_EXPIRED" in reason.upper():
+            if failure.clock:
                 log.warning(
                     "session_clock_expired",
                     account=account_id,
                     clock_skew=round(self._broker.clock_skew, 1),
                 )
                 return True
-            await self._provisioner.replace(account_id, reason=reason)
+            await self._provisioner.replace(account_id, reason=failure.reason)
             self.stats.key_replacements += 1
         except NotFoundError:
             log.info("session_stop", account=account_id, reason="account gone")

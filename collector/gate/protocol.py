@@ -19,7 +19,8 @@ ASSET_DETAIL: Final = "unified.asset_detail"
 PING: Final = "unified.ping"
 PONG: Final = "unified.pong"
 CHANNELS: Final = (ASSETS, ASSET_DETAIL)
-_AUTH_MARKERS: Final = ("INVALID_KEY", "INVALID_SIGNATURE", "REQUEST_EXPIRED", "AUTH")
+_EXPIRED: Final = "REQUEST_EXPIRED"
+_AUTH_MARKERS: Final = ("INVALID_KEY", "INVALID_SIGNATURE", _EXPIRED, "AUTH")
 
 
 def request(channel: str, event: str, payload: list[str], now: int, creds: ApiCredentials) -> bytes:
@@ -118,6 +119,11 @@ def classify(code: int | None, message: str) -> ErrorKind:
     if code in (1, 2):
         return ErrorKind.ARGUMENT
     return ErrorKind.SERVER
+
+
+def is_clock_error(message: str) -> bool:
+    """An auth error caused by the request's time, not by the key (``REQUEST_EXPIRED``)."""
+    return _EXPIRED in message.upper()
 
 
 def _excerpt(frame: bytes | str) -> str:
