@@ -152,12 +152,20 @@ async def test_a_restart_reuses_the_store_on_disk(
     assert sim.state.calls["keys_created"] == 9
 
 
-async def test_replace_deletes_the_dead_key_and_stores_a_new_one(
-    broker: BrokerClient, sim: Simulator, store: KeyStore
-) -> None:
-    accounts = [a async for a in broker.list_sub_accounts() if a.gate_id == 100001]
+@pytest.fixture
+async def provisioner(broker: BrokerClient, store: KeyStore) -> KeyProvisioner:
+    """A provisioner that has already given account 100001 its key."""
     provisioner = KeyProvisioner(broker, store)
-    await provisioner.ensure_keys(accounts)
+    await provisioner.ensure_keys(
+        [a async for a in broker.list_sub_accounts() if a.gate_id == 100001]
+    )
+    assert store.get(100001) is not None
+    return provisioner
+
+
+async def test_replace_deletes_the_dead_key_and_stores_a_new_one(
+    provisioner: KeyProvisioner, sim: Simulator, store: KeyStore
+) -> None:
     old = store.get(100001)
     assert old is not None
 
@@ -168,11 +176,8 @@ async def test_replace_deletes_the_dead_key_and_stores_a_new_one(
 
 
 async def test_replace_copes_with_a_key_gate_already_forgot(
-    broker: BrokerClient, sim: Simulator, store: KeyStore
+    provisioner: KeyProvisioner, sim: Simulator, store: KeyStore
 ) -> None:
-    accounts = [a async for a in broker.list_sub_accounts() if a.gate_id == 100001]
-    provisioner = KeyProvisioner(broker, store)
-    await provisioner.ensure_keys(accounts)
     old = store.get(100001)
     assert old is not None
     sim.state.revoke(old.key)

@@ -94,17 +94,20 @@ def fast_pushes(sim: Simulator) -> None:
     sim.state.push_interval = 1.0
 
 
+@pytest.fixture
+async def run(sim: Simulator, nursery: trio.Nursery, wall_clock: Callable[[], float]) -> Run:
+    """A session with its own key on the simulator (tests ask for the autojump clock:
+    pytest-trio takes a clock only from the test's own arguments)."""
+    return await start(nursery, sim, account_key(sim), wall_clock)
+
+
 def detail_values(points: list[Point], currency: str) -> list[Point]:
     return [p for p in points if dict(p.tags).get("currency") == currency]
 
 
 async def test_data_flows_from_both_channels(
-    sim: Simulator,
-    nursery: trio.Nursery,
-    autojump_clock: trio.testing.MockClock,
-    wall_clock: Callable[[], float],
+    sim: Simulator, run: Run, autojump_clock: trio.testing.MockClock
 ) -> None:
-    run = await start(nursery, sim, account_key(sim), wall_clock)
     await trio.sleep(10.5)
     pushed_assets = sim.state.pushed[(ACCOUNT, ASSETS)]
     pushed_detail = sim.state.pushed[(ACCOUNT, ASSET_DETAIL)]
@@ -142,12 +145,8 @@ async def test_pings_keep_an_idle_session_alive(
 
 
 async def test_a_dropped_connection_reconnects_and_data_resumes(
-    sim: Simulator,
-    nursery: trio.Nursery,
-    autojump_clock: trio.testing.MockClock,
-    wall_clock: Callable[[], float],
+    sim: Simulator, run: Run, autojump_clock: trio.testing.MockClock
 ) -> None:
-    run = await start(nursery, sim, account_key(sim), wall_clock)
     await trio.sleep(3.5)
     sim.state.accounts[ACCOUNT].ws_faults.append(WsFault("drop"))
     await trio.sleep(10)
@@ -162,12 +161,8 @@ async def test_a_dropped_connection_reconnects_and_data_resumes(
 
 
 async def test_silence_triggers_the_watchdog(
-    sim: Simulator,
-    nursery: trio.Nursery,
-    autojump_clock: trio.testing.MockClock,
-    wall_clock: Callable[[], float],
+    sim: Simulator, run: Run, autojump_clock: trio.testing.MockClock
 ) -> None:
-    run = await start(nursery, sim, account_key(sim), wall_clock)
     await trio.sleep(2.5)
     sim.state.accounts[ACCOUNT].ws_faults.append(WsFault("silence", seconds=1000))
     silent_from = trio.current_time()
@@ -182,12 +177,8 @@ async def test_silence_triggers_the_watchdog(
 
 
 async def test_an_upgrade_event_reconnects(
-    sim: Simulator,
-    nursery: trio.Nursery,
-    autojump_clock: trio.testing.MockClock,
-    wall_clock: Callable[[], float],
+    sim: Simulator, run: Run, autojump_clock: trio.testing.MockClock
 ) -> None:
-    run = await start(nursery, sim, account_key(sim), wall_clock)
     await trio.sleep(2.5)
     sim.state.accounts[ACCOUNT].ws_faults.append(WsFault("upgrade"))
     await trio.sleep(10)
@@ -196,12 +187,8 @@ async def test_an_upgrade_event_reconnects(
 
 
 async def test_malformed_and_error_frames_are_counted_and_the_session_lives_on(
-    sim: Simulator,
-    nursery: trio.Nursery,
-    autojump_clock: trio.testing.MockClock,
-    wall_clock: Callable[[], float],
+    sim: Simulator, run: Run, autojump_clock: trio.testing.MockClock
 ) -> None:
-    run = await start(nursery, sim, account_key(sim), wall_clock)
     await trio.sleep(2.5)
     faults = sim.state.accounts[ACCOUNT].ws_faults
     faults.extend([WsFault("malformed"), WsFault("error"), WsFault("malformed")])
@@ -215,12 +202,8 @@ async def test_malformed_and_error_frames_are_counted_and_the_session_lives_on(
 
 
 async def test_a_sequence_gap_is_recorded_and_resubscribes(
-    sim: Simulator,
-    nursery: trio.Nursery,
-    autojump_clock: trio.testing.MockClock,
-    wall_clock: Callable[[], float],
+    sim: Simulator, run: Run, autojump_clock: trio.testing.MockClock
 ) -> None:
-    run = await start(nursery, sim, account_key(sim), wall_clock)
     await trio.sleep(3.5)
     sim.state.accounts[ACCOUNT].ws_faults.append(WsFault("gap", channel=ASSET_DETAIL, count=4))
     await trio.sleep(5)
