@@ -25,7 +25,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
-from enum import Enum
 from typing import Final
 
 import httpx
@@ -65,10 +64,15 @@ class SinkStats:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-class _Result(Enum):
-    DONE = "done"
-    RETRY = "retry"
-    ALARM = "alarm"
+@dataclass(frozen=True)
+class _Settled:
+    """How a batch ended: lines InfluxDB took and lines it refused."""
+
+    written: int = 0
+    rejected: int = 0
+
+    def __add__(self, other: _Settled) -> _Settled:
+        return _Settled(self.written + other.written, self.rejected + other.rejected)
 
 
 def write_request(settings: InfluxSettings) -> tuple[str, dict[str, str], dict[str, str]]:
@@ -235,7 +239,7 @@ class Sink:
             return False
         batch = self._inflight = self._queue.popleft()
         self._queued_points -= len(batch)
-        await self._write(batch)
+        self._account(await self._write(batch))
         self._inflight = None
         return True
 
@@ -248,20 +252,23 @@ class Sink:
             log.error("spool_file_unreadable", file=str(entry.path), points=entry.points)
             self.stats.points_dropped += entry.points
         else:
-            await self._write(lines)
+            self._account(await self._write(lines))
         self._spool.remove(entry)
 
-    async def _write(self, lines: list[str]) -> None:
+    def _account(self, settled: _Settled) -> None:
+        # Counted once the whole batch is settled: a write cut off (say, by shutdown)
+        # and sent again later is not counted twice.
+        self.stats.points_written += settled.written
+        self.stats.points_rejected += settled.rejected
+
+    async def _write(self, lines: list[str]) -> _Settled:
         """Deliver ``lines`` under the response policy; returns once they are settled."""
         failures = 0
         while True:
             response = await self._post(lines)
-            if response is None:
-                result = _Result.RETRY
-            else:
-                result = await self._settle(lines, response)
-            if result is _Result.DONE:
-                return
+            settled = None if response is None else await self._settle(lines, response)
+            if settled is not None:
+                return settled
             failures += 1
             self.stats.write_errors += 1
             await trio.sleep(self._backoff(failures, response))
@@ -286,17 +293,15 @@ class Sink:
         self.stats.write_time_ms = round((trio.current_time() - start) * 1000, 3)
         return response
 
-    async def _settle(self, lines: list[str], response: httpx.Response) -> _Result:
+    async def _settle(self, lines: list[str], response: httpx.Response) -> _Settled | None:
+        """The outcome of one answer; None: keep the lines and try again."""
         status = response.status_code
         if 200 <= status < 300:
-            self.stats.points_written += len(lines)
-            return _Result.DONE
+            return _Settled(written=len(lines))
         if status == 413:
-            await self._split(lines)
-            return _Result.DONE
+            return await self._split(lines)
         if status in (400, 422):
-            self._reject(lines, response)
-            return _Result.DONE
+            return self._reject(lines, response)
         if status in (401, 403, 404):
             log.error(
                 "influx_write_refused",
@@ -304,27 +309,23 @@ class Sink:
                 answer=response.text[:300],
                 hint="check influx.database/bucket and the credentials; data is kept and retried",
             )
-            return _Result.ALARM
+            return None
         log.warning("influx_write_failed", status=status, answer=response.text[:200])
-        return _Result.RETRY
+        return None
 
-    async def _split(self, lines: list[str]) -> None:
+    async def _split(self, lines: list[str]) -> _Settled:
         if len(lines) == 1:
-            self.stats.points_rejected += 1
             log.error("influx_line_too_large", line=lines[0][:200], bytes=len(lines[0]))
-            return
+            return _Settled(rejected=1)
         half = len(lines) // 2
         log.info("influx_batch_split", points=len(lines))
-        await self._write(lines[:half])
-        await self._write(lines[half:])
+        return await self._write(lines[:half]) + await self._write(lines[half:])
 
-    def _reject(self, lines: list[str], response: httpx.Response) -> None:
+    def _reject(self, lines: list[str], response: httpx.Response) -> _Settled:
         text = response.text
         dropped = sum(int(n) for n in _DROPPED.findall(text))
         dropped += len(_UNPARSABLE.findall(text))
         rejected = min(len(lines), dropped) if dropped else len(lines)
-        self.stats.points_rejected += rejected
-        self.stats.points_written += len(lines) - rejected
         log.error(
             "influx_rejected_lines",
             status=response.status_code,
@@ -332,6 +333,7 @@ class Sink:
             of=len(lines),
             answer=text[:500],
         )
+        return _Settled(written=len(lines) - rejected, rejected=rejected)
 
     def _backoff(self, failures: int, response: httpx.Response | None) -> float:
         if response is not None:
@@ -352,7 +354,7 @@ class Sink:
             scope.deadline = trio.current_time() + self._shutdown_timeout
             while self._queue:
                 batch = self._inflight = self._queue[0]
-                await self._write(batch)
+                self._account(await self._write(batch))
                 self._queue.popleft()
                 self._queued_points -= len(batch)
                 self._inflight = None
