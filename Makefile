@@ -24,7 +24,7 @@ bench: $(STAMP) system-deps
 	$(BIN)/pytest -q -s -o python_files="bench_*.py" tests/bench
 
 dashboards: $(STAMP)
-	$(BIN)/python -m collector.grafana
+	$(BIN)/python -m collector.devtools.grafana
 
 deps: $(STAMP)
 

@@ -38,9 +38,9 @@ from collector.backoff import backoff_delay
 from collector.config import GateSettings
 from collector.gate import protocol
 from collector.gate.signing import ApiCredentials
-from collector.lineproto import Point
 from collector.logging import get_logger
-from collector.normalize import Normalizer
+from collector.points.lineproto import Point
+from collector.points.normalize import Normalizer
 
 log = get_logger(__name__)
 

@@ -31,8 +31,8 @@ from collector.gate.errors import GateError, NotFoundError
 from collector.gate.models import SubAccount
 from collector.health import Notifier
 from collector.keys import KeyProvisioner, KeyStore
-from collector.lineproto import Point
 from collector.logging import get_logger
+from collector.points.lineproto import Point
 from collector.session import AccountSession, AuthenticationFailed, SessionStats, SessionTiming
 
 log = get_logger(__name__)

@@ -10,9 +10,9 @@ import httpx
 import pytest
 import trio
 
+from collector.devtools.simulator import Simulator
 from collector.gate.broker import BrokerClient, RetryPolicy
 from collector.keys import KeyStore, generate_master_key
-from collector.simulator import Simulator
 from tests.servers import InfluxServer, influx_server
 
 WALL_START = time.time()

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from collector.localinflux import InfluxServer, free_port, influx_server, wait_ready
+from collector.devtools.localinflux import InfluxServer, free_port, influx_server, wait_ready
 
 __all__ = ["InfluxServer", "VictoriaMetrics", "free_port", "influx_server", "victoria_metrics"]
 

@@ -10,9 +10,9 @@ import trio
 
 from collector import logging
 from collector.config import InfluxSettings
-from collector.lineproto import Point
-from collector.sink import Sink
-from collector.spool import Spool
+from collector.points.lineproto import Point
+from collector.sink.spool import Spool
+from collector.sink.writer import Sink
 
 
 async def main(influx_url: str, spool_dir: Path, count: int) -> None:

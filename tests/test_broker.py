@@ -9,6 +9,8 @@ import pytest
 import trio
 from structlog.testing import capture_logs
 
+from collector.devtools.simulator import Simulator
+from collector.devtools.simulator.state import Fault
 from collector.gate.broker import BrokerClient, GateUnavailableError, RetryPolicy
 from collector.gate.errors import (
     AuthError,
@@ -22,8 +24,6 @@ from collector.gate.errors import (
 )
 from collector.gate.models import KeyPermission, SubAccountSpec
 from collector.gate.signing import ApiCredentials
-from collector.simulator import Simulator
-from collector.simulator.state import Fault
 
 READ = [KeyPermission(name="spot", read_only=True)]
 SPEC = SubAccountSpec(

@@ -15,7 +15,7 @@ import pytest
 from collector.keys import generate_master_key
 from tests.servers import InfluxServer, free_port
 
-EXE = [sys.executable, "-m", "collector.cli"]
+EXE = [sys.executable, "-m", "collector.app.cli"]
 
 
 @dataclass

@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 import trio
 
-from collector.commands import write_credentials
+from collector.app.commands import write_credentials
+from collector.devtools.simulator import Simulator
+from collector.devtools.simulator.state import WsFault
 from collector.gate.protocol import ASSET_DETAIL, ASSETS
 from collector.keys import generate_master_key
-from collector.simulator import Simulator
-from collector.simulator.state import WsFault
 from tests.servers import InfluxServer
 
 ACCOUNTS = 100
@@ -65,7 +65,7 @@ class Collector:
                 [
                     sys.executable,
                     "-m",
-                    "collector.cli",
+                    "collector.app.cli",
                     "--log-level",
                     "debug",
                     "run",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from collector import demo
+from collector.app import demo
 
 
 async def test_demo_collects_into_a_local_influxdb_and_summarises(

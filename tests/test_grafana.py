@@ -18,13 +18,13 @@ import pytest
 import trio
 import yaml
 
-from collector import grafana
+from collector.app.daemon import run_daemon
 from collector.config import Settings
-from collector.daemon import run_daemon
+from collector.devtools import grafana
+from collector.devtools.simulator import Simulator
+from collector.devtools.simulator.state import WsFault
 from collector.gate.protocol import ASSET_DETAIL
 from collector.keys import generate_master_key
-from collector.simulator import Simulator
-from collector.simulator.state import WsFault
 from tests.servers import InfluxServer
 
 HERE = Path(__file__).parent
@@ -43,7 +43,7 @@ def test_dashboard_validates_against_grafanas_schema(name: str) -> None:
 def test_committed_json_is_what_the_code_builds(name: str) -> None:
     committed = (PROVISIONING / "dashboards" / name).read_text()
     assert committed == grafana.render(grafana.dashboards()[name]), (
-        "run `python -m collector.grafana` and commit the result"
+        "run `python -m collector.devtools.grafana` and commit the result"
     )
 
 

@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from collector.config import InfluxSettings
-from collector.influxquery import InfluxQueryError, influxql
+from collector.devtools.influxquery import InfluxQueryError, influxql
 from tests.servers import InfluxServer
 
 

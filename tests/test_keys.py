@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from collector.devtools.simulator import Simulator
 from collector.gate.broker import BrokerClient
 from collector.keys import (
     STORE_NAME,
@@ -16,7 +17,6 @@ from collector.keys import (
     StoredKey,
     generate_master_key,
 )
-from collector.simulator import Simulator
 
 SECRET = "f" * 20 + "secret-that-must-not-leak" + "0" * 19
 

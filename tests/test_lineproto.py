@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from influxdb_client import Point as ClientPoint
 from influxdb_client import WritePrecision
 
-from collector.lineproto import Encoder, FloatText, Point, encode, float_text
+from collector.points.lineproto import Encoder, FloatText, Point, encode, float_text
 
 names = st.text(min_size=1, max_size=12).filter(lambda s: not s.startswith("#"))
 values = st.one_of(

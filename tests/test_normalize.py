@@ -9,8 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collector.gate.protocol import ASSET_DETAIL, ASSETS, Update
-from collector.lineproto import FloatText, encode
-from collector.normalize import Gap, Normalizer, Sequence, SequenceTracker
+from collector.gate.sequence import Gap, Sequence, SequenceTracker
+from collector.points.lineproto import FloatText, encode
+from collector.points.normalize import Normalizer
 
 ACCOUNT = 100001
 

@@ -17,12 +17,12 @@ import trio.testing
 import trustme
 
 from collector.config import GateSettings
+from collector.devtools.simulator import Simulator
+from collector.devtools.simulator.state import WsFault
 from collector.gate.protocol import ASSET_DETAIL, ASSETS
 from collector.gate.signing import ApiCredentials
-from collector.lineproto import Point
+from collector.points.lineproto import Point
 from collector.session import AccountSession, AuthenticationFailed, SessionTiming
-from collector.simulator import Simulator
-from collector.simulator.state import WsFault
 
 ACCOUNT = 100001
 TIMING = SessionTiming(ping_interval=10, frame_timeout=45, backoff_base=1, backoff_max=8)

@@ -19,9 +19,9 @@ import trio.testing
 from structlog.testing import capture_logs
 
 from collector.config import InfluxSettings
-from collector.lineproto import Point
-from collector.sink import Sink
-from collector.spool import Spool
+from collector.points.lineproto import Point
+from collector.sink.spool import Spool
+from collector.sink.writer import Sink
 from tests.servers import InfluxServer, VictoriaMetrics, free_port, influx_server, victoria_metrics
 
 FAST = (0.02, 0.2)  # backoff base and cap for tests against real servers

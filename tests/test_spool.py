@@ -5,7 +5,7 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
-from collector.spool import Spool, decompress
+from collector.sink.spool import Spool, decompress
 
 
 def lines(n: int, start: int = 0) -> list[str]:

@@ -11,11 +11,11 @@ import trio
 from structlog.testing import capture_logs
 
 from collector.config import Settings
+from collector.devtools.simulator import Simulator
+from collector.devtools.simulator.state import WsFault
 from collector.gate.broker import BrokerClient
 from collector.keys import KeyStore, generate_master_key
-from collector.lineproto import Point
-from collector.simulator import Simulator
-from collector.simulator.state import WsFault
+from collector.points.lineproto import Point
 from collector.supervisor import Supervisor, in_shard
 
 

@@ -7,7 +7,7 @@ import time
 from influxdb_client import Point as ClientPoint
 from influxdb_client import WritePrecision
 
-from collector.lineproto import Encoder, Point, float_text
+from collector.points.lineproto import Encoder, Point, float_text
 from tests.bench.harness import record
 
 N = 50_000
@@ -67,8 +67,8 @@ def test_lineproto_speed() -> None:
         "Line protocol",
         f"{N} asset_detail points (7 fields, 3 tags), one encoder after the other:\n\n"
         f"| encoder | µs/point |\n|---|---|\n"
-        f"| collector.lineproto, Gate's decimal strings (FloatText) | {text:.2f} |\n"
-        f"| collector.lineproto, Python floats | {mine:.2f} |\n"
+        f"| collector.points.lineproto, Gate's decimal strings (FloatText) | {text:.2f} |\n"
+        f"| collector.points.lineproto, Python floats | {mine:.2f} |\n"
         f"| influxdb_client.Point | {theirs:.2f} |\n\n"
         f"ratio influxdb_client/ours: {theirs / text:.1f}x with decimal strings, "
         f"{theirs / mine:.1f}x with floats (goal: ours <= 3 µs)",

@@ -9,8 +9,8 @@ import httpx
 import trio
 
 from collector.config import InfluxSettings
-from collector.lineproto import Point, float_text
-from collector.sink import Sink
+from collector.points.lineproto import Point, float_text
+from collector.sink.writer import Sink
 from tests.bench.harness import record
 from tests.servers import influx_server
 

@@ -179,7 +179,7 @@ def collector(
             [
                 sys.executable,
                 "-m",
-                "collector.cli",
+                "collector.app.cli",
                 "--log-level",
                 "warning",
                 "run",

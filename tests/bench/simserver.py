@@ -17,8 +17,8 @@ import trio
 import trustme
 
 from collector import logging
-from collector.commands import write_credentials
-from collector.simulator import Simulator
+from collector.app.commands import write_credentials
+from collector.devtools.simulator import Simulator
 
 
 async def announce_burst(sim: Simulator, path: Path) -> None:

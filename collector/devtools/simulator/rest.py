@@ -15,9 +15,9 @@ from typing import Any, Final
 
 import orjson
 
+from collector.devtools.simulator.httpserver import HttpRequest, HttpResponse
+from collector.devtools.simulator.state import BrokerState
 from collector.gate import signing
-from collector.simulator.httpserver import HttpRequest, HttpResponse
-from collector.simulator.state import BrokerState
 
 PREFIX: Final = signing.REST_PREFIX
 TIME_WINDOW: Final = 60.0

@@ -1,4 +1,4 @@
-"""The Grafana dashboards, as code: ``python -m collector.grafana`` writes the JSON.
+"""The Grafana dashboards, as code: ``python -m collector.devtools.grafana`` writes the JSON.
 
 Three dashboards over the data contract (DESIGN.md section 4), all InfluxQL, so
 they run on InfluxDB 1.x, on 2.x through DBRP mappings, and on 3.x. Built here

@@ -10,7 +10,7 @@ Policy (after Telegraf's):
   429/5xx/network: keep the data, back off exponentially with jitter, honour
   ``Retry-After``;
 * memory is bounded (``buffer_limit`` points): past it, the oldest batches go
-  to the on-disk :class:`~collector.spool.Spool`, which is replayed first when
+  to the on-disk :class:`~collector.sink.spool.Spool`, which is replayed first when
   InfluxDB answers again and survives restarts;
 * when the input channel closes, or the sink is cancelled, what is buffered is
   written within ``shutdown_timeout`` and the rest is spooled.
@@ -32,9 +32,9 @@ import trio
 
 from collector.backoff import backoff_delay
 from collector.config import InfluxSettings
-from collector.lineproto import Encoder, Point
 from collector.logging import get_logger
-from collector.spool import Spool, SpoolEntry, decompress
+from collector.points.lineproto import Encoder, Point
+from collector.sink.spool import Spool, SpoolEntry, decompress
 
 log = get_logger(__name__)
 

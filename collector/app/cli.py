@@ -9,9 +9,10 @@ from pathlib import Path
 
 import trio
 
-from collector import commands, demo, logging
+from collector import logging
+from collector.app import commands, demo
+from collector.app.daemon import run_daemon
 from collector.config import ConfigError, load_settings
-from collector.daemon import run_daemon
 from collector.gate.errors import GateError
 from collector.keys import KeyStoreError
 from collector.supervisor import StartupError

@@ -12,11 +12,11 @@ from functools import partial
 
 import trio
 
+from collector.devtools.simulator.httpserver import serve_http
+from collector.devtools.simulator.rest import RestApi
+from collector.devtools.simulator.state import BrokerState
+from collector.devtools.simulator.ws import serve_unified
 from collector.gate.signing import ApiCredentials
-from collector.simulator.httpserver import serve_http
-from collector.simulator.rest import RestApi
-from collector.simulator.state import BrokerState
-from collector.simulator.ws import serve_unified
 
 __all__ = ["BrokerState", "Simulator", "new_broker_credentials"]
 

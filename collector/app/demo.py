@@ -19,13 +19,13 @@ import httpx
 import trio
 from pydantic import SecretStr
 
+from collector.app.daemon import Daemon, run_daemon
 from collector.config import AccountsSettings, GateSettings, InfluxSettings, Settings, StateSettings
-from collector.daemon import Daemon, run_daemon
-from collector.influxquery import influxql
+from collector.devtools.influxquery import influxql
+from collector.devtools.localinflux import InfluxServer, free_port
+from collector.devtools.simulator import Simulator
+from collector.devtools.simulator.httpserver import HttpRequest, HttpResponse, serve_http
 from collector.keys import generate_master_key
-from collector.localinflux import InfluxServer, free_port
-from collector.simulator import Simulator
-from collector.simulator.httpserver import HttpRequest, HttpResponse, serve_http
 
 PROGRESS_EVERY = 2.0
 PRINTED_LINES = 20

@@ -23,11 +23,11 @@ from collector.config import InfluxSettings, Settings, broker_credentials, http_
 from collector.gate.broker import BrokerClient
 from collector.health import Notifier
 from collector.keys import KeyStore
-from collector.lineproto import Point
 from collector.logging import get_logger
+from collector.points.lineproto import Point
 from collector.session import SessionTiming
-from collector.sink import Sink
-from collector.spool import Spool
+from collector.sink.spool import Spool
+from collector.sink.writer import Sink
 from collector.supervisor import StartupError, Supervisor
 
 log = get_logger(__name__)

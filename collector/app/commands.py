@@ -14,12 +14,12 @@ import orjson
 import trio
 
 from collector.config import ConfigError, Settings, broker_credentials, http_client, load_settings
+from collector.devtools.simulator import Simulator
 from collector.gate.broker import BrokerClient
 from collector.gate.errors import GateError
 from collector.gate.models import SubAccount
 from collector.gate.signing import ApiCredentials
 from collector.keys import KeyProvisioner, KeyStore, generate_master_key
-from collector.simulator import Simulator
 
 
 @asynccontextmanager

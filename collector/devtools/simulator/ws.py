@@ -5,7 +5,7 @@ signed with the sub-account's own key over ``channel=..&event=..&time=..``,
 with ``time`` within 60 s. Acks, pongs, updates and errors have Gate's shapes.
 Each subscribed (account, channel) gets pushes every ``state.push_interval``;
 ``u`` counts up per channel or is the account's user id (``u_mode``). Faults
-queued on an account (:class:`~collector.simulator.state.WsFault`) are played
+queued on an account (:class:`~collector.devtools.simulator.state.WsFault`) are played
 into its next push.
 """
 
@@ -20,9 +20,9 @@ import orjson
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
 
+from collector.devtools.simulator.state import BrokerState, SimSubAccount, WsFault
 from collector.gate import signing
 from collector.gate.protocol import ASSET_DETAIL, ASSETS, PING, PONG
-from collector.simulator.state import BrokerState, SimSubAccount, WsFault
 
 TIME_WINDOW: Final = 60.0
 FIRST_U: Final = 1000

@@ -1,0 +1,1 @@
+"""The wiring a person starts: the command line, the daemon, its commands, the demo."""

@@ -1,0 +1,21 @@
+"""Keys: the encrypted store (store.py) and the lifecycle of per-account keys (provision.py)."""
+
+from collector.keys.provision import READ_ONLY_PERMS, KeyProvisioner, ProvisionReport
+from collector.keys.store import (
+    STORE_NAME,
+    KeyStore,
+    KeyStoreError,
+    StoredKey,
+    generate_master_key,
+)
+
+__all__ = [
+    "READ_ONLY_PERMS",
+    "STORE_NAME",
+    "KeyProvisioner",
+    "KeyStore",
+    "KeyStoreError",
+    "ProvisionReport",
+    "StoredKey",
+    "generate_master_key",
+]

@@ -1,0 +1,1 @@
+"""The data contract: names (schema), updates -> points (normalize), line protocol."""

@@ -1,0 +1,1 @@
+"""Batches of points to InfluxDB: the pure write policy and batcher, the spool, the loop."""
