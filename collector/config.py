@@ -145,6 +145,8 @@ class InfluxSettings(_Section):
     flush_jitter: float = Field(default=0.1, ge=0)
     buffer_limit: int = Field(default=100_000, gt=0)
     spool_max_bytes: int = Field(default=1 << 30, gt=0)
+    # While InfluxDB is not taking writes, buffered data is on disk after this long.
+    spool_after: float = Field(default=5.0, gt=0)
     gzip: bool = True
     timeout: float = Field(default=10.0, gt=0)
     create_database: bool = True

@@ -22,12 +22,13 @@ async def main(influx_url: str, spool_dir: Path, count: int) -> None:
     spool = Spool(spool_dir, max_bytes=10**9)
     send, receive = trio.open_memory_channel[list[Point]](100)
     async with httpx.AsyncClient() as http, trio.open_nursery() as nursery:
-        sink = Sink(http, settings, spool, stats_interval=0, backoff=(0.05, 0.2))
+        sink = Sink(http, settings, spool, backoff=(0.05, 0.2))
         nursery.start_soon(sink.run, receive)
         for i in range(count):
             await send.send([Point("crash", (("k", "v"),), {"i": i}, 1_000_000 + i)])
-        while sink.buffered_points > 200:  # the rest is on its way to the spool
-            await trio.sleep(0.01)
+        with trio.fail_after(30):
+            while sink.buffered_points > 200:  # the rest is on its way to the spool
+                await trio.sleep(0.01)
         await trio.sleep(0.2)
         print(spool.points, flush=True)
         await trio.sleep_forever()

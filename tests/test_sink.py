@@ -67,16 +67,23 @@ def scalar(server: InfluxServer, query: str, db: str) -> Any:
     return series[0]["values"][0][1] if series else 0
 
 
+async def wait_until(condition: Callable[[], bool], deadline: float = 60.0) -> None:
+    """Poll ``condition`` until it holds; fail after ``deadline`` seconds."""
+    with trio.fail_after(deadline):
+        while not condition():
+            await trio.sleep(0.01)
+
+
 async def feed(sink: Sink, bundles: Iterator[list[Point]], *, until_written: int = 0) -> None:
     """Run the sink over the bundles, close the channel, wait for it to finish."""
     send, receive = trio.open_memory_channel[list[Point]](64)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(sink.run, receive)
-        async with send:
-            for bundle in bundles:
-                await send.send(bundle)
-            while sink.stats.points_written < until_written:
-                await trio.sleep(0.01)
+    with trio.fail_after(120):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sink.run, receive)
+            async with send:
+                for bundle in bundles:
+                    await send.send(bundle)
+                await wait_until(lambda: sink.stats.points_written >= until_written)
 
 
 # -- real InfluxDB ------------------------------------------------------------
@@ -85,7 +92,7 @@ async def feed(sink: Sink, bundles: Iterator[list[Point]], *, until_written: int
 async def test_every_point_is_read_back_exactly(
     influxdb: InfluxServer, database: str, http: httpx.AsyncClient
 ) -> None:
-    sink = Sink(http, settings_for(influxdb.url, database), None, stats_interval=0)
+    sink = Sink(http, settings_for(influxdb.url, database), None)
     await feed(sink, detail_points(accounts=100, updates=100))
     assert sink.stats.points_written == 30_000
     count = scalar(influxdb, "SELECT count(available) FROM gate_unified_asset_detail", database)
@@ -107,7 +114,7 @@ async def test_every_point_is_read_back_exactly(
 async def test_v1_without_gzip_also_lands(
     influxdb: InfluxServer, database: str, http: httpx.AsyncClient
 ) -> None:
-    sink = Sink(http, settings_for(influxdb.url, database, gzip=False), None, stats_interval=0)
+    sink = Sink(http, settings_for(influxdb.url, database, gzip=False), None)
     await feed(sink, detail_points(accounts=10, updates=10))
     assert scalar(influxdb, "SELECT count(u) FROM gate_unified_asset_detail", database) == 300
 
@@ -115,7 +122,7 @@ async def test_v1_without_gzip_also_lands(
 async def test_a_batch_with_one_bad_line_lands_the_good_ones(
     influxdb: InfluxServer, database: str, http: httpx.AsyncClient
 ) -> None:
-    sink = Sink(http, settings_for(influxdb.url, database), None, stats_interval=0)
+    sink = Sink(http, settings_for(influxdb.url, database), None)
     good = [Point("m", (("k", str(i)),), {"f": float(i)}, 1000 + i) for i in range(10)]
     bad = Point("m", (("k", "0"),), {"f": "a string where a float was"}, 5000)
     await feed(sink, iter([good[:5]]))  # InfluxDB now knows f as a float
@@ -124,15 +131,16 @@ async def test_a_batch_with_one_bad_line_lands_the_good_ones(
     assert scalar(influxdb, "SELECT count(f) FROM m", database) == 10
     assert sink.stats.points_rejected == 1
     assert sink.stats.points_written == 10
-    rejected = [e for e in logs if e["event"] == "influx_rejected_lines"]
+    rejected = [e for e in logs if e["event"] == "influx_partial_write"]
     assert len(rejected) == 1 and "field type conflict" in rejected[0]["answer"]
+    assert rejected[0]["rejected"] == 1 and rejected[0]["series"] == ["m"]
 
 
 async def test_413_splits_until_everything_lands(tmp_path: Path, http: httpx.AsyncClient) -> None:
     with influx_server(tmp_path / "small", max_body_size=8000) as small:
         small.create_database("split")
         settings = settings_for(small.url, "split", gzip=False, batch_size=2000)
-        sink = Sink(http, settings, None, stats_interval=0)
+        sink = Sink(http, settings, None)
         with capture_logs() as logs:
             await feed(sink, detail_points(accounts=50, updates=20))
         assert scalar(small, "SELECT count(u) FROM gate_unified_asset_detail", "split") == 3000
@@ -147,24 +155,21 @@ async def test_outage_spools_then_replays_everything(
         server.create_database("outage")
         spool = Spool(tmp_path / "spool", max_bytes=10**9)
         settings = settings_for(server.url, "outage", batch_size=300, buffer_limit=600)
-        sink = Sink(http, settings, spool, stats_interval=0, backoff=FAST)
+        sink = Sink(http, settings, spool, backoff=FAST)
         send, receive = trio.open_memory_channel[list[Point]](64)
         bundles = list(detail_points(accounts=100, updates=30))  # 9,000 points
         async with trio.open_nursery() as nursery:
             nursery.start_soon(sink.run, receive)
             for bundle in bundles[:1000]:
                 await send.send(bundle)
-            while sink.stats.points_written < 3000:
-                await trio.sleep(0.01)
+            await wait_until(lambda: sink.stats.points_written >= 3000)
             await trio.to_thread.run_sync(server.stop)
             for bundle in bundles[1000:]:
                 await send.send(bundle)
-            while spool.points < 4000:
-                await trio.sleep(0.01)
+            await wait_until(lambda: spool.points >= 4000)
             assert sink.stats.write_errors > 0
             await trio.to_thread.run_sync(server.start)
-            while len(spool) or sink.buffered_points:
-                await trio.sleep(0.01)
+            await wait_until(lambda: not len(spool) and not sink.buffered_points)
             await send.aclose()
         count = scalar(server, "SELECT count(u) FROM gate_unified_asset_detail", "outage")
     assert count == 9000
@@ -197,12 +202,11 @@ async def test_a_killed_writer_leaves_a_spool_the_next_one_replays(
 
     spool = Spool(spool_dir, max_bytes=10**9)
     assert spool.points == spooled
-    sink = Sink(http, settings_for(influxdb.url, "crash"), spool, stats_interval=0)
+    sink = Sink(http, settings_for(influxdb.url, "crash"), spool)
     send, receive = trio.open_memory_channel[list[Point]](1)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(sink.run, receive)
-        while len(spool):
-            await trio.sleep(0.01)
+        await wait_until(lambda: not len(spool))
         await send.aclose()
     assert scalar(influxdb, "SELECT count(i) FROM crash", "crash") == spooled
 
@@ -212,7 +216,7 @@ async def test_shutdown_with_influxdb_down_spools_everything(
 ) -> None:
     spool = Spool(tmp_path / "spool", max_bytes=10**9)
     settings = settings_for(f"http://127.0.0.1:{free_port()}", "gone", batch_size=100)
-    sink = Sink(http, settings, spool, stats_interval=0, shutdown_timeout=0.5, backoff=FAST)
+    sink = Sink(http, settings, spool, shutdown_timeout=0.5, backoff=FAST)
     await feed(sink, detail_points(accounts=10, updates=10))
     assert spool.points == 300
     assert sink.buffered_points == 0
@@ -222,7 +226,7 @@ async def test_cancellation_flushes_what_is_buffered(
     influxdb: InfluxServer, database: str, http: httpx.AsyncClient
 ) -> None:
     settings = settings_for(influxdb.url, database, batch_size=10_000, flush_interval=60.0)
-    sink = Sink(http, settings, None, stats_interval=0)
+    sink = Sink(http, settings, None)
     send, receive = trio.open_memory_channel[list[Point]](64)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(sink.run, receive)
@@ -256,7 +260,7 @@ async def test_v2_write_api_lands_in_victoria_metrics(
     victoria: VictoriaMetrics, http: httpx.AsyncClient
 ) -> None:
     settings = settings_for(victoria.url, "", api="v2", org="gate", bucket="gate", token="tkn")
-    sink = Sink(http, settings, None, stats_interval=0)
+    sink = Sink(http, settings, None)
     await feed(sink, detail_points(accounts=20, updates=10))
     assert sink.stats.points_written == 600
     httpx.get(f"{victoria.url}/internal/force_flush", timeout=10)
@@ -300,7 +304,7 @@ async def run_mock(
 ) -> Sink:
     """Run the sink on canned answers until every point is written (steady state)."""
     async with httpx.AsyncClient(transport=httpx.MockTransport(recorder)) as http:
-        sink = Sink(http, settings, None, **{"stats_interval": 0, **kwargs})
+        sink = Sink(http, settings, None, **kwargs)
         await feed(sink, iter(bundles), until_written=sum(map(len, bundles)))
     return sink
 
@@ -341,7 +345,7 @@ async def test_batches_are_cut_by_size_and_by_interval(autojump_clock: Any) -> N
     recorder = Recorder()
     settings = settings_for("http://influx.test", "db", batch_size=5, flush_interval=1.0)
     async with httpx.AsyncClient(transport=httpx.MockTransport(recorder)) as http:
-        sink = Sink(http, settings, None, stats_interval=0)
+        sink = Sink(http, settings, None)
         send, receive = trio.open_memory_channel[list[Point]](64)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(sink.run, receive)
@@ -372,47 +376,11 @@ async def test_v1_and_v2_requests_carry_their_parameters_and_credentials() -> No
     assert second.headers["Authorization"] == "Token tok-1"
 
 
-async def test_self_metrics_are_written_on_an_interval(autojump_clock: Any) -> None:
-    recorder = Recorder()
-    settings = settings_for("http://influx.test", "db", batch_size=100, flush_interval=1.0)
-    async with httpx.AsyncClient(transport=httpx.MockTransport(recorder)) as http:
-        sink = Sink(
-            http,
-            settings,
-            None,
-            stats_interval=10.0,
-            instance="box-1",
-            shard="2/4",
-            extra_stats=lambda: {"sessions_total": 7},
-        )
-        send, receive = trio.open_memory_channel[list[Point]](64)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(sink.run, receive)
-            await send.send(POINTS[0])
-            await trio.sleep(12)
-            await send.aclose()
-    lines = [line for i in range(len(recorder.requests)) for line in recorder.lines(i)]
-    stats = [line for line in lines if line.startswith("collector_stats,")]
-    assert stats, lines
-    assert stats[0].startswith("collector_stats,instance=box-1,shard=2/4 ")
-    for name in (
-        "points_written=1i",
-        "points_dropped=0i",
-        "points_rejected=0i",
-        "buffer_size=",
-        "spool_bytes=0i",
-        "write_errors=0i",
-        "write_time_ms=",
-        "sessions_total=7i",
-    ):
-        assert name in stats[0]
-
-
 async def test_without_a_spool_overflow_is_dropped_and_counted(autojump_clock: Any) -> None:
     recorder = Recorder([httpx.Response(503)] * 1000)
     settings = settings_for("http://influx.test", "db", batch_size=2, buffer_limit=4)
     async with httpx.AsyncClient(transport=httpx.MockTransport(recorder)) as http:
-        sink = Sink(http, settings, None, stats_interval=0, shutdown_timeout=0.1)
+        sink = Sink(http, settings, None, shutdown_timeout=0.1)
         with capture_logs():
             await feed(sink, iter(POINTS))
     assert sink.stats.points_dropped == 12

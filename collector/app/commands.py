@@ -20,6 +20,7 @@ from collector.gate.errors import GateError
 from collector.gate.models import SubAccount
 from collector.gate.signing import ApiCredentials
 from collector.keys import KeyProvisioner, KeyStore, generate_master_key
+from collector.sink.request import ping_request
 
 
 @asynccontextmanager
@@ -57,7 +58,7 @@ async def check(config: Path) -> int:
 async def _check_influx(settings: Settings) -> str | None:
     try:
         async with http_client(timeout=settings.influx.timeout) as http:
-            response = await http.get(f"{settings.influx.url}/ping")
+            response = await ping_request(settings.influx).send(http, "GET")
     except httpx.HTTPError as exc:
         return f"cannot connect ({exc!r}); is it running? check influx.url"
     if response.status_code not in (200, 204):

@@ -26,8 +26,10 @@ from collector.keys import KeyStore
 from collector.logging import get_logger
 from collector.points.lineproto import Point
 from collector.session import SessionTiming
+from collector.sink.request import query_request
 from collector.sink.spool import Spool
 from collector.sink.writer import Sink
+from collector.stats import report_stats
 from collector.supervisor import StartupError, Supervisor
 
 log = get_logger(__name__)
@@ -53,15 +55,9 @@ async def ensure_database(http: httpx.AsyncClient, influx: InfluxSettings) -> No
     """``CREATE DATABASE`` for the v1 API (idempotent); a refusal is only logged."""
     if influx.api != "v1" or not influx.create_database:
         return
-    auth: httpx.Auth | None = None
-    if influx.username and influx.password is not None:
-        auth = httpx.BasicAuth(influx.username, influx.password.get_secret_value())
+    request = query_request(influx, f'CREATE DATABASE "{influx.database}"', database=False)
     try:
-        response = await http.post(
-            f"{influx.url}/query",
-            params={"q": f'CREATE DATABASE "{influx.database}"'},
-            auth=auth or httpx.USE_CLIENT_DEFAULT,
-        )
+        response = await request.send(http)
         if response.status_code >= 400:
             log.warning(
                 "create_database_refused", status=response.status_code, answer=response.text[:200]
@@ -97,28 +93,45 @@ async def run_daemon(
     ):
         broker = BrokerClient(gate_http, creds, base_url=settings.gate.rest_url)
         supervisor = Supervisor(settings, broker, store, send, notifier=notify, timing=timing)
-        sink = Sink(
-            influx_http,
-            settings.influx,
-            spool,
-            instance=socket.gethostname(),
-            shard=settings.accounts.shard,
-            extra_stats=supervisor.stats_fields,
-            stats_interval=stats_interval,
-        )
+        sink = Sink(influx_http, settings.influx, spool)
         if on_start is not None:
             on_start(Daemon(supervisor, sink))
         await ensure_database(influx_http, settings.influx)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(sink.run, receive)
+            stats = trio.CancelScope()
+            if stats_interval > 0:
+                nursery.start_soon(
+                    _report_stats,
+                    stats,
+                    send.clone(),
+                    [supervisor.stats_fields, sink.counters],
+                    settings.accounts.shard,
+                    stats_interval,
+                )
             try:
                 await _until_stopped(supervisor, stop)
             finally:
+                stats.cancel()
                 notify.stopping()
                 log.info("stopping", status=supervisor.status_line())
                 await send.aclose()  # the sink drains, spools the rest and returns
     notify.close()
     log.info("stopped", points_written=sink.stats.points_written, spooled_bytes=spool.bytes)
+
+
+async def _report_stats(
+    scope: trio.CancelScope,
+    send: trio.MemorySendChannel[list[Point]],
+    sources: list[Callable[[], dict[str, float | int]]],
+    shard: str,
+    interval: float,
+) -> None:
+    """``collector_stats`` into the points channel, like any other point, until stopped."""
+    with scope:
+        await report_stats(
+            send, sources, instance=socket.gethostname(), shard=shard, interval=interval
+        )
 
 
 async def _until_stopped(supervisor: Supervisor, stop: trio.Event | None) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 
 from collector.config import InfluxSettings
+from collector.sink.request import query_request
 
 
 class InfluxQueryError(Exception):
@@ -32,13 +33,8 @@ async def influxql(
     http: httpx.AsyncClient, settings: InfluxSettings, query: str, epoch: str = "ms"
 ) -> list[Series]:
     """Run ``query`` against ``settings.database``; every statement's series, in order."""
-    params = {"q": query, "db": settings.database, "epoch": epoch}
-    auth: httpx.Auth | None = None
-    if settings.username and settings.password is not None:
-        auth = httpx.BasicAuth(settings.username, settings.password.get_secret_value())
-    response = await http.post(
-        f"{settings.url}/query", params=params, auth=auth or httpx.USE_CLIENT_DEFAULT
-    )
+    request = query_request(settings, query, epoch=epoch)
+    response = await request.send(http)
     try:
         body = response.json()
     except ValueError:

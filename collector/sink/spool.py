@@ -1,30 +1,47 @@
-"""On-disk queue of batches InfluxDB has not taken yet.
+"""On-disk queue of batches InfluxDB has not taken yet (blocking: call it from a thread).
 
 One file per batch in ``<state.dir>/spool``, named ``<seq>-<points>.lp.gz``: the
-batch's lines, gzip-compressed (the very body a write sends). A file is written
-to a temporary name, fsynced and renamed, so a crash mid-write loses at most
-that batch and never corrupts the others; leftover temporary files are removed
-at start. Files are replayed oldest first (by sequence number) and survive
-restarts. The spool is bounded in bytes: past the bound the oldest batches are
-deleted and their points counted as dropped, never silently.
+batch's lines, gzip-compressed (the very body a write sends), so the name alone
+tells how many points a file holds, even when its content is lost. A file is
+written with :func:`~collector.fsutil.atomic_write`, so a crash mid-write loses
+at most that batch; leftover temporary files are removed at start. Files are
+replayed oldest first and survive restarts.
+
+Nothing here kills the process: the bound in bytes evicts the oldest batches
+(never the one being sent), a full disk evicts the oldest until the new batch
+fits, and a file that cannot be read is moved to ``corrupt/``. Every point lost
+on the way is counted once in :attr:`Spool.dropped`, by reason, and logged.
 """
 
 from __future__ import annotations
 
+import errno
 import gzip
 import os
 import re
-from collections import deque
+import zlib
+from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from collector.fsutil import atomic_write
 from collector.logging import get_logger
 
 log = get_logger(__name__)
 
 _NAME: Final = re.compile(r"(\d{20})-(\d+)\.lp\.gz")
 GZIP_LEVEL: Final = 1
+CORRUPT_DIR: Final = "corrupt"
+
+# Why points were dropped (the ``reason`` of a drop, one counter each).
+REASON_SPOOL_FULL: Final = "spool_full"
+REASON_DISK: Final = "disk_error"
+REASON_CORRUPT: Final = "spool_corrupt"
+REASON_BUFFER_FULL: Final = "buffer_full"
+
+_SPACE_ERRORS: Final = frozenset({errno.ENOSPC, errno.EDQUOT})
+_UNREADABLE: Final = (OSError, EOFError, zlib.error, UnicodeDecodeError, ValueError)
 
 
 @dataclass(frozen=True)
@@ -37,14 +54,26 @@ class SpoolEntry:
     path: Path
 
 
+@dataclass(frozen=True)
+class Spooled:
+    """A spooled batch read back: its stored gzip body and its lines."""
+
+    entry: SpoolEntry
+    body: bytes
+    lines: list[str]
+
+
 def compress(lines: list[str]) -> bytes:
     """The gzip body of a batch."""
     return gzip.compress("\n".join(lines).encode(), compresslevel=GZIP_LEVEL)
 
 
 def decompress(body: bytes) -> list[str]:
-    """The lines of a gzip body."""
-    return gzip.decompress(body).decode().split("\n")
+    """The lines of a gzip body; ValueError if it holds none."""
+    text = gzip.decompress(body).decode()
+    if not text:
+        raise ValueError("no lines in it")
+    return text.split("\n")
 
 
 class Spool:
@@ -55,8 +84,11 @@ class Spool:
         self.max_bytes = max_bytes
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._entries: deque[SpoolEntry] = deque()
+        self._pinned: int | None = None  # seq of the batch being sent: never evicted
+        self._next_seq = 0
         self.bytes = 0
         self.points = 0
+        self.dropped: Counter[str] = Counter()
         self._recover()
 
     def __len__(self) -> int:
@@ -78,55 +110,109 @@ class Spool:
 
     def _add(self, entry: SpoolEntry) -> None:
         self._entries.append(entry)
+        self._next_seq = max(self._next_seq, entry.seq + 1)
         self.bytes += entry.size
         self.points += entry.points
 
-    def append(self, lines: list[str]) -> int:
-        """Spool a batch; returns how many points had to be dropped to stay in bounds."""
-        seq = self._entries[-1].seq + 1 if self._entries else 0
-        body = compress(lines)
-        path = self.directory / f"{seq:020d}-{len(lines)}.lp.gz"
-        tmp = path.with_name(path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    def _forget(self, entry: SpoolEntry) -> bool:
         try:
-            os.write(fd, body)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        self._add(SpoolEntry(seq, len(lines), len(body), path))
-        return self._enforce_bound()
+            self._entries.remove(entry)
+        except ValueError:
+            return False  # already gone (evicted or moved aside)
+        self.bytes -= entry.size
+        self.points -= entry.points
+        if self._pinned == entry.seq:
+            self._pinned = None
+        return True
 
-    def _enforce_bound(self) -> int:
-        dropped = 0
-        while self.bytes > self.max_bytes and self._entries:
-            entry = self._entries[0]
-            self.remove(entry)
-            dropped += entry.points
-        if dropped:
-            log.error(
-                "spool_full_dropped_oldest",
-                points=dropped,
-                max_bytes=self.max_bytes,
-                hint="InfluxDB has been unreachable for long; raise influx.spool_max_bytes "
-                "or fix the write path",
-            )
-        return dropped
+    def append(self, lines: list[str]) -> int:
+        """Spool a batch; returns how many points had to be dropped (never raises OSError)."""
+        before = self.dropped.total()
+        body = compress(lines)
+        seq = self._next_seq
+        self._next_seq += 1
+        path = self.directory / f"{seq:020d}-{len(lines)}.lp.gz"
+        while True:
+            try:
+                atomic_write(path, body)
+                break
+            except OSError as exc:
+                victim = self._oldest_unpinned() if exc.errno in _SPACE_ERRORS else None
+                if victim is None:
+                    self._count(REASON_DISK, len(lines), file=path.name, error=str(exc))
+                    return self.dropped.total() - before
+                self._evict(victim, REASON_DISK, error=str(exc))
+        self._add(SpoolEntry(seq, len(lines), len(body), path))
+        self._enforce_bound()
+        return self.dropped.total() - before
+
+    def _oldest_unpinned(self) -> SpoolEntry | None:
+        return next((e for e in self._entries if e.seq != self._pinned), None)
+
+    def _evict(self, entry: SpoolEntry, reason: str, **why: str) -> None:
+        if self._forget(entry):
+            entry.path.unlink(missing_ok=True)
+            self._count(reason, entry.points, file=entry.path.name, **why)
+
+    def _count(self, reason: str, points: int, **details: str) -> None:
+        self.dropped[reason] += points
+        log.error(
+            "points_dropped",
+            reason=reason,
+            points=points,
+            **details,
+            hint="InfluxDB has been unreachable for long, or the disk is full: "
+            "fix the write path, free space or raise influx.spool_max_bytes",
+        )
+
+    def _enforce_bound(self) -> None:
+        while self.bytes > self.max_bytes:
+            victim = self._oldest_unpinned()
+            if victim is None:
+                return
+            self._evict(victim, REASON_SPOOL_FULL, max_bytes=str(self.max_bytes))
 
     def peek(self) -> SpoolEntry | None:
         """The oldest batch, if any."""
         return self._entries[0] if self._entries else None
 
-    def read(self, entry: SpoolEntry) -> bytes:
-        """The gzip body of ``entry``."""
-        return entry.path.read_bytes()
+    def load(self, entry: SpoolEntry) -> Spooled | None:
+        """Read ``entry`` and keep it from eviction until :meth:`remove`; None if unreadable
+        (then it is moved to ``corrupt/``, named in the log and its points counted)."""
+        try:
+            body = entry.path.read_bytes()
+            lines = decompress(body)
+        except _UNREADABLE as exc:
+            self._quarantine(entry, exc)
+            return None
+        self._pinned = entry.seq
+        return Spooled(entry, body, lines)
+
+    def _quarantine(self, entry: SpoolEntry, exc: BaseException) -> None:
+        if not self._forget(entry):
+            return
+        target = self.directory / CORRUPT_DIR / entry.path.name
+        try:
+            target.parent.mkdir(exist_ok=True, mode=0o700)
+            os.replace(entry.path, target)
+        except OSError:
+            entry.path.unlink(missing_ok=True)  # cannot keep it aside: at least not again
+        self.dropped[REASON_CORRUPT] += entry.points
+        log.error(
+            "spool_file_unreadable",
+            file=str(entry.path),
+            moved_to=str(target),
+            points=entry.points,
+            error=f"{type(exc).__name__}: {exc}",
+        )
 
     def remove(self, entry: SpoolEntry) -> None:
-        """Forget ``entry`` (delivered, or dropped)."""
-        if self._entries and self._entries[0] == entry:
-            self._entries.popleft()
-        else:
-            self._entries.remove(entry)
-        self.bytes -= entry.size
-        self.points -= entry.points
-        entry.path.unlink(missing_ok=True)
+        """Forget ``entry`` (delivered or settled); a no-op if it is already gone."""
+        if self._forget(entry):
+            entry.path.unlink(missing_ok=True)
+        if self._pinned == entry.seq:
+            self._pinned = None
+
+    def unpin(self) -> None:
+        """The batch being sent may be evicted again (its write is put off)."""
+        self._pinned = None

@@ -1,55 +1,52 @@
-"""The batching writer: points in from a trio channel, batches out to InfluxDB.
+"""The sink: points in from a trio channel, batches out to InfluxDB (the thin I/O loop).
 
-Policy (after Telegraf's):
+The decisions live elsewhere: :mod:`~collector.sink.batcher` cuts batches and
+bounds memory, :mod:`~collector.sink.policy` says what an answer means,
+:mod:`~collector.sink.spool` keeps batches on disk, :mod:`~collector.sink.request`
+addresses the write. This loop only moves batches between them:
 
-* a batch is cut at ``influx.batch_size`` points or every ``flush_interval``
-  (+ up to ``flush_jitter``) seconds, whichever comes first;
-* 2xx: done. 413: split the batch in half and send the halves. 400/422: the
-  server refused some lines (and kept the good ones): log one example, count
-  them as rejected, do not resend. 401/403/404: keep the data, alarm, retry.
-  429/5xx/network: keep the data, back off exponentially with jitter, honour
-  ``Retry-After``;
-* memory is bounded (``buffer_limit`` points): past it, the oldest batches go
-  to the on-disk :class:`~collector.sink.spool.Spool`, which is replayed first when
-  InfluxDB answers again and survives restarts;
-* when the input channel closes, or the sink is cancelled, what is buffered is
-  written within ``shutdown_timeout`` and the rest is spooled.
+* spooled batches are sent first, as stored (the gzip body straight from disk);
+* past ``buffer_limit`` points in memory, the oldest batches go to the spool;
+* while InfluxDB is not taking writes, everything buffered (the batch being
+  retried too) reaches the spool within ``spool_after`` seconds, so a SIGKILL
+  loses at most that much;
+* spool disk I/O runs in a worker thread, one call at a time;
+* when the channel closes (or on cancellation) what is buffered is written
+  within ``shutdown_timeout`` and the rest is spooled.
 """
 
 from __future__ import annotations
 
 import gzip
 import random
-import re
 import time
-from collections import deque
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
-from typing import Final
+from dataclasses import dataclass, field
+from typing import ParamSpec, TypeVar
 
 import httpx
 import trio
 
-from collector.backoff import backoff_delay
 from collector.config import InfluxSettings
 from collector.logging import get_logger
+from collector.points import schema
 from collector.points.lineproto import Encoder, Point
-from collector.sink.spool import Spool, SpoolEntry, decompress
+from collector.sink.batcher import Batch, Batcher
+from collector.sink.policy import BASE_BACKOFF, MAX_BACKOFF, Action, Verdict, decide, retry_delay
+from collector.sink.request import write_request
+from collector.sink.spool import REASON_BUFFER_FULL, Spool
 
 log = get_logger(__name__)
 
-MAX_BACKOFF: Final = 60.0
-BASE_BACKOFF: Final = 0.5
-MAX_RETRY_AFTER: Final = 300.0
-_DROPPED: Final = re.compile(r"dropped=(\d+)")
-_UNPARSABLE: Final = re.compile(r"unable to parse")
-
 Bundle = Sequence[Point]
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 
 @dataclass
 class SinkStats:
-    """The writer's share of ``collector_stats``."""
+    """The writer's counters (its share of ``collector_stats``)."""
 
     points_written: int = 0
     points_dropped: int = 0
@@ -58,10 +55,7 @@ class SinkStats:
     write_time_ms: float = 0.0
     buffer_size: int = 0
     spool_bytes: int = 0
-
-    def as_fields(self) -> dict[str, float | int]:
-        """The counters as point fields."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+    dropped_by_reason: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass(frozen=True)
@@ -75,24 +69,8 @@ class _Settled:
         return _Settled(self.written + other.written, self.rejected + other.rejected)
 
 
-def write_request(settings: InfluxSettings) -> tuple[str, dict[str, str], dict[str, str]]:
-    """URL, query parameters and headers of a write for the configured API."""
-    headers = {"Content-Type": "text/plain; charset=utf-8"}
-    if settings.gzip:
-        headers["Content-Encoding"] = "gzip"
-    if settings.api == "v2":
-        params = {"org": settings.org, "bucket": settings.bucket, "precision": "ms"}
-        if settings.token is not None:
-            headers["Authorization"] = f"Token {settings.token.get_secret_value()}"
-        return f"{settings.url}/api/v2/write", params, headers
-    params = {"db": settings.database, "precision": "ms"}
-    if settings.retention_policy:
-        params["rp"] = settings.retention_policy
-    return f"{settings.url}/write", params, headers
-
-
 class Sink:
-    """Writes bundles of points from a channel to InfluxDB, never losing a good one."""
+    """Writes bundles of points from a channel to InfluxDB, never losing a good one silently."""
 
     def __init__(
         self,
@@ -100,11 +78,7 @@ class Sink:
         settings: InfluxSettings,
         spool: Spool | None,
         *,
-        instance: str = "gate-collector",
-        shard: str = "0/1",
-        stats_interval: float = 10.0,
         shutdown_timeout: float = 10.0,
-        extra_stats: Callable[[], dict[str, float | int]] | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
         backoff: tuple[float, float] = (BASE_BACKOFF, MAX_BACKOFF),
@@ -112,27 +86,56 @@ class Sink:
         self._http = http
         self._settings = settings
         self._spool = spool
-        self._url, self._params, self._headers = write_request(settings)
-        auth = settings.username, settings.password
-        self._auth = (
-            httpx.BasicAuth(auth[0], auth[1].get_secret_value())
-            if settings.api == "v1" and auth[0] and auth[1] is not None
-            else None
-        )
-        self._tags = (("instance", instance), ("shard", shard))
-        self._stats_interval = stats_interval
+        self._request = write_request(settings)
         self._shutdown_timeout = shutdown_timeout
-        self._extra_stats = extra_stats
         self._rng = rng or random.Random()
         self._clock = clock
-        self._base_backoff, self._max_backoff = backoff
+        self._backoff = backoff
         self._encoder = Encoder()
-        self._pending: list[str] = []
-        self._queue: deque[list[str]] = deque()
-        self._queued_points = 0
-        self._inflight: list[str] | None = None
+        self._batcher = Batcher(settings.batch_size, settings.buffer_limit)
+        self._inflight: Batch | None = None
+        self._to_spill: list[Batch] = []  # leaving memory for the spool, oldest first
+        self._failing_since: float | None = None  # trio time of the first failure in a row
+        self._spool_lock = trio.Lock()
         self._work = trio.Event()
-        self.stats = SinkStats()
+        self._spill_wanted = trio.Event()
+        self._stats = SinkStats()
+
+    @property
+    def stats(self) -> SinkStats:
+        """The counters, with the derived ones brought up to date."""
+        stats = self._stats
+        spool_drops = self._spool.dropped if self._spool is not None else Counter[str]()
+        stats.points_dropped = stats.dropped_by_reason.total() + spool_drops.total()
+        stats.buffer_size = self.buffered_points
+        stats.spool_bytes = self._spool.bytes if self._spool is not None else 0
+        return stats
+
+    def drops(self) -> Counter[str]:
+        """Points dropped so far, by reason (memory and spool together)."""
+        total = Counter(self._stats.dropped_by_reason)
+        if self._spool is not None:
+            total.update(self._spool.dropped)
+        return total
+
+    def counters(self) -> dict[str, float | int]:
+        """The writer's ``collector_stats`` fields."""
+        stats = self.stats
+        return {
+            schema.STAT_POINTS_WRITTEN: stats.points_written,
+            schema.STAT_POINTS_DROPPED: stats.points_dropped,
+            schema.STAT_POINTS_REJECTED: stats.points_rejected,
+            schema.STAT_WRITE_ERRORS: stats.write_errors,
+            schema.STAT_WRITE_TIME_MS: stats.write_time_ms,
+            schema.STAT_BUFFER_SIZE: stats.buffer_size,
+            schema.STAT_SPOOL_BYTES: stats.spool_bytes,
+        }
+
+    @property
+    def buffered_points(self) -> int:
+        """Points held in memory (pending, queued, in flight, on their way to the spool)."""
+        inflight = len(self._inflight) if self._inflight else 0
+        return self._batcher.points + inflight + sum(map(len, self._to_spill))
 
     # -- intake --------------------------------------------------------------
 
@@ -142,8 +145,7 @@ class Sink:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._ticker)
                 nursery.start_soon(self._deliver_forever)
-                if self._stats_interval > 0:
-                    nursery.start_soon(self._stats_loop)
+                nursery.start_soon(self._spill_forever)
                 async with receive:
                     await self._intake(receive)
                 nursery.cancel_scope.cancel()
@@ -164,62 +166,67 @@ class Sink:
     def add(self, bundle: Bundle) -> None:
         """Encode and buffer points; cut a batch when it is full."""
         encode = self._encoder.encode
-        for point in bundle:
-            line = encode(point)
-            if line is not None:
-                self._pending.append(line)
-        if len(self._pending) >= self._settings.batch_size:
-            self._cut()
+        lines = [line for line in map(encode, bundle) if line is not None]
+        if self._batcher.add(lines):
+            self._after_cut()
 
-    def _cut(self) -> None:
-        if not self._pending:
-            return
-        size = self._settings.batch_size
-        while self._pending:
-            batch, self._pending = self._pending[:size], self._pending[size:]
-            self._queue.append(batch)
-            self._queued_points += len(batch)
-        self._overflow()
+    def _after_cut(self) -> None:
+        held = len(self._inflight) if self._inflight else 0
+        self._spill(self._batcher.overflow(held + sum(map(len, self._to_spill))))
         self._work.set()
 
-    def _overflow(self) -> None:
-        while self._queued_points > self._settings.buffer_limit and self._queue:
-            oldest = self._queue.popleft()
-            self._queued_points -= len(oldest)
-            self._to_spool(oldest)
-
-    def _to_spool(self, batch: list[str]) -> None:
-        if self._spool is None:
-            self.stats.points_dropped += len(batch)
-            log.error("buffer_full_dropped", points=len(batch), hint="configure state.dir")
+    def _spill(self, batches: list[Batch]) -> None:
+        """Send batches to the spool (dropped and counted when there is none)."""
+        if not batches:
             return
-        self.stats.points_dropped += self._spool.append(batch)
+        if self._spool is None:
+            points = sum(map(len, batches))
+            self._stats.dropped_by_reason[REASON_BUFFER_FULL] += points
+            log.error(
+                "points_dropped",
+                reason=REASON_BUFFER_FULL,
+                points=points,
+                hint="configure state.dir so that a spool keeps them",
+            )
+            return
+        self._to_spill.extend(batches)
+        self._spill_wanted.set()
 
     async def _ticker(self) -> None:
         interval, jitter = self._settings.flush_interval, self._settings.flush_jitter
         while True:
             await trio.sleep(interval + self._rng.uniform(0, jitter))
-            self._cut()
+            if self._outage_is_long():
+                self._spill(self._batcher.drain())
+            elif self._batcher.cut():
+                self._after_cut()
 
-    async def _stats_loop(self) -> None:
+    def _outage_is_long(self, ahead: float = 0.0) -> bool:
+        """Whether InfluxDB has not taken a write for ``spool_after`` (by ``ahead`` from now)."""
+        since = self._failing_since
+        if since is None or self._spool is None:
+            return False
+        return trio.current_time() + ahead - since >= self._settings.spool_after
+
+    # -- the spool, off the trio loop ----------------------------------------
+
+    async def _spool_call(self, fn: Callable[_P, _T], *args: _P.args, **kw: _P.kwargs) -> _T:
+        async with self._spool_lock:
+            return await trio.to_thread.run_sync(lambda: fn(*args, **kw))
+
+    async def _spill_forever(self) -> None:
         while True:
-            await trio.sleep(self._stats_interval)
-            self.add([self.stats_point()])
+            await self._spill_wanted.wait()
+            self._spill_wanted = trio.Event()
+            await self._spill_now()
 
-    def stats_point(self) -> Point:
-        """A ``collector_stats`` point of the writer's counters (and any extra ones)."""
-        self.stats.buffer_size = self.buffered_points
-        self.stats.spool_bytes = self._spool.bytes if self._spool else 0
-        values = self.stats.as_fields()
-        if self._extra_stats is not None:
-            values.update(self._extra_stats())
-        return Point("collector_stats", self._tags, values, int(self._clock() * 1000))
-
-    @property
-    def buffered_points(self) -> int:
-        """Points held in memory (pending, queued, in flight)."""
-        inflight = len(self._inflight) if self._inflight else 0
-        return len(self._pending) + self._queued_points + inflight
+    async def _spill_now(self) -> None:
+        assert self._spool is not None or not self._to_spill
+        while self._to_spill and self._spool is not None:
+            batch = self._to_spill[0]
+            await self._spool_call(self._spool.append, batch)
+            self._to_spill.pop(0)
+            self._work.set()  # the deliverer replays the spool first
 
     # -- delivery ------------------------------------------------------------
 
@@ -231,138 +238,115 @@ class Sink:
 
     async def _deliver_next(self) -> bool:
         """Write the oldest batch (spool first); False when there is none."""
-        entry = self._spool.peek() if self._spool else None
-        if entry is not None:
-            await self._deliver_spooled(entry)
+        spool = self._spool
+        entry = spool.peek() if spool is not None else None
+        if spool is not None and entry is not None:
+            loaded = await self._spool_call(spool.load, entry)
+            if loaded is not None:
+                stored = loaded.body if self._settings.gzip else None
+                settled = await self._send(loaded.lines, stored, may_spill=False)
+                await self._spool_call(spool.remove, entry)
+                self._account(settled)
             return True
-        if not self._queue:
+        batch = self._inflight = self._batcher.next()
+        if batch is None:
             return False
-        batch = self._inflight = self._queue.popleft()
-        self._queued_points -= len(batch)
-        self._account(await self._write(batch))
+        settled = await self._send(batch, None, may_spill=True)
         self._inflight = None
+        if settled is not None:
+            self._account(settled)
         return True
 
-    async def _deliver_spooled(self, entry: SpoolEntry) -> None:
-        assert self._spool is not None
-        body = self._spool.read(entry)
-        try:
-            lines = decompress(body)
-        except (OSError, EOFError, UnicodeDecodeError):
-            log.error("spool_file_unreadable", file=str(entry.path), points=entry.points)
-            self.stats.points_dropped += entry.points
-        else:
-            self._account(await self._write(lines))
-        self._spool.remove(entry)
-
-    def _account(self, settled: _Settled) -> None:
+    def _account(self, settled: _Settled | None) -> None:
         # Counted once the whole batch is settled: a write cut off (say, by shutdown)
         # and sent again later is not counted twice.
-        self.stats.points_written += settled.written
-        self.stats.points_rejected += settled.rejected
+        if settled is not None:
+            self._stats.points_written += settled.written
+            self._stats.points_rejected += settled.rejected
 
-    async def _write(self, lines: list[str]) -> _Settled:
-        """Deliver ``lines`` under the response policy; returns once they are settled."""
+    async def _send(
+        self, lines: Batch, stored: bytes | None, *, may_spill: bool
+    ) -> _Settled | None:
+        """Deliver ``lines`` under the policy; None when they went to the spool instead."""
         failures = 0
         while True:
-            response = await self._post(lines)
-            settled = None if response is None else await self._settle(lines, response)
-            if settled is not None:
-                return settled
+            verdict = await self._attempt(lines, stored)
+            if verdict.action is Action.SPLIT:
+                half = len(lines) // 2
+                first = await self._send(lines[:half], None, may_spill=False)
+                second = await self._send(lines[half:], None, may_spill=False)
+                return (first or _Settled()) + (second or _Settled())
+            if verdict.action is not Action.RETRY:
+                self._failing_since = None
+                return _Settled(verdict.written, verdict.rejected)
             failures += 1
-            self.stats.write_errors += 1
-            await trio.sleep(self._backoff(failures, response))
+            self._stats.write_errors += 1
+            if self._failing_since is None:
+                self._failing_since = trio.current_time()
+            delay = retry_delay(verdict, failures, self._rng, *self._backoff)
+            if may_spill and self._outage_is_long(ahead=delay):
+                self._inflight = None
+                self._spill([lines, *self._batcher.drain()])
+                return None
+            await trio.sleep(delay)
 
-    async def _post(self, lines: list[str]) -> httpx.Response | None:
-        body = "\n".join(lines).encode()
-        if self._settings.gzip:
-            body = gzip.compress(body, compresslevel=1)
+    async def _attempt(self, lines: Batch, stored: bytes | None) -> Verdict:
+        """One POST and the policy's verdict on its answer."""
+        body = stored
+        if body is None:
+            body = "\n".join(lines).encode()
+            if self._settings.gzip:
+                body = gzip.compress(body, compresslevel=1)
         start = trio.current_time()
         try:
-            response = await self._http.post(
-                self._url,
-                params=self._params,
-                headers=self._headers,
-                content=body,
-                auth=self._auth or httpx.USE_CLIENT_DEFAULT,
-                timeout=self._settings.timeout,
+            response = await self._request.send(
+                self._http, content=body, http_timeout=self._settings.timeout
             )
         except httpx.HTTPError as exc:
-            log.warning("influx_unreachable", url=self._url, error=repr(exc), points=len(lines))
-            return None
-        self.stats.write_time_ms = round((trio.current_time() - start) * 1000, 3)
-        return response
-
-    async def _settle(self, lines: list[str], response: httpx.Response) -> _Settled | None:
-        """The outcome of one answer; None: keep the lines and try again."""
-        status = response.status_code
-        if 200 <= status < 300:
-            return _Settled(written=len(lines))
-        if status == 413:
-            return await self._split(lines)
-        if status in (400, 422):
-            return self._reject(lines, response)
-        if status in (401, 403, 404):
-            log.error(
-                "influx_write_refused",
-                status=status,
-                answer=response.text[:300],
-                hint="check influx.database/bucket and the credentials; data is kept and retried",
+            verdict = decide(None, {}, "", len(lines), self._clock())
+            log.warning(
+                verdict.event or "", url=self._request.url, error=repr(exc), points=len(lines)
             )
-            return None
-        log.warning("influx_write_failed", status=status, answer=response.text[:200])
-        return None
-
-    async def _split(self, lines: list[str]) -> _Settled:
-        if len(lines) == 1:
-            log.error("influx_line_too_large", line=lines[0][:200], bytes=len(lines[0]))
-            return _Settled(rejected=1)
-        half = len(lines) // 2
-        log.info("influx_batch_split", points=len(lines))
-        return await self._write(lines[:half]) + await self._write(lines[half:])
-
-    def _reject(self, lines: list[str], response: httpx.Response) -> _Settled:
+            return verdict
+        self._stats.write_time_ms = round((trio.current_time() - start) * 1000, 3)
         text = response.text
-        dropped = sum(int(n) for n in _DROPPED.findall(text))
-        dropped += len(_UNPARSABLE.findall(text))
-        rejected = min(len(lines), dropped) if dropped else len(lines)
-        log.error(
-            "influx_rejected_lines",
-            status=response.status_code,
-            rejected=rejected,
-            of=len(lines),
-            answer=text[:500],
-        )
-        return _Settled(written=len(lines) - rejected, rejected=rejected)
+        verdict = decide(response.status_code, response.headers, text, len(lines), self._clock())
+        if verdict.event is not None:
+            self._report(verdict, response.status_code, text, lines)
+        return verdict
 
-    def _backoff(self, failures: int, response: httpx.Response | None) -> float:
-        if response is not None:
-            retry_after = response.headers.get("Retry-After")
-            if retry_after is not None and retry_after.strip().isdigit():
-                return min(float(retry_after), MAX_RETRY_AFTER)
-        return backoff_delay(failures, self._base_backoff, self._max_backoff, self._rng)
+    def _report(self, verdict: Verdict, status: int, text: str, lines: Batch) -> None:
+        details: dict[str, object] = {"status": status, "points": len(lines), "answer": text[:300]}
+        if verdict.hint:
+            details["hint"] = verdict.hint
+        if verdict.rejected:
+            details.update(
+                rejected=verdict.rejected, written=verdict.written, example=lines[0][:200]
+            )
+        if verdict.series:
+            details["series"] = list(verdict.series)
+        if verdict.retry_after is not None:
+            details["retry_after"] = verdict.retry_after
+        getattr(log, verdict.level)(verdict.event, **details)
 
     # -- shutdown --------------------------------------------------------------
 
     async def _shutdown(self) -> None:
-        self._cut()
-        if self._inflight is not None:
-            self._queue.appendleft(self._inflight)
-            self._queued_points += len(self._inflight)
-            self._inflight = None
-        with trio.CancelScope(shield=True) as scope:
-            scope.deadline = trio.current_time() + self._shutdown_timeout
-            while self._queue:
-                batch = self._inflight = self._queue[0]
-                self._account(await self._write(batch))
-                self._queue.popleft()
-                self._queued_points -= len(batch)
+        with trio.CancelScope(shield=True):
+            self._batcher.cut()
+            if self._inflight is not None:
+                self._batcher.put_back(self._inflight)
                 self._inflight = None
-        self._inflight = None  # a write cut off by the deadline: its batch is still queued
-        left = list(self._queue)
-        self._queue.clear()
-        self._queued_points = 0
-        for batch in left:
-            self._to_spool(batch)
-        if left:
-            log.warning("shutdown_spooled", batches=len(left), points=sum(map(len, left)))
+            with trio.move_on_after(self._shutdown_timeout):
+                while (batch := self._batcher.next()) is not None:
+                    self._inflight = batch
+                    self._account(await self._send(batch, None, may_spill=False))
+                    self._inflight = None
+            if self._inflight is not None:  # a write cut off by the deadline
+                self._batcher.put_back(self._inflight)
+                self._inflight = None
+            left = self._batcher.drain()
+            if left:
+                log.warning("shutdown_spooled", batches=len(left), points=sum(map(len, left)))
+            self._spill(left)
+            await self._spill_now()

@@ -42,7 +42,7 @@ def bundles() -> list[list[Point]]:
 async def write_all(url: str, database: str, gzip: bool, data: list[list[Point]]) -> float:
     settings = InfluxSettings(url=url, database=database, gzip=gzip, flush_interval=0.2)
     async with httpx.AsyncClient(timeout=30) as http:
-        sink = Sink(http, settings, None, stats_interval=0)
+        sink = Sink(http, settings, None)
         send, receive = trio.open_memory_channel[list[Point]](1024)
         start = time.perf_counter()
         async with trio.open_nursery() as nursery:
