@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -20,8 +21,10 @@ from structlog.testing import capture_logs
 
 from collector.config import InfluxSettings
 from collector.points.lineproto import Point
+from collector.sink.policy import MAX_RETRY_AFTER
 from collector.sink.spool import Spool
 from collector.sink.writer import Sink
+from collector.stats import report_stats
 from tests.servers import InfluxServer, VictoriaMetrics, free_port, influx_server, victoria_metrics
 
 FAST = (0.02, 0.2)  # backoff base and cap for tests against real servers
@@ -77,13 +80,13 @@ async def wait_until(condition: Callable[[], bool], deadline: float = 60.0) -> N
 async def feed(sink: Sink, bundles: Iterator[list[Point]], *, until_written: int = 0) -> None:
     """Run the sink over the bundles, close the channel, wait for it to finish."""
     send, receive = trio.open_memory_channel[list[Point]](64)
-    with trio.fail_after(120):
+    with trio.fail_after(900):  # generous: autojump tests wait out a capped Retry-After
         async with trio.open_nursery() as nursery:
             nursery.start_soon(sink.run, receive)
             async with send:
                 for bundle in bundles:
                     await send.send(bundle)
-                await wait_until(lambda: sink.stats.points_written >= until_written)
+                await wait_until(lambda: sink.stats.points_written >= until_written, 900)
 
 
 # -- real InfluxDB ------------------------------------------------------------
@@ -384,3 +387,167 @@ async def test_without_a_spool_overflow_is_dropped_and_counted(autojump_clock: A
         with capture_logs():
             await feed(sink, iter(POINTS))
     assert sink.stats.points_dropped == 12
+
+
+INFLUX_ERROR = '{"error":"unable to parse \'m f=\': missing field value"}'
+NGINX_400 = "<html><body><h1>400 Bad Request</h1>nginx</body></html>"
+
+
+async def test_422_with_influxdb_body_is_rejected_once_not_retried(autojump_clock: Any) -> None:
+    recorder = Recorder([httpx.Response(422, text=INFLUX_ERROR)])
+    settings = settings_for("http://influx.test", "db", batch_size=100)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(recorder)) as http:
+        sink = Sink(http, settings, None)
+        with capture_logs():
+            await feed(sink, iter(POINTS[:4]))
+    assert len(recorder.requests) == 1
+    assert (sink.stats.points_rejected, sink.stats.points_written) == (4, 0)
+
+
+async def test_400_from_a_proxy_is_kept_whole_and_retried_not_split(autojump_clock: Any) -> None:
+    recorder = Recorder([httpx.Response(400, text=NGINX_400), httpx.Response(400, text="")])
+    settings = settings_for("http://influx.test", "db", batch_size=100)
+    with capture_logs() as logs:
+        sink = await run_mock(recorder, settings, POINTS)
+    assert len(recorder.requests) == 3
+    assert recorder.lines(0) == recorder.lines(1) == recorder.lines(2)
+    assert len(recorder.lines(2)) == 12
+    assert (sink.stats.points_written, sink.stats.points_rejected) == (12, 0)
+    alarms = [e for e in logs if e["event"] == "influx_write_not_influx"]
+    assert len(alarms) == 2 and "influx.url" in alarms[0]["hint"]
+
+
+async def test_backoff_grows_between_failures(autojump_clock: Any) -> None:
+    recorder = Recorder([httpx.Response(503)] * 6)
+    settings = settings_for("http://influx.test", "db", batch_size=100)
+    with capture_logs():
+        await run_mock(recorder, settings, POINTS, backoff=(1.0, 1000.0), rng=random.Random(3))
+    gaps = [b - a for a, b in zip(recorder.times, recorder.times[1:], strict=False)]
+    assert len(gaps) == 6
+    for n, gap in enumerate(gaps):  # equal jitter: within [ceiling/2, ceiling], ceiling 2^n
+        assert 2**n / 2 <= gap <= 2**n + 0.5
+
+
+async def test_a_huge_retry_after_is_capped(autojump_clock: Any) -> None:
+    recorder = Recorder([httpx.Response(429, headers={"Retry-After": "86400"})])
+    settings = settings_for("http://influx.test", "db", batch_size=100)
+    with capture_logs():
+        await run_mock(recorder, settings, POINTS)
+    assert recorder.times[1] - recorder.times[0] == pytest.approx(MAX_RETRY_AFTER, abs=1.0)
+
+
+async def test_the_spool_is_replayed_before_newer_points(
+    tmp_path: Path, autojump_clock: Any
+) -> None:
+    spool = Spool(tmp_path / "spool", max_bytes=10**9)
+    spool.append(["m old=1i 1", "m old=2i 2"])
+    recorder = Recorder()
+    settings = settings_for("http://influx.test", "db", batch_size=100)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(recorder)) as http:
+        sink = Sink(http, settings, spool)
+        await feed(sink, iter(POINTS), until_written=14)
+    assert recorder.lines(0) == ["m old=1i 1", "m old=2i 2"]
+    assert recorder.requests[0].content == gzip.compress(b"m old=1i 1\nm old=2i 2", 1)
+    assert len(spool) == 0
+
+
+async def test_overflow_spools_the_oldest_and_keeps_the_newest(
+    tmp_path: Path, autojump_clock: Any
+) -> None:
+    gate = trio.Event()
+
+    async def held(request: httpx.Request) -> httpx.Response:
+        await gate.wait()  # InfluxDB hangs: the first batch stays in flight
+        return httpx.Response(204)
+
+    spool = Spool(tmp_path / "spool", max_bytes=10**9)
+    settings = settings_for("http://influx.test", "db", batch_size=2, buffer_limit=4)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(held)) as http:
+        sink = Sink(http, settings, spool)
+        send, receive = trio.open_memory_channel[list[Point]](64)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sink.run, receive)
+            for bundle in POINTS[:10]:
+                await send.send(bundle)
+            await wait_until(lambda: spool.points == 4)
+            spooled = []
+            while (entry := spool.peek()) is not None:
+                loaded = spool.load(entry)
+                assert loaded is not None
+                spooled.append(loaded.lines)
+                spool.remove(entry)
+            nursery.cancel_scope.cancel()
+    # batch 0 (points 0, 1) is in flight; 2..5 are the oldest queued; 6..9 stay in memory
+    assert [[line.split(" ")[1] for line in lines] for lines in spooled] == [
+        ["f=2", "f=3"],
+        ["f=4", "f=5"],
+    ]
+
+
+async def test_during_an_outage_everything_reaches_the_spool_within_spool_after(
+    tmp_path: Path, autojump_clock: Any
+) -> None:
+    recorder = Recorder([httpx.Response(503)] * 10_000)
+    spool = Spool(tmp_path / "spool", max_bytes=10**9)
+    settings = settings_for(
+        "http://influx.test", "db", batch_size=5, flush_interval=1.0, spool_after=3.0
+    )
+    async with httpx.AsyncClient(transport=httpx.MockTransport(recorder)) as http:
+        sink = Sink(http, settings, spool, backoff=(0.5, 10.0))
+        send, receive = trio.open_memory_channel[list[Point]](64)
+        with capture_logs():
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(sink.run, receive)
+                for bundle in POINTS:
+                    await send.send(bundle)
+                start = trio.current_time()
+                await wait_until(lambda: spool.points == 12)
+                took = trio.current_time() - start
+                assert sink.buffered_points == 0
+                nursery.cancel_scope.cancel()
+    assert took <= 3.0 + 1.0 + 0.5  # spool_after + one flush (+ a thread's turn)
+    assert sink.stats.points_dropped == 0
+
+
+async def test_collector_stats_go_through_the_channel_like_any_point(
+    autojump_clock: Any,
+) -> None:
+    recorder = Recorder()
+    settings = settings_for("http://influx.test", "db", batch_size=100, flush_interval=1.0)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(recorder)) as http:
+        sink = Sink(http, settings, None)
+        send, receive = trio.open_memory_channel[list[Point]](64)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sink.run, receive)
+            stats_scope = trio.CancelScope()
+
+            async def stats() -> None:
+                with stats_scope:
+                    await report_stats(
+                        send.clone(),
+                        [lambda: {"sessions_total": 7}, sink.counters],
+                        instance="box-1",
+                        shard="2/4",
+                        interval=10.0,
+                    )
+
+            nursery.start_soon(stats)
+            await send.send(POINTS[0])
+            await trio.sleep(12)
+            stats_scope.cancel()
+            await send.aclose()
+    lines = [line for i in range(len(recorder.requests)) for line in recorder.lines(i)]
+    stats_lines = [line for line in lines if line.startswith("collector_stats,")]
+    assert len(stats_lines) == 1, lines
+    assert stats_lines[0].startswith("collector_stats,instance=box-1,shard=2/4 ")
+    for name in (
+        "points_written=1i",
+        "points_dropped=0i",
+        "points_rejected=0i",
+        "buffer_size=0i",
+        "spool_bytes=0i",
+        "write_errors=0i",
+        "write_time_ms=",
+        "sessions_total=7i",
+    ):
+        assert name in stats_lines[0]
