@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 import httpx
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -254,6 +255,7 @@ SAMPLE: list[Point] = [
 ]
 
 
+@pytest.mark.influx
 def test_a_sample_written_to_influxdb_reads_back_equal(influxdb: InfluxServer) -> None:
     db = "lineproto_roundtrip"
     influxdb.create_database(db)
