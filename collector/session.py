@@ -188,7 +188,9 @@ class AccountSession:
             async with self._connect_limiter:  # a few handshakes at a time: no stampede
                 return await self._handshake(nursery, secure, host, port, resource)
         except _CONNECT_ERRORS as exc:
-            self._close_reason = f"connect to {self._gate.ws_url} failed: {exc!r}"
+            # trio wraps a TLS refusal in BrokenResourceError: name the cause (e.g. the CA).
+            cause = f" caused by {exc.__cause__!r}" if exc.__cause__ is not None else ""
+            self._close_reason = f"connect to {self._gate.ws_url} failed: {exc!r}{cause}"
             return None
 
     async def _handshake(

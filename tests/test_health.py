@@ -7,6 +7,7 @@ import socket
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from collector.health import Notifier
 
@@ -52,11 +53,31 @@ def test_abstract_namespace_socket() -> None:
 def test_without_notify_socket_it_is_a_no_op() -> None:
     notifier = Notifier({})
     assert not notifier.enabled
-    notifier.ready("x")  # nothing to send to, nothing raised
+    with capture_logs() as logs:
+        notifier.ready("x")
+        notifier.watchdog()
+    assert logs == []  # nothing to send to: no send tried, no warning
+    assert notifier._socket is None
 
 
 def test_a_vanished_socket_is_logged_not_raised(tmp_path: Path) -> None:
-    Notifier({"NOTIFY_SOCKET": str(tmp_path / "gone")}).watchdog()
+    notifier = Notifier({"NOTIFY_SOCKET": str(tmp_path / "gone")})
+    with capture_logs() as logs:
+        notifier.watchdog()
+    assert [(entry["event"], entry["log_level"]) for entry in logs] == [
+        ("sd_notify_failed", "warning")
+    ]
+    assert "FileNotFoundError" in logs[0]["error"]
+
+
+def test_close_disables_further_notifications(listener: socket.socket, tmp_path: Path) -> None:
+    notifier = Notifier({"NOTIFY_SOCKET": str(tmp_path / "notify")})
+    notifier.close()
+    assert not notifier.enabled
+    notifier.watchdog()
+    listener.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        listener.recv(100)  # nothing was sent after close
 
 
 @pytest.mark.parametrize(

@@ -343,8 +343,22 @@ def test_any_field_values_normalise_without_raising(
         results = [r for r in results if isinstance(r.get("dts", {}), dict)] or [{}]
     norm = Normalizer(ACCOUNT, "x", other_accounts={100002})
     out = norm.normalize(Update(channel, results, 1, time_ms))
+    measurements = {channel_measurement[channel], "gate_sequence_gap"}
     for point in out.points:
-        encode(point)  # every point is encodable
+        assert point.measurement in measurements
+        assert encode(point) is not None  # every point has a writable field
+        assert all(_finite_number(value) for value in point.fields.values())
+        if time_ms is not None:
+            assert point.time_ms == time_ms  # the frame's time_ms wins
+
+
+channel_measurement = {ASSETS: "gate_unified_assets", ASSET_DETAIL: "gate_unified_asset_detail"}
+
+
+def _finite_number(value: object) -> bool:
+    if type(value) is FloatText or type(value) is int:
+        return True
+    return type(value) is float and value - value == 0
 
 
 def test_the_shared_set_of_all_accounts_may_include_this_one() -> None:

@@ -15,6 +15,7 @@ import pytest
 import trio
 import trio.testing
 import trustme
+from structlog.testing import capture_logs
 
 from collector.config import GateSettings
 from collector.devtools.simulator import Simulator
@@ -328,11 +329,25 @@ async def test_a_full_channel_applies_back_pressure(
     autojump_clock: trio.testing.MockClock,
     wall_clock: Callable[[], float],
 ) -> None:
-    run = await start(nursery, sim, account_key(sim), wall_clock, buffer=2, consume=False)
+    send, receive = trio.open_memory_channel[list[Point]](2)
+    settings = GateSettings(ws_url=sim.ws_url)
+    session = AccountSession(
+        ACCOUNT, "x", account_key(sim), settings, send, timing=TIMING, wall_clock=wall_clock
+    )
+    nursery.start_soon(session.run)
     await trio.sleep(20)
-    # Two bundles fit; the session then waits on the channel and reads no further.
-    assert run.session.stats.points <= 3 * 3 + 1
-    assert run.session.stats.frames <= 6
+    # Two bundles fill the channel; the session waits with the third and reads no further.
+    channel = send.statistics()
+    assert (channel.current_buffer_used, channel.tasks_waiting_send) == (2, 1)
+    held = (session.stats.frames, session.stats.points)
+    await trio.sleep(20)
+    assert (session.stats.frames, session.stats.points) == held
+    # Nothing was lost while it waited: the three bundles hold every point it counted.
+    with trio.fail_after(5):
+        bundles = [await receive.receive() for _ in range(3)]
+        assert sum(len(bundle) for bundle in bundles) == held[1] > 0
+        while session.stats.frames == held[0]:  # room again: it reads on
+            await trio.sleep(0.5)
 
 
 async def test_tls_with_a_private_ca(
@@ -369,12 +384,15 @@ async def test_tls_refuses_an_unknown_ca(
     sim = Simulator.create(accounts=2, clock=wall_clock)
     sim.ssl_context = server_context
     await sim.start(nursery)
-    run = await start(nursery, sim, account_key(sim), wall_clock)  # system CAs only
-    with trio.move_on_after(3):
-        while run.session.stats.reconnects == 0:
-            await trio.sleep(0.05)
-    assert run.session.stats.reconnects >= 1
-    assert not run.points
+    with capture_logs() as logs:
+        run = await start(nursery, sim, account_key(sim), wall_clock)  # system CAs only
+        with trio.fail_after(10):
+            while run.session.stats.reconnects == 0:
+                await trio.sleep(0.05)
+    # Refused because of the certificate, not for any other reason.
+    reasons = [entry["reason"] for entry in logs if entry["event"] == "session_reconnect"]
+    assert reasons and "CERTIFICATE_VERIFY_FAILED" in reasons[0]
+    assert not run.points and not run.session.stats.connected
 
 
 @pytest.fixture

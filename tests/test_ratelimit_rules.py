@@ -1,0 +1,113 @@
+"""Rate-limit headers -> seconds to wait: exact values, capped, never zero."""
+
+from __future__ import annotations
+
+import email.utils
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from collector.gate.ratelimit import MIN_REFUSAL_WAIT, refusal_wait, reset_timestamp, retry_after
+
+NOW = 1_716_796_362.0
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("1716796372", 1716796372.0),  # seconds, as live captures send it
+        ("1716796372500", 1716796372.5),  # milliseconds, as some examples show
+        ("100000000000", 100000000000.0),  # exactly the threshold: still seconds
+        ("100000000001", 100000000.001),  # just past it: milliseconds
+        ("1.5", 1.5),
+        (None, None),
+        ("", None),
+        ("soon", None),
+        ("0", None),
+        ("-5", None),
+        ("nan", None),
+    ],
+)
+def test_reset_timestamp(value: str | None, seconds: float | None) -> None:
+    assert reset_timestamp(value) == seconds
+
+
+def test_min_refusal_wait_is_gates_ten_second_window() -> None:
+    assert MIN_REFUSAL_WAIT == 10.0
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("7", 7.0),
+        (" 7 ", 7.0),
+        ("0", 0.0),
+        (None, None),
+        ("", None),
+        ("-3", None),
+        ("soon", None),
+        ("1.5", None),  # RFC 9110: delta-seconds are digits only
+    ],
+)
+def test_retry_after_delta_seconds(value: str | None, seconds: float | None) -> None:
+    assert retry_after(value, NOW) == seconds
+
+
+def test_retry_after_an_http_date_is_seconds_from_now() -> None:
+    date = email.utils.formatdate(NOW + 30, usegmt=True)
+    assert retry_after(date, NOW) == 30.0
+
+
+def test_retry_after_a_past_http_date_is_zero() -> None:
+    date = email.utils.formatdate(NOW - 30, usegmt=True)
+    assert retry_after(date, NOW) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("reset", "retry", "wait"),
+    [
+        (None, 7.0, 7.0),  # Retry-After
+        (NOW + 20, 7.0, 7.0),  # Retry-After wins over the reset
+        (NOW + 20, None, 20.0),  # the reset in the future
+        (NOW + 20, 0.0, 20.0),  # Retry-After 0 is no answer: the reset decides
+        (NOW, None, MIN_REFUSAL_WAIT),  # a reset that is now: never spin
+        (NOW - 5, None, MIN_REFUSAL_WAIT),  # a reset in the past
+        (None, None, MIN_REFUSAL_WAIT),
+        (None, 0.0, MIN_REFUSAL_WAIT),
+    ],
+)
+def test_refusal_wait_without_jitter(reset: float | None, retry: float | None, wait: float) -> None:
+    assert refusal_wait(reset=reset, retry=retry, now=NOW, jitter=0.0, cap=60.0) == wait
+
+
+@pytest.mark.parametrize(("jitter", "wait"), [(0.0, 8.0), (0.5, 9.0), (0.999, 9.998)])
+def test_jitter_spreads_over_a_quarter_of_the_wait(jitter: float, wait: float) -> None:
+    got = refusal_wait(reset=None, retry=8.0, now=NOW, jitter=jitter, cap=60.0)
+    assert got == pytest.approx(wait)
+
+
+@pytest.mark.parametrize(
+    ("retry", "jitter", "wait"),
+    [(3600.0, 0.0, 60.0), (59.0, 0.9, 60.0), (60.0, 0.0, 60.0), (50.0, 0.0, 50.0)],
+)
+def test_the_cap_bounds_even_a_huge_retry_after(retry: float, jitter: float, wait: float) -> None:
+    assert refusal_wait(reset=None, retry=retry, now=NOW, jitter=jitter, cap=60.0) == wait
+
+
+def test_the_cap_bounds_a_far_reset() -> None:
+    assert refusal_wait(reset=NOW + 86400, retry=None, now=NOW, jitter=0.0, cap=60.0) == 60.0
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    reset=st.none() | st.floats(min_value=0, max_value=4e9),
+    retry=st.none() | st.floats(min_value=0, max_value=1e6),
+    jitter=st.floats(min_value=0, max_value=1, exclude_max=True),
+    cap=st.floats(min_value=1, max_value=3600),
+)
+def test_a_refusal_always_waits_some_time_and_never_past_the_cap(
+    reset: float | None, retry: float | None, jitter: float, cap: float
+) -> None:
+    wait = refusal_wait(reset=reset, retry=retry, now=NOW, jitter=jitter, cap=cap)
+    assert 0 < wait <= cap
