@@ -10,6 +10,7 @@ import errno
 import os
 import stat
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from collector.keys import (
     KeyStoreWriteError,
     StoredKey,
 )
+from collector.keys.repair import repair_store
 
 
 def lines_of(path: Path) -> list[bytes]:
@@ -292,3 +294,125 @@ async def test_a_disk_filling_up_mid_pass_leaves_no_key_on_gate_without_its_secr
     # Only the first pass could race the filling disk: at most one key per slot in flight.
     assert sim.state.calls["keys_created"] <= len(store) + 8
     assert len(KeyStore.open(tmpfs, master_key)) == len(store)
+
+
+# -- the operator's commands ---------------------------------------------------------------
+
+
+def cli(args: list[str], master_key: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GATE_", "INFLUX_"))}
+    env["GATE_COLLECTOR_MASTER_KEY"] = master_key
+    return subprocess.run(
+        [sys.executable, "-m", "collector.app.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    """A config whose state.dir is ``tmp_path/state`` (Gate and InfluxDB are never reached)."""
+    path = tmp_path / "collector.toml"
+    path.write_text(
+        f'[gate]\nrest_url = "http://127.0.0.1:1"\n[state]\ndir = "{tmp_path}/state"\n'
+        '[influx]\nurl = "http://127.0.0.1:1"\n'
+    )
+    return path
+
+
+def garbled_store(state: Path, master_key: str, keys: list[StoredKey], line: int) -> Path:
+    store = KeyStore.open(state, master_key)
+    for key in keys:
+        store.put(key)
+    path = state / STORE_NAME
+    lines = lines_of(path)
+    lines[line - 1] = lines[line - 1][:25] + b"\x00\x17garbled\n"  # keeps its user_id
+    path.write_bytes(b"".join(lines))
+    return path
+
+
+def test_the_daemon_names_the_corrupt_line_and_the_repair_command(
+    tmp_path: Path, config: Path, master_key: str
+) -> None:
+    garbled_store(tmp_path / "state", master_key, stored_keys(4), line=3)
+    result = cli(["run", "--config", str(config)], master_key)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1  # one plain line, no traceback
+    assert "keys.jsonl line 3 is corrupt" in result.stderr
+    assert "gate-collector keys repair --config" in result.stderr
+
+
+def test_keys_repair_keeps_the_readable_keys_and_names_the_lost_account(
+    tmp_path: Path, config: Path, master_key: str
+) -> None:
+    keys = stored_keys(4)
+    path = garbled_store(tmp_path / "state", master_key, keys, line=3)  # keys[1]'s line
+    old = path.read_bytes()
+
+    result = cli(["keys", "repair", "--config", str(config)], master_key)
+    assert result.returncode == 0, result.stderr
+    assert "kept 3 keys" in result.stdout
+    assert "line 3 unreadable" in result.stdout
+    assert f"lost their key: {keys[1].user_id};" in result.stdout
+    backups = list(path.parent.glob(f"{STORE_NAME}.bad-*"))
+    assert len(backups) == 1 and backups[0].read_bytes() == old
+    assert stat.S_IMODE(backups[0].stat().st_mode) == 0o600
+    repaired = KeyStore.open(path.parent, master_key)
+    assert sorted(k.user_id for k in repaired.all()) == [
+        keys[0].user_id,
+        keys[2].user_id,
+        keys[3].user_id,
+    ]
+    assert repaired.get(keys[3].user_id) == keys[3]
+
+    again = cli(["keys", "repair", "--config", str(config)], master_key)
+    assert again.returncode == 0 and "intact: 3 keys" in again.stdout
+
+
+def test_keys_repair_salvages_an_append_written_onto_a_torn_line(
+    tmp_path: Path, master_key: str
+) -> None:
+    """What older versions left: a torn line, then the next append glued onto it."""
+    state = tmp_path / "state"
+    keys = stored_keys(4)
+    store = KeyStore.open(state, master_key)
+    for key in keys:
+        store.put(key)
+    path = state / STORE_NAME
+    lines = lines_of(path)
+    glued = lines[2][:40] + lines[3]  # keys[1] torn at byte 40, keys[2] written onto it
+    path.write_bytes(b"".join([*lines[:2], glued, lines[4]]))
+    with pytest.raises(KeyStoreCorrupt):
+        KeyStore.open(state, master_key)
+
+    report = repair_store(path, master_key)
+    assert [(b.line, b.account) for b in report.bad] == [(3, keys[1].user_id)]
+    assert report.lost_accounts == [keys[1].user_id]
+    repaired = KeyStore.open(state, master_key)
+    assert repaired.get(keys[2].user_id) == keys[2]
+    assert len(repaired) == 3
+
+
+def test_keys_list_shows_ids_and_times_never_secrets(
+    tmp_path: Path, config: Path, master_key: str
+) -> None:
+    store = KeyStore.open(tmp_path / "state", master_key)
+    secret = "s" * 30 + "must-not-show"
+    store.put(StoredKey(100007, "key-of-100007", secret, created=1_700_000_000))
+    result = cli(["keys", "list", "--config", str(config)], master_key)
+    assert result.returncode == 0, result.stderr
+    assert "100007" in result.stdout and "key-of-100007" in result.stdout
+    assert "2023-11-14 22:13:20" in result.stdout
+    assert "must-not-show" not in result.stdout + result.stderr
+    assert "1 keys in" in result.stdout
+
+
+def test_keys_commands_without_a_master_key_are_one_plain_line(
+    tmp_path: Path, config: Path
+) -> None:
+    result = cli(["keys", "list", "--config", str(config)], "")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "no master key" in result.stderr

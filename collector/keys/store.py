@@ -163,10 +163,14 @@ def parse_entry(fernet: Fernet, line: bytes) -> tuple[int, StoredKey | None]:
         return user_id, StoredKey(
             user_id, str(entry["key"]), secret, float(created) if created else None
         )
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise ValueError(type(exc).__name__) from None
+    except orjson.JSONDecodeError:
+        raise ValueError("not a JSON line") from None
+    except KeyError as exc:
+        raise ValueError(f"no {exc.args[0]!r} field") from None
+    except (TypeError, ValueError, AttributeError):
+        raise ValueError("a field of the wrong type") from None
     except InvalidToken:
-        raise ValueError("the secret does not decrypt") from None
+        raise ValueError("its secret does not decrypt with this master key") from None
 
 
 def split_lines(data: bytes, start: int) -> Iterator[tuple[int, bytes, int, bool]]:
