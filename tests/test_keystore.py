@@ -14,9 +14,12 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import structlog
+import trio
 
+from collector.config import Settings
 from collector.devtools.simulator import Simulator
 from collector.gate.broker import BrokerClient
 from collector.keys import (
@@ -28,6 +31,8 @@ from collector.keys import (
     StoredKey,
 )
 from collector.keys.repair import repair_store
+from collector.points.lineproto import Point
+from collector.supervisor import Supervisor
 
 
 def lines_of(path: Path) -> list[bytes]:
@@ -416,3 +421,66 @@ def test_keys_commands_without_a_master_key_are_one_plain_line(
     result = cli(["keys", "list", "--config", str(config)], "")
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "no master key" in result.stderr
+
+
+# -- the running collector on a full disk ------------------------------------------------------
+
+
+@pytest.fixture
+async def live_sim(nursery: trio.Nursery) -> Simulator:
+    """A simulator on the real clock: the supervisor's sessions sign with time.time()."""
+    simulator = Simulator.create(accounts=12, disabled_every=4)
+    await simulator.start(nursery)
+    return simulator
+
+
+async def test_a_full_disk_keeps_the_running_sessions_and_provisions_once_space_returns(
+    live_sim: Simulator,
+    tmpfs: Path,
+    master_key: str,
+    nursery: trio.Nursery,
+    http: httpx.AsyncClient,
+) -> None:
+    sim = live_sim
+    broker = BrokerClient(http, sim.state.broker, base_url=sim.rest_url)
+    store = KeyStore.open(tmpfs, master_key)
+    accounts = [a async for a in broker.list_sub_accounts()]
+    enabled = {a.gate_id for a in accounts if a.enabled}
+    keyed = sorted(enabled)[:4]
+    await KeyProvisioner(broker, store).ensure_keys([a for a in accounts if a.gate_id in keyed])
+    filler = fill(tmpfs)
+
+    settings = Settings.model_validate(
+        {
+            "gate": {"rest_url": sim.rest_url, "ws_url": sim.ws_url},
+            "state": {"dir": str(tmpfs)},
+        }
+    )
+    send, receive = trio.open_memory_channel[list[Point]](10_000)
+
+    async def drain() -> None:
+        async for _ in receive:
+            pass
+
+    supervisor = Supervisor(settings, broker, store, send)
+    nursery.start_soon(drain)
+    nursery.start_soon(supervisor.run)
+    with trio.fail_after(30):
+        await supervisor.ready.wait()
+        while sum(sim.state.active.values()) < 2 * len(keyed):  # both channels each
+            await trio.sleep(0.05)
+    assert set(supervisor._slots) == set(keyed)
+    for _refresh in range(2):
+        await supervisor._reconcile(await supervisor._discover())
+    assert sim.state.calls["keys_created"] == len(keyed)  # no churn on Gate
+    assert supervisor.stats_fields()["key_store_write_errors"] == 3
+    assert sum(sim.state.active.values()) == 2 * len(keyed)  # still subscribed
+    assert all(supervisor.session_stats()[a].connected for a in keyed)
+
+    filler.unlink()
+    await supervisor._reconcile(await supervisor._discover())
+    assert set(supervisor._slots) == enabled
+    assert sim.state.calls["keys_created"] == len(enabled)
+    with trio.fail_after(30):
+        while sum(sim.state.active.values()) < 2 * len(enabled):
+            await trio.sleep(0.05)
