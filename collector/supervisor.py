@@ -30,9 +30,10 @@ from collector.gate.broker import BrokerClient
 from collector.gate.errors import GateError, NotFoundError
 from collector.gate.models import SubAccount
 from collector.health import Notifier
-from collector.keys import KeyProvisioner, KeyStore
+from collector.keys import KeyProvisioner, KeyStore, KeyStoreError
 from collector.logging import get_logger
 from collector.points.lineproto import Point
+from collector.points.schema import STAT_KEY_STORE_WRITE_ERRORS
 from collector.session import AccountSession, AuthenticationFailed, SessionStats, SessionTiming
 
 log = get_logger(__name__)
@@ -300,7 +301,7 @@ class Supervisor:
             log.info("session_stop", account=account_id, reason="account gone")
             self._slots.pop(account_id, None)
             return False
-        except GateError as exc:
+        except (GateError, KeyStoreError) as exc:  # an unwritable store: retried later
             log.error("key_replace_failed", account=account_id, error=str(exc))
         return True
 
@@ -328,6 +329,7 @@ class Supervisor:
             "reconnects": sum(s.reconnects for s in slots),
             "gaps": sum(s.gaps for s in slots),
             "key_replacements": self.stats.key_replacements,
+            STAT_KEY_STORE_WRITE_ERRORS: self._store.write_errors,
         }
 
     def session_stats(self) -> dict[int, SessionStats]:

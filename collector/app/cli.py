@@ -10,7 +10,7 @@ from pathlib import Path
 import trio
 
 from collector import logging
-from collector.app import commands, demo
+from collector.app import commands, demo, keys_cmd
 from collector.app.daemon import run_daemon
 from collector.config import ConfigError, load_settings
 from collector.gate.errors import GateError
@@ -63,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     sub.add_parser("genkey", help="print a new master key for the key store")
+    keys_cmd.add_parser(sub)
     return parser
 
 
@@ -109,6 +110,8 @@ async def _dispatch(args: argparse.Namespace) -> int:
         return await demo.run(args.accounts, args.duration)
     if args.command == "genkey":
         return commands.genkey()
+    if args.command == "keys":
+        return keys_cmd.run(args)
     raise AssertionError(args.command)
 
 

@@ -4,7 +4,9 @@ from collector.keys.provision import READ_ONLY_PERMS, KeyProvisioner, ProvisionR
 from collector.keys.store import (
     STORE_NAME,
     KeyStore,
+    KeyStoreCorrupt,
     KeyStoreError,
+    KeyStoreWriteError,
     StoredKey,
     generate_master_key,
 )
@@ -14,7 +16,9 @@ __all__ = [
     "STORE_NAME",
     "KeyProvisioner",
     "KeyStore",
+    "KeyStoreCorrupt",
     "KeyStoreError",
+    "KeyStoreWriteError",
     "ProvisionReport",
     "StoredKey",
     "generate_master_key",

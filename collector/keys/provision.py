@@ -10,9 +10,9 @@ from typing import Final
 import trio
 
 from collector.gate.broker import BrokerClient
-from collector.gate.errors import GateAPIError, NotFoundError
+from collector.gate.errors import GateAPIError, GateError, NotFoundError
 from collector.gate.models import KeyPermission, SubAccount
-from collector.keys.store import KeyStore, StoredKey
+from collector.keys.store import KeyStore, KeyStoreWriteError, StoredKey
 from collector.logging import get_logger
 
 log = get_logger(__name__)
@@ -46,6 +46,8 @@ class KeyProvisioner:
         self._key_name = key_name
         self._limiter = trio.CapacityLimiter(concurrency)
         self._perms = [KeyPermission(name=name, read_only=True) for name in READ_ONLY_PERMS]
+        # Why the store cannot be written (None: it can): no key is created meanwhile.
+        self._store_down: str | None = None
 
     async def ensure_keys(
         self, accounts: Iterable[SubAccount], verify: bool = False
@@ -56,6 +58,9 @@ class KeyProvisioner:
         account) and replaced when Gate no longer has it.
         """
         report = ProvisionReport()
+        accounts = list(accounts)
+        if any(a.enabled and self._store.get(a.gate_id) is None for a in accounts):
+            await self._check_store()
         async with trio.open_nursery() as nursery:
             for account in accounts:
                 if account.enabled:
@@ -77,6 +82,32 @@ class KeyProvisioner:
             except GateAPIError as exc:
                 log.error("key_provisioning_failed", account=user_id, error=str(exc))
                 report.failed[user_id] = str(exc)
+            except KeyStoreWriteError as exc:
+                self._store_failed(exc)
+                report.failed[user_id] = f"no key: {exc}"
+
+    # -- an unwritable store: no key churn on Gate, logged once, retried each pass ------
+
+    async def _check_store(self) -> None:
+        """Probe the store before creating keys (space may have come back)."""
+        try:
+            await self._store.probe_async()
+        except KeyStoreWriteError as exc:
+            self._store_failed(exc)
+            return
+        if self._store_down is not None:
+            log.warning("key_store_writable_again", path=str(self._store.path))
+            self._store_down = None
+
+    def _store_failed(self, exc: KeyStoreWriteError) -> None:
+        if self._store_down is None:
+            log.error(
+                "key_store_unwritable",
+                path=str(self._store.path),
+                error=str(exc),
+                hint="accounts without a key get one at a later discovery once it can be written",
+            )
+        self._store_down = str(exc)
 
     async def replace(self, user_id: int, reason: str) -> StoredKey:
         """Delete the stored key of ``user_id`` on Gate (if it is there) and create another."""
@@ -84,7 +115,7 @@ class KeyProvisioner:
         log.warning("key_replace", account=user_id, reason=reason)
         if old is not None:
             await self._delete_quietly(user_id, old.key)
-            self._store.forget(user_id)
+            await self._store.forget_async(user_id)
         return await self._create(user_id, cleanup_orphans=False)
 
     async def _known_to_gate(self, stored: StoredKey) -> bool:
@@ -100,9 +131,17 @@ class KeyProvisioner:
             async for info in self._client.list_keys(user_id):
                 if info.name == self._key_name:
                     await self._delete_quietly(user_id, info.key)
+        if self._store_down is not None:  # a key whose secret cannot be kept is churn
+            raise KeyStoreWriteError(self._store_down)
         created = await self._client.create_key(user_id, self._key_name, self._perms)
         stored = StoredKey(user_id, created.key, created.secret.get_secret_value())
-        self._store.put(stored)
+        try:
+            await self._store.put_async(stored)
+        except KeyStoreWriteError:
+            # Its secret is lost with this process: take it off Gate again (best effort).
+            with contextlib.suppress(GateError):
+                await self._delete_quietly(user_id, created.key)
+            raise
         log.info("key_created", account=user_id, key=created.key)
         return stored
 
