@@ -250,10 +250,12 @@ def victoria(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VictoriaMetri
 
 
 def vm_sample_count(vm: VictoriaMetrics, metric: str) -> int:
+    """Distinct samples (series, time): delivery is at-least-once, and unlike InfluxDB
+    VictoriaMetrics keeps a re-sent duplicate (a write retried after a slow answer)."""
     response = httpx.get(f"{vm.url}/api/v1/export", params={"match[]": metric}, timeout=30)
     response.raise_for_status()
     return sum(
-        len(httpx.Response(200, content=line).json()["values"])
+        len(set(httpx.Response(200, content=line).json()["timestamps"]))
         for line in response.content.splitlines()
         if line.strip()
     )
