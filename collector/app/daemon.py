@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import signal
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
@@ -28,6 +29,7 @@ from collector.points.lineproto import Point
 from collector.session import SessionTiming
 from collector.sink.spool import Spool
 from collector.sink.writer import Sink
+from collector.snapshots import SnapshotClient
 from collector.supervisor import StartupError, Supervisor
 
 log = get_logger(__name__)
@@ -96,7 +98,18 @@ async def run_daemon(
         http_client(timeout=settings.influx.timeout) as influx_http,
     ):
         broker = BrokerClient(gate_http, creds, base_url=settings.gate.rest_url)
-        supervisor = Supervisor(settings, broker, store, send, notifier=notify, timing=timing)
+        snapshots = SnapshotClient(
+            gate_http, settings.gate.rest_url, lambda: time.time() + broker.clock_skew
+        )
+        supervisor = Supervisor(
+            settings,
+            broker,
+            store,
+            send,
+            notifier=notify,
+            timing=timing,
+            snapshot_client=snapshots,
+        )
         sink = Sink(
             influx_http,
             settings.influx,
