@@ -15,6 +15,7 @@ import pytest
 import trio
 import trio.testing
 import trustme
+from structlog.testing import capture_logs
 
 from collector.config import GateSettings
 from collector.devtools.simulator import Simulator
@@ -442,3 +443,61 @@ async def test_sessions_sharing_a_connect_limiter_handshake_one_at_a_time(
                 inner.start_soon(session.run)
     # One 5 s handshake at a time: 6 attempts in 31 s for all three together.
     assert sum(s.stats.reconnects for s in sessions) == 6
+
+
+@pytest.mark.parametrize(("code", "channel"), [(2, ASSETS), (3, ASSET_DETAIL)])
+async def test_a_refused_subscription_is_retried_until_gate_accepts_it(
+    sim: Simulator,
+    nursery: trio.Nursery,
+    autojump_clock: trio.testing.MockClock,
+    wall_clock: Callable[[], float],
+    code: int,
+    channel: str,
+) -> None:
+    account = sim.state.accounts[ACCOUNT]
+    account.refuse[channel] = code
+    run = await start(nursery, sim, account_key(sim), wall_clock)
+    await trio.sleep(30)
+    stats = run.session.stats
+    assert sim.state.ws_events["subscribe_refused"] >= 3  # retried, with backoff
+    assert not stats.connected  # pongs and the other channel's data do not count
+    assert stats.subscription == "refused" and f"code {code}" in stats.subscription_reason
+    refused_before = sim.state.ws_events["subscribe_refused"]
+    await trio.sleep(60)
+    assert sim.state.ws_events["subscribe_refused"] - refused_before <= 3  # backoff grows
+    del account.refuse[channel]
+    await trio.sleep(65)  # the backoff is capped at 60 s
+    assert stats.connected and stats.subscription == "active"
+    assert run.resyncs[-1] == "subscribed"
+    pushed = sim.state.pushed[(ACCOUNT, channel)]
+    await trio.sleep(5)
+    assert sim.state.pushed[(ACCOUNT, channel)] >= pushed + 4  # data flows
+
+
+async def test_a_permission_refusal_is_loud_and_not_a_key_problem(
+    sim: Simulator,
+    nursery: trio.Nursery,
+    autojump_clock: trio.testing.MockClock,
+    wall_clock: Callable[[], float],
+) -> None:
+    sim.state.accounts[ACCOUNT].refuse[ASSET_DETAIL] = 4
+    with capture_logs() as logs:
+        run = await start(nursery, sim, account_key(sim), wall_clock)
+        await trio.sleep(900)
+    assert run.error is None and not run.done.is_set()  # no AuthenticationFailed
+    assert run.session.stats.subscription == "forbidden"
+    assert "FORBIDDEN" in run.session.stats.subscription_reason
+    loud = [e for e in logs if e["event"] == "subscription_forbidden"]
+    assert len(loud) == 1 and loud[0]["log_level"] == "error"
+    assert loud[0]["account"] == ACCOUNT
+    assert 2 <= sim.state.ws_events["subscribe_refused"] <= 5  # slow retries, no storm
+
+
+async def test_the_system_shaped_upgrade_notice_reconnects(
+    sim: Simulator, run: Run, autojump_clock: trio.testing.MockClock
+) -> None:
+    await trio.sleep(2.5)
+    sim.state.accounts[ACCOUNT].ws_faults.append(WsFault("system_upgrade"))
+    await trio.sleep(10)
+    assert run.session.stats.reconnects == 1
+    assert run.resyncs == ["subscribed", "subscribed"]  # one snapshot per (re)connect

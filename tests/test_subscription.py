@@ -59,7 +59,7 @@ def test_no_ack_by_the_deadline_is_a_refusal() -> None:
     assert subs.next_deadline() == 10.0
     assert subs.expire(9.9) == []
     (change,) = subs.expire(10.0)
-    assert (change.old, change.new) == (ChannelState.PENDING, ChannelState.REFUSED)
+    assert (change.old, change.new) == (ChannelState.IDLE, ChannelState.REFUSED)
     assert "no ack within 10 s" in change.reason
 
 
@@ -100,3 +100,15 @@ def test_a_reconnect_starts_over_but_keeps_the_failure_count() -> None:
     subs.reset()
     assert subs.due(0.0) == [ASSETS, ASSET_DETAIL]
     assert subs[ASSETS].failures == 1
+
+
+def test_a_retry_refused_again_is_no_change() -> None:
+    subs = machine()
+    subs.sent(ASSETS, 0.0)
+    first = subs.refused(ASSETS, 0.0, "FORBIDDEN", permission=True)
+    subs.sent(ASSETS, 400.0)
+    again = subs.refused(ASSETS, 400.0, "FORBIDDEN", permission=True)
+    assert first.old is ChannelState.IDLE and again.old is ChannelState.FORBIDDEN
+    subs.sent(ASSETS, 800.0)
+    back = subs.acked(ASSETS)
+    assert back is not None and back.old is ChannelState.FORBIDDEN

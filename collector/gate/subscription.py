@@ -58,6 +58,9 @@ class Channel:
     retry_at: float | None = None  # REFUSED / FORBIDDEN: when to subscribe again
     failures: int = 0  # consecutive refusals (reset by an ack)
     reason: str = ""  # why it is refused
+    # The last answer's state (ACTIVE, REFUSED, FORBIDDEN; IDLE before any): a retry
+    # that is refused again is no change, so nothing is logged twice.
+    settled: ChannelState = ChannelState.IDLE
 
     def due(self, now: float) -> bool:
         """True when a subscribe should be sent now."""
@@ -68,7 +71,8 @@ class Channel:
 
 @dataclass(frozen=True)
 class Change:
-    """What a transition means for the session: log/notify only on a change."""
+    """An answer to a subscribe; ``old`` is the previous answer's state, so
+    ``old is not new`` is a change worth a log line."""
 
     channel: str
     old: ChannelState
@@ -125,7 +129,7 @@ class Subscriptions:
             raise SubscriptionError(f"{name}: an ack for a subscribe never sent")
         if channel.state is ChannelState.ACTIVE:
             return None  # a repeated ack changes nothing
-        old = channel.state
+        old, channel.settled = channel.settled, ChannelState.ACTIVE
         channel.state, channel.deadline, channel.retry_at = ChannelState.ACTIVE, None, None
         channel.failures, channel.reason = 0, ""
         return Change(name, old, ChannelState.ACTIVE)
@@ -133,7 +137,7 @@ class Subscriptions:
     def refused(self, name: str, now: float, reason: str, *, permission: bool = False) -> Change:
         """Gate refused the subscribe: retry later (slowly when it is about permissions)."""
         channel = self._channels[name]
-        old = channel.state
+        old = channel.settled
         channel.failures += 1
         channel.reason = reason
         channel.deadline = None
@@ -143,6 +147,7 @@ class Subscriptions:
         else:
             channel.state = ChannelState.REFUSED
             channel.retry_at = now + backoff_delay(channel.failures, *self._retry, self._rng)
+        channel.settled = channel.state
         return Change(name, old, channel.state, reason)
 
     def expire(self, now: float) -> list[Change]:

@@ -53,7 +53,8 @@ class SimSubAccount:
     # Seconds between changes; None: the simulator's ``change_interval``; 0: never.
     change_interval: float | None = None
     unified: bool = True  # False: /unified/accounts refuses, as for a classic account
-    # channel -> Gate error code (1, 2 or 3) with which its subscribes are refused.
+    # channel -> Gate error code with which its subscribes are refused: 1, 2 or 3
+    # (``result.status: "fail"``), or 4 with a FORBIDDEN label (no permission).
     refuse: dict[str, int] = field(default_factory=dict)
 
     def change(self, now: float) -> None:

@@ -289,6 +289,8 @@ _REFUSALS: Final = {
     1: "invalid argument struct",
     2: "invalid argument",
     3: "service error",
+    # code 4 with a permission label: the key works but may not read unified data
+    4: '{"label":"FORBIDDEN","message":"the API key has no permission for unified"}\n',
 }
 _WS_ASSETS: Final = {long: short for short, long in ASSETS_FIELDS.items()}
 _WS_DETAIL: Final = {"available": "a", "freeze": "f", "equity": "e", "total_liab": "tl"}
