@@ -273,9 +273,10 @@ class AccountSession:
             for change in self._subs.expire(now):
                 self._changed(change)
             for channel in self._subs.due(now):
+                # Pending before the send: the ack may be read before this task resumes.
+                self._subs.sent(channel, trio.current_time())
                 if not await self._send(ws, self._subscribe(channel)):
                     return
-                self._subs.sent(channel, trio.current_time())
             self._show_subscription()
             self._wake = trio.Event()
             deadline = self._subs.next_deadline()

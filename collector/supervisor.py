@@ -350,6 +350,10 @@ class Supervisor:
         connected = sum(1 for s in self._slots.values() if s.stats.connected)
         over = len(self.stats.over_capacity)
         extra = f", {over} over capacity" if over else ""
+        by_state = status.counts(self.account_states())
+        for state in (status.REFUSED, status.FORBIDDEN, status.NOT_UNIFIED, status.KEYLESS):
+            if by_state[state]:
+                extra += f", {by_state[state]} {state.replace('_', ' ')}"
         return f"{connected}/{len(self._slots)} sessions connected{extra}"
 
     def stats_fields(self) -> dict[str, float | int]:
