@@ -266,6 +266,8 @@ class Supervisor:
                     await self._session(slot).run()
                 except AuthenticationFailed as exc:
                     if not await self._recover_key(slot, exc):
+                        if self._snapshots is not None:  # the account is disabled or gone
+                            self._snapshots.remove(account_id)
                         return
                 except (GateError, OSError, trio.BrokenResourceError) as exc:
                     crashes += 1
@@ -381,6 +383,7 @@ class Supervisor:
         return {
             schema.STAT_SNAPSHOTS: totals.taken if totals else 0,
             schema.STAT_SNAPSHOT_FAILURES: totals.failed if totals else 0,
+            schema.STAT_SNAPSHOT_FIELDS_INVALID: totals.invalid_fields if totals else 0,
             schema.STAT_ACCOUNTS_ACTIVE: by_state[status.ACTIVE],
             schema.STAT_ACCOUNTS_REFUSED: by_state[status.REFUSED],
             schema.STAT_ACCOUNTS_FORBIDDEN: by_state[status.FORBIDDEN],
