@@ -98,6 +98,11 @@ class AccountsSettings(_Section):
     shard: str = "0/1"
     refresh_interval: float = Field(default=300.0, gt=0)
     key_name: str = Field(default="gate-collector", min_length=1)
+    # REST snapshots (GET /unified/accounts): Gate pushes only on change, so every
+    # account is read in full this often (0: only on (re)subscribe and after gaps),
+    # spread over the interval, at most snapshot_rate requests/s for the instance.
+    snapshot_interval: float = Field(default=300.0, ge=0)
+    snapshot_rate: float = Field(default=20.0, gt=0)
 
     @field_validator("shard")
     @classmethod
@@ -266,7 +271,9 @@ def _describe(err: Mapping[str, Any]) -> str:
     return f"{path}: {message}; got {value!r}{hint}"
 
 
-_DURATIONS: Final = frozenset({"refresh_interval", "flush_interval", "flush_jitter", "timeout"})
+_DURATIONS: Final = frozenset(
+    {"refresh_interval", "snapshot_interval", "flush_interval", "flush_jitter", "timeout"}
+)
 
 
 def _describe_unknown(loc: tuple[int | str, ...], path: str) -> str:

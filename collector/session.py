@@ -2,9 +2,15 @@
 
 It connects (TLS with the system CAs or ``gate.ca_file``, optionally from a
 given local address), subscribes to ``unified.assets`` and
-``unified.asset_detail``, checks the acks, sends ``unified.ping`` on an
-interval, and hands points to the sink through a bounded trio channel (a full
-channel slows the session down; nothing queues without bound).
+``unified.asset_detail`` through the pure machine of
+:mod:`collector.gate.subscription` (an ack makes a channel active; a refusal or
+no ack by the deadline retries it with backoff; a permission refusal is its own,
+loud state), sends ``unified.ping`` on an interval, and hands points to the sink
+through a bounded trio channel (a full channel slows the session down; nothing
+queues without bound). The session counts as connected only while both channels
+are active: a pong proves the socket, not the subscription. When both become
+active, and after a sequence gap, it asks ``on_resync`` for a REST snapshot,
+because Gate pushes only on change.
 
 It reconnects when no frame arrives within ``frame_timeout``, when the server
 closes, and on ``upgrade``, with capped exponential backoff plus jitter that
@@ -38,6 +44,7 @@ from collector.backoff import backoff_delay
 from collector.config import GateSettings
 from collector.gate import protocol
 from collector.gate.signing import ApiCredentials
+from collector.gate.subscription import Change, ChannelState, SubscriptionError, Subscriptions
 from collector.logging import get_logger
 from collector.points.lineproto import Point
 from collector.points.normalize import Normalizer
@@ -77,14 +84,21 @@ class SessionTiming:
     backoff_base: float = 1.0
     backoff_max: float = 60.0
     stable_after: float = 60.0
+    ack_timeout: float = 10.0
+    resubscribe_base: float = 1.0
+    resubscribe_max: float = 60.0
 
 
 @dataclass
 class SessionStats:
     """What a session exposes about itself."""
 
-    connected: bool = False
-    last_frame_at: float | None = None
+    connected: bool = False  # the socket is up AND both channels are active
+    subscription: str = ChannelState.IDLE.value  # the worst channel's state
+    subscription_reason: str = ""  # why it is refused, when it is
+    last_frame_at: float | None = None  # any frame, pongs too: the socket lives
+    last_data_at: float | None = None  # the last update: the subscription delivers
+    refusals: int = 0
     frames: int = 0
     frames_invalid: int = 0
     fields_invalid: int = 0
@@ -92,6 +106,7 @@ class SessionStats:
     errors: int = 0
     reconnects: int = 0
     gaps: int = 0
+    resyncs: int = 0
     points: int = 0
 
     def last_frame_age(self, now: float) -> float | None:
@@ -122,6 +137,7 @@ class AccountSession:
         connect_limiter: trio.CapacityLimiter | None = None,
         wall_clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        on_resync: Callable[[int, str], None] | None = None,
     ) -> None:
         self.account = account
         self._creds = creds
@@ -135,6 +151,15 @@ class AccountSession:
         self._normalizer = Normalizer(account, label, other_accounts)
         self._log = log.bind(account=account)
         self._close_reason: str | AuthenticationFailed | None = None
+        self._on_resync = on_resync
+        self._subs = Subscriptions(
+            protocol.CHANNELS,
+            ack_timeout=self._timing.ack_timeout,
+            retry_base=self._timing.resubscribe_base,
+            retry_max=self._timing.resubscribe_max,
+            rng=self._rng,
+        )
+        self._wake = trio.Event()
         self.stats = SessionStats()
 
     # -- lifecycle -------------------------------------------------------------
@@ -170,6 +195,8 @@ class AccountSession:
                     await self._serve(ws, nursery)
             finally:
                 self.stats.connected = False
+                self._subs.reset()
+                self._show_subscription()
                 if ws is not None:
                     await self._close(ws)
                 # A handshake that timed out leaves trio-websocket's reader task behind.
@@ -207,13 +234,10 @@ class AccountSession:
             return await wrap_client_stream(nursery, stream, host, resource)
 
     async def _serve(self, ws: WebSocketConnection, nursery: trio.Nursery) -> None:
-        now = trio.current_time()
-        self.stats.connected = True
-        self.stats.last_frame_at = now
-        self._log.info("session_connected")
-        for channel in protocol.CHANNELS:
-            if not await self._send(ws, self._subscribe(channel)):
-                return
+        self.stats.last_frame_at = trio.current_time()
+        self._log.info("session_open")
+        self._subs.reset()
+        nursery.start_soon(self._subscriber, ws)
         nursery.start_soon(self._pinger, ws)
         nursery.start_soon(self._watchdog, nursery.cancel_scope)
         await self._read(ws)
@@ -243,6 +267,61 @@ class AccountSession:
             self._close_reason = self._close_reason or f"closed while sending ({exc.reason})"
             return False
         return True
+
+    async def _subscriber(self, ws: WebSocketConnection) -> None:
+        """Send what the subscription machine says is due; sleep until its next deadline."""
+        while True:
+            now = trio.current_time()
+            for change in self._subs.expire(now):
+                self._changed(change)
+            for channel in self._subs.due(now):
+                # Pending before the send: the ack may be read before this task resumes.
+                self._subs.sent(channel, trio.current_time())
+                if not await self._send(ws, self._subscribe(channel)):
+                    return
+            self._show_subscription()
+            self._wake = trio.Event()
+            deadline = self._subs.next_deadline()
+            with trio.move_on_at(deadline if deadline is not None else float("inf")):
+                await self._wake.wait()
+
+    def _changed(self, change: Change) -> None:
+        """Log a channel's state change once, and resync when both became active."""
+        was_connected = self.stats.connected
+        self._show_subscription()
+        if change.new is ChannelState.ACTIVE:
+            self._log.info("subscribed", channel=change.channel)
+        elif change.new is ChannelState.FORBIDDEN:
+            self.stats.refusals += 1
+            if change.old is not ChannelState.FORBIDDEN:
+                self._log.error(
+                    "subscription_forbidden",
+                    channel=change.channel,
+                    reason=change.reason,
+                    hint="the key lacks a permission Gate needs for unified data "
+                    "(or the IP is not whitelisted): fix the key's permissions; "
+                    "the key is not replaced, the subscribe is retried slowly",
+                )
+        else:
+            self.stats.refusals += 1
+            if change.old is not ChannelState.REFUSED:
+                self._log.warning(
+                    "subscription_refused", channel=change.channel, reason=change.reason
+                )
+        if self.stats.connected and not was_connected:
+            self._log.info("session_connected")
+            self._resync("subscribed")
+
+    def _show_subscription(self) -> None:
+        state, reason = self._subs.summary()
+        self.stats.subscription, self.stats.subscription_reason = state.value, reason
+        self.stats.connected = self._subs.all_active
+
+    def _resync(self, reason: str) -> None:
+        """Ask for a REST snapshot of this account: pushes come only on change."""
+        self.stats.resyncs += 1
+        if self._on_resync is not None:
+            self._on_resync(self.account, reason)
 
     async def _pinger(self, ws: WebSocketConnection) -> None:
         while True:
@@ -282,7 +361,20 @@ class AccountSession:
         elif isinstance(event, protocol.Upgrade):
             self._close_reason = "the server asked to reconnect (upgrade)"
         elif isinstance(event, protocol.Ack):
-            self._log.debug("subscribed", channel=event.channel, request=event.event)
+            self._on_ack(event)
+
+    def _on_ack(self, event: protocol.Ack) -> None:
+        if event.event != "subscribe":
+            return
+        try:
+            change = self._subs.acked(event.channel)
+        except SubscriptionError as exc:
+            self.stats.errors += 1
+            self._log.warning("ack_unexpected", error=str(exc))
+            return
+        if change is not None:
+            self._changed(change)
+            self._wake.set()
 
     async def _on_update(self, ws: WebSocketConnection, event: protocol.Update) -> None:
         result = self._normalizer.normalize(event)
@@ -301,18 +393,26 @@ class AccountSession:
                 received=gap.received,
                 missed=gap.missed,
             )
+        self.stats.last_data_at = trio.current_time()
         if result.points:
             self.stats.points += len(result.points)
             try:  # no extra schedule point per frame while the sink keeps up
                 self._points.send_nowait(result.points)
             except trio.WouldBlock:
                 await self._points.send(result.points)  # back-pressure
-        if result.resubscribe:
-            await self._send(ws, self._subscribe(event.channel))
+        if result.resync:
+            self._resync("gap")
 
     def _on_error(self, event: protocol.Error) -> None:
         if event.kind is protocol.ErrorKind.AUTH:
             self._close_reason = AuthenticationFailed(self.account, event.message)
+            return
+        if event.event == "subscribe" and event.channel in protocol.CHANNELS:
+            permission = event.kind is protocol.ErrorKind.PERMISSION
+            reason = f"code {event.code}: {event.message}"[:200]
+            now = trio.current_time()
+            self._changed(self._subs.refused(event.channel, now, reason, permission=permission))
+            self._wake.set()
             return
         self.stats.errors += 1
         self._log.warning(

@@ -11,6 +11,12 @@ Gate allows ``gate.max_connections_per_ip`` connections per source address;
 sessions are spread over ``gate.source_addresses`` (or the default route) and
 accounts beyond that capacity are not connected, logged once and counted, so
 the operator knows to add a shard or an address.
+
+Every account with a session is also read by REST snapshots
+(:mod:`collector.snapshots`): when its subscriptions become active, after a
+gap, and every ``accounts.snapshot_interval``. :meth:`Supervisor.account_states`
+says per account whether it is active, refused (why), not in unified mode or
+keyless (:mod:`collector.status`).
 """
 
 from __future__ import annotations
@@ -24,17 +30,21 @@ from typing import Final
 
 import trio
 
+from collector import status
 from collector.backoff import backoff_delay
 from collector.config import Settings
 from collector.gate.broker import BrokerClient
 from collector.gate.errors import GateError, NotFoundError
 from collector.gate.models import SubAccount
+from collector.gate.signing import ApiCredentials
 from collector.health import Notifier
 from collector.keys import KeyProvisioner, KeyStore, KeyStoreError
 from collector.logging import get_logger
+from collector.points import schema
 from collector.points.lineproto import Point
 from collector.points.schema import STAT_KEY_STORE_WRITE_ERRORS
 from collector.session import AccountSession, AuthenticationFailed, SessionStats, SessionTiming
+from collector.snapshots import SnapshotClient, SnapshotScheduler
 
 log = get_logger(__name__)
 
@@ -73,6 +83,7 @@ class SupervisorStats:
     discovery_errors: int = 0
     key_replacements: int = 0
     over_capacity: set[int] = field(default_factory=set)
+    keyless: dict[int, str] = field(default_factory=dict)  # account -> its label
 
 
 class Supervisor:
@@ -89,6 +100,7 @@ class Supervisor:
         timing: SessionTiming | None = None,
         rng: random.Random | None = None,
         session_factory: Callable[..., AccountSession] = AccountSession,
+        snapshot_client: SnapshotClient | None = None,
     ) -> None:
         self._settings = settings
         self._broker = broker
@@ -107,6 +119,17 @@ class Supervisor:
         self._nursery: trio.Nursery | None = None
         self.stats = SupervisorStats()
         self.ready = trio.Event()
+        self._snapshots: SnapshotScheduler | None = None
+        if snapshot_client is not None:
+            self._snapshots = SnapshotScheduler(
+                snapshot_client,
+                self._creds_of,
+                points,
+                interval=settings.accounts.snapshot_interval,
+                rate=settings.accounts.snapshot_rate,
+                wall_clock=self._gate_clock,
+                rng=self._rng,
+            )
 
     # -- the main loop -------------------------------------------------------------
 
@@ -118,6 +141,8 @@ class Supervisor:
             raise StartupError(f"cannot list sub-accounts at start: {exc}") from None
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            if self._snapshots is not None:
+                nursery.start_soon(self._snapshots.run)
             await self._reconcile(accounts)
             self._notifier.ready(self.status_line())
             self.ready.set()
@@ -160,6 +185,8 @@ class Supervisor:
     async def _reconcile(self, wanted: dict[int, SubAccount]) -> None:
         for gone in [a for a in self._slots if a not in wanted]:
             self._stop(gone, "disabled or gone")
+        for gone in [a for a in self.stats.keyless if a not in wanted]:
+            del self.stats.keyless[gone]
         new = [a for a in sorted(wanted) if a not in self._slots]
         room = max(0, self.capacity - len(self._slots))
         for account_id in new[room:]:  # no key for an account that gets no session
@@ -169,7 +196,10 @@ class Supervisor:
             return
         report = await self._provisioner.ensure_keys([wanted[a] for a in fits])
         for account_id in fits:
-            if account_id not in report.failed:
+            if account_id in report.failed:
+                self.stats.keyless[account_id] = _label(wanted[account_id])
+            else:
+                self.stats.keyless.pop(account_id, None)
                 self._start(wanted[account_id])
 
     # -- capacity and addresses ---------------------------------------------------------
@@ -197,6 +227,8 @@ class Supervisor:
         self.stats.over_capacity.discard(account.gate_id)
         slot = _Slot(account, trio.CancelScope(), SessionStats(), address)
         self._slots[account.gate_id] = slot
+        if self._snapshots is not None:
+            self._snapshots.add(account.gate_id, _label(account))
         self._nursery.start_soon(self._run_slot, slot)
 
     def _over_capacity(self, account_id: int) -> None:
@@ -217,6 +249,8 @@ class Supervisor:
         if slot is not None:
             log.info("session_stop", account=account_id, reason=reason)
             slot.scope.cancel()
+        if self._snapshots is not None:
+            self._snapshots.remove(account_id)
         self.stats.over_capacity.discard(account_id)
 
     @property
@@ -233,6 +267,8 @@ class Supervisor:
                     await self._session(slot).run()
                 except AuthenticationFailed as exc:
                     if not await self._recover_key(slot, exc):
+                        if self._snapshots is not None:  # the account is disabled or gone
+                            self._snapshots.remove(account_id)
                         return
                 except (GateError, OSError, trio.BrokenResourceError) as exc:
                     crashes += 1
@@ -251,7 +287,7 @@ class Supervisor:
             raise NotFoundError(404, "NO_KEY", f"no stored key for {slot.account.gate_id}")
         session = self._session_factory(
             slot.account.gate_id,
-            slot.account.name or slot.account.id,
+            _label(slot.account),
             stored.credentials,
             self._settings.gate,
             self._points,
@@ -260,9 +296,14 @@ class Supervisor:
             other_accounts=self._known,  # the tracker checks its own id first
             wall_clock=self._gate_clock,
             connect_limiter=self._connect_limiter,
+            on_resync=self._snapshots.request if self._snapshots is not None else None,
         )
         session.stats = slot.stats  # counters survive restarts of the session
         return session
+
+    def _creds_of(self, account_id: int) -> ApiCredentials | None:
+        stored = self._store.get(account_id)
+        return stored.credentials if stored is not None else None
 
     def _gate_clock(self) -> float:
         """Our clock corrected by the skew the REST client measured against Gate's."""
@@ -312,6 +353,10 @@ class Supervisor:
         connected = sum(1 for s in self._slots.values() if s.stats.connected)
         over = len(self.stats.over_capacity)
         extra = f", {over} over capacity" if over else ""
+        by_state = status.counts(self.account_states())
+        for state in (status.REFUSED, status.FORBIDDEN, status.NOT_UNIFIED, status.KEYLESS):
+            if by_state[state]:
+                extra += f", {by_state[state]} {state.replace('_', ' ')}"
         return f"{connected}/{len(self._slots)} sessions connected{extra}"
 
     def stats_fields(self) -> dict[str, float | int]:
@@ -330,8 +375,63 @@ class Supervisor:
             "gaps": sum(s.gaps for s in slots),
             "key_replacements": self.stats.key_replacements,
             STAT_KEY_STORE_WRITE_ERRORS: self._store.write_errors,
+            **self._truth_fields(),
         }
+
+    def _truth_fields(self) -> dict[str, float | int]:
+        """Snapshot counters and how many accounts are in each state."""
+        totals = self._snapshots.totals if self._snapshots is not None else None
+        by_state = status.counts(self.account_states())
+        return {
+            schema.STAT_SNAPSHOTS: totals.taken if totals else 0,
+            schema.STAT_SNAPSHOT_FAILURES: totals.failed if totals else 0,
+            schema.STAT_SNAPSHOT_FIELDS_INVALID: totals.invalid_fields if totals else 0,
+            schema.STAT_ACCOUNTS_ACTIVE: by_state[status.ACTIVE],
+            schema.STAT_ACCOUNTS_REFUSED: by_state[status.REFUSED],
+            schema.STAT_ACCOUNTS_FORBIDDEN: by_state[status.FORBIDDEN],
+            schema.STAT_ACCOUNTS_NOT_UNIFIED: by_state[status.NOT_UNIFIED],
+            schema.STAT_ACCOUNTS_KEYLESS: by_state[status.KEYLESS],
+        }
+
+    def account_states(self) -> list[status.AccountState]:
+        """One :class:`~collector.status.AccountState` per account of this instance.
+
+        Accounts with a session, then those left keyless; cheap enough to call on
+        every stats flush or HTTP request (no I/O, no copies of big structures).
+        """
+        now = trio.current_time()
+        states = [self._slot_state(account, slot, now) for account, slot in self._slots.items()]
+        states.extend(
+            status.AccountState(account, label, *status.decide(keyless=True))
+            for account, label in self.stats.keyless.items()
+        )
+        return states
+
+    def _slot_state(self, account: int, slot: _Slot, now: float) -> status.AccountState:
+        snap = self._snapshots.status(account) if self._snapshots is not None else None
+        stats = slot.stats
+        state, reason = status.decide(
+            snapshot_state=snap.state if snap else "",
+            snapshot_reason=snap.reason if snap else "",
+            subscription=stats.subscription,
+            subscription_reason=stats.subscription_reason,
+        )
+        return status.AccountState(
+            account=account,
+            label=_label(slot.account),
+            state=state,
+            reason=reason,
+            connected=stats.connected,
+            snapshots=snap.taken if snap else 0,
+            snapshot_failures=snap.failed if snap else 0,
+            last_data_age=None if stats.last_data_at is None else now - stats.last_data_at,
+            last_snapshot_age=None if snap is None or snap.last_at is None else now - snap.last_at,
+        )
 
     def session_stats(self) -> dict[int, SessionStats]:
         """Per-account session counters (for tests and the demo)."""
         return {account: slot.stats for account, slot in self._slots.items()}
+
+
+def _label(account: SubAccount) -> str:
+    return account.name or account.id

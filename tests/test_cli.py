@@ -81,6 +81,7 @@ def test_accounts_lists_status_and_key_state(tmp_path: Path, simulator: RunningS
     assert len(rows) == 10
     assert sum(r["status"] == "disabled" for r in rows) == 2
     assert {r["key"] for r in rows} == {"unknown", "-"}
+    assert {r["state"] for r in rows} == {"unknown", "-"}  # no master key: nothing to read
 
 
 def test_accounts_provision_then_lists_stored_keys(
@@ -93,15 +94,19 @@ def test_accounts_provision_then_lists_stored_keys(
     }
     before = json.loads(run(["accounts", "--config", str(config), "--json"], env).stdout)
     assert {r["key"] for r in before if r["status"] == "enabled"} == {"missing"}
+    assert {r["state"] for r in before if r["status"] == "enabled"} == {"keyless"}
 
     result = run(["accounts", "--config", str(config), "--json", "--provision"], env)
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
     assert [r["key"] for r in rows if r["status"] == "enabled"] == ["stored"] * 8
+    # each account read with its own key: Gate answers /unified/accounts
+    assert [r["state"] for r in rows if r["status"] == "enabled"] == ["unified"] * 8
     assert "8 created" in result.stderr
     again = run(["accounts", "--config", str(config), "--provision"], env)
     assert "0 created, 8 reused" in again.stderr
     assert "USER_ID" in again.stdout and "8 with a stored key" in again.stdout
+    assert "STATE" in again.stdout
     assert simulator.secret not in result.stdout + result.stderr + again.stdout + again.stderr
 
 

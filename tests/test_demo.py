@@ -15,6 +15,8 @@ async def test_demo_collects_into_a_local_influxdb_and_summarises(
     assert "InfluxDB 1.x (Debian's influxd)" in out
     assert "sessions connected" in out
     assert "5 accounts with data in InfluxDB database 'gate'" in out  # every 6th is disabled
+    # every 3rd account never changes: Gate pushes nothing, a snapshot brings it anyway
+    assert "(1 quiet: Gate pushed nothing, their state came by snapshot)" in out
     assert "keys created: 5" in out
 
 

@@ -76,7 +76,9 @@ def written(influxdb: InfluxServer, tmp_path_factory: pytest.TempPathFactory) ->
 
     async def collect() -> None:
         sim = Simulator.create(accounts=8, disabled_every=4)
-        sim.state.push_interval = 0.1
+        sim.state.push_interval = sim.state.change_interval = 0.1
+        for account in sim.state.accounts.values():
+            account.u_mode = "counter"  # gap panels need a sequence to break
         state_dir = tmp_path_factory.mktemp("state")
         async with trio.open_nursery() as nursery:
             await sim.start(nursery)

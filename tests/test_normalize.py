@@ -220,11 +220,11 @@ def test_a_reconnect_is_recorded_as_a_possible_gap() -> None:
     assert tracker.observe(ASSETS, 3) == (Sequence.IN_ORDER, Gap(ASSETS, "reconnect", 21, 3, -1))
 
 
-def test_gap_points_and_resubscribe_come_out_of_the_normaliser() -> None:
+def test_gap_points_and_resync_come_out_of_the_normaliser() -> None:
     norm = Normalizer(ACCOUNT, "x")
     norm.normalize(detail(10, BTC={"a": "1"}))
     result = norm.normalize(detail(13, BTC={"a": "2"}))
-    assert result.resubscribe
+    assert result.resync
     gap_point = result.points[0]
     assert gap_point.measurement == "gate_sequence_gap"
     assert dict(gap_point.tags) == {
@@ -236,12 +236,12 @@ def test_gap_points_and_resubscribe_come_out_of_the_normaliser() -> None:
     assert result.points[1].fields["available"] == "2"  # the update itself is kept
 
 
-def test_a_reconnect_gap_does_not_resubscribe() -> None:
+def test_a_reconnect_gap_does_not_resync() -> None:
     norm = Normalizer(ACCOUNT, "x")
     norm.normalize(detail(10, BTC={"a": "1"}))
     norm.sequence.reconnected()
     result = norm.normalize(detail(12, BTC={"a": "2"}))
-    assert not result.resubscribe
+    assert not result.resync
     assert dict(result.points[0].tags)["reason"] == "reconnect"
 
 
@@ -365,3 +365,37 @@ def test_the_shared_set_of_all_accounts_may_include_this_one() -> None:
     tracker = SequenceTracker(ACCOUNT, other_accounts={ACCOUNT, 100002})
     assert tracker.observe(ASSETS, ACCOUNT) == (Sequence.IDENTITY, None)
     assert tracker.observe(ASSETS, 100002) == (Sequence.MISMATCH, None)
+
+
+# -- one value at a time -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("odd", ["1,5", ",", "1,", ",5", "1,2,3"])
+def test_a_value_with_a_comma_drops_that_field_only(odd: str) -> None:
+    # Joined with commas for the fast check, "1,5" used to pass as two numbers and
+    # the line "available=1,5,freeze=2" was refused by InfluxDB with everything in it.
+    result = Normalizer(ACCOUNT, "x").normalize(
+        detail(5, USDT={"a": odd, "f": "2", "e": "3.25", "tl": "0", "b": "3.25"})
+    )
+    (point,) = result.points
+    assert point.fields == {
+        "freeze": "2",
+        "equity": "3.25",
+        "total_liab": "0",
+        "balance": "3.25",
+        "u": 5,
+        "refresh_time": 1716796364,
+    }
+    assert result.invalid_fields == 1
+    line = encode(point)
+    assert line is not None and "available=" not in line
+
+
+def test_a_comma_in_an_assets_value_keeps_the_other_totals() -> None:
+    values = {"r": "18.56", "R": "1,5", "e": "-617985.29", "T": "675222.27"}
+    result = Normalizer(ACCOUNT, "x").normalize(update(ASSETS, {"u": 9008, **values}))
+    (point,) = result.points
+    assert "total_maintenance_margin_rate" not in point.fields
+    assert point.fields["unified_account_total_equity"] == "-617985.29"
+    assert point.fields["total_initial_margin_rate"] == "18.56"
+    assert result.invalid_fields == 1

@@ -191,3 +191,77 @@ def test_frames_shaped_like_gates_parse_without_raising(
 @given(st.binary(max_size=200))
 def test_any_bytes_parse_without_raising(raw: bytes) -> None:
     protocol.parse(raw)
+
+
+# -- upgrades, refusals and permissions --------------------------------------------------
+
+SPOT_UPGRADE = (
+    b'{"time":1784800711,"time_ms":1784800711140,"channel":"spot.system","event":"update",'
+    b'"result":{"type":"upgrade","msg":"The connection will soon be closed for a service '
+    b'upgrade. Please reconnect."}}'
+)
+SPOT_REFUSAL = (
+    b'{"time":1770603321,"time_ms":1770603321767,"conn_id":"57a8765578ea837e",'
+    b'"trace_id":"3c75ba05569b3b292a2f36cfdd90d868","channel":"unified.assets",'
+    b'"event":"subscribe","payload":["20011"],"error":{"code":2,"message":"channel '
+    b'spot.system does not support SBE"},"result":{"status":"fail"}}'
+)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        SPOT_UPGRADE,
+        SPOT_UPGRADE.replace(b"spot.system", b"unified.system"),
+        b'{"time":1,"channel":"","event":"upgrade","result":null}',
+    ],
+)
+def test_both_upgrade_shapes_mean_reconnect_now(raw: bytes) -> None:
+    assert protocol.parse(raw) == protocol.Upgrade()
+
+
+def test_a_system_update_that_is_not_an_upgrade_is_not_one() -> None:
+    raw = SPOT_UPGRADE.replace(b'"type":"upgrade"', b'"type":"notice"')
+    assert isinstance(protocol.parse(raw), protocol.Invalid)
+
+
+@pytest.mark.parametrize("code", [1, 2, 3])
+def test_a_refused_subscribe_is_an_error_of_its_channel_not_auth(code: int) -> None:
+    raw = SPOT_REFUSAL.replace(b'"code":2', b'"code":%d' % code)
+    event = protocol.parse(raw)
+    assert isinstance(event, protocol.Error)
+    assert (event.channel, event.event, event.code) == ("unified.assets", "subscribe", code)
+    assert event.kind in (protocol.ErrorKind.ARGUMENT, protocol.ErrorKind.SERVER)
+
+
+def test_a_status_fail_without_an_error_is_a_refusal() -> None:
+    event = protocol.parse(
+        frame(time=1, channel="unified.assets", event="subscribe", result={"status": "fail"})
+    )
+    assert isinstance(event, protocol.Error) and event.event == "subscribe"
+
+
+@pytest.mark.parametrize(
+    "label",
+    [
+        '{"label":"FORBIDDEN","message":"Request IP not in whitelist: 203.0.113.7"}',
+        '{"label":"NO_PERMISSION","message":"the key has no unified permission"}',
+    ],
+)
+def test_a_permission_refusal_is_not_a_dead_key(label: str) -> None:
+    event = protocol.parse(
+        frame(
+            time=1,
+            channel="unified.asset_detail",
+            event="subscribe",
+            error={"code": 4, "message": label},
+            result=None,
+        )
+    )
+    assert isinstance(event, protocol.Error)
+    assert event.kind is protocol.ErrorKind.PERMISSION
+
+
+def test_an_invalid_key_is_still_auth() -> None:
+    message = '{"label":"INVALID_KEY","message":"Invalid key provided"}\n'
+    assert protocol.classify(4, message) is protocol.ErrorKind.AUTH

@@ -36,6 +36,7 @@ class Run:
     session: AccountSession
     points: list[Point] = field(default_factory=list)
     error: BaseException | None = None
+    resyncs: list[str] = field(default_factory=list)  # snapshots the session asked for
     done: trio.Event = field(default_factory=trio.Event)
 
     def measurement(self, name: str) -> list[Point]:
@@ -69,6 +70,7 @@ async def start(
         timing=TIMING,
         wall_clock=wall_clock,
         other_accounts=other_accounts,
+        on_resync=lambda _account, reason: run.resyncs.append(reason),
     )
     run = Run(session)
 
@@ -90,9 +92,17 @@ async def start(
     return run
 
 
-@pytest.fixture(autouse=True)
-def fast_pushes(sim: Simulator) -> None:
-    sim.state.push_interval = 1.0
+@pytest.fixture
+async def sim(nursery: trio.Nursery, wall_clock: Callable[[], float]) -> Simulator:
+    """The simulator with the old habits as knobs: every account changes (and so is
+    pushed to) every second, and ``u`` counts up (the seed's examples)."""
+    simulator = Simulator.create(accounts=12, disabled_every=4, clock=wall_clock)
+    simulator.state.push_interval = 1.0
+    simulator.state.change_interval = 1.0
+    for account in simulator.state.accounts.values():
+        account.u_mode = "counter"
+    await simulator.start(nursery)
+    return simulator
 
 
 @pytest.fixture
@@ -202,7 +212,7 @@ async def test_malformed_and_error_frames_are_counted_and_the_session_lives_on(
     assert len(run.measurement("gate_unified_asset_detail")) == 3 * pushed
 
 
-async def test_a_sequence_gap_is_recorded_and_resubscribes(
+async def test_a_sequence_gap_is_recorded_and_asks_for_one_snapshot(
     sim: Simulator, run: Run, autojump_clock: trio.testing.MockClock
 ) -> None:
     await trio.sleep(3.5)
@@ -218,7 +228,8 @@ async def test_a_sequence_gap_is_recorded_and_resubscribes(
     assert gaps[0].fields["missed"] == 4
     assert gaps[0].fields["received"] == gaps[0].fields["expected"] + 4
     assert run.session.stats.gaps == 1
-    assert sim.state.ws_events["subscribe"] == 3  # the resubscribe of asset_detail
+    assert sim.state.ws_events["subscribe"] == 2  # no resubscribe: a snapshot resyncs
+    assert run.resyncs == ["subscribed", "gap"]
     pushed = sim.state.pushed[(ACCOUNT, ASSET_DETAIL)]
     assert len(run.measurement("gate_unified_asset_detail")) == 3 * pushed
 
@@ -362,7 +373,7 @@ async def test_tls_with_a_private_ca(
     ca.cert_pem.write_to_path(str(ca_file))
     sim = Simulator.create(accounts=2, clock=wall_clock)
     sim.ssl_context = server_context
-    sim.state.push_interval = 0.05
+    sim.state.push_interval = sim.state.change_interval = 0.05
     await sim.start(nursery)
     assert sim.ws_url.startswith("wss://")
     run = await start(nursery, sim, account_key(sim), wall_clock, ca_file=str(ca_file))
@@ -449,3 +460,61 @@ async def test_sessions_sharing_a_connect_limiter_handshake_one_at_a_time(
                 inner.start_soon(session.run)
     # One 5 s handshake at a time: 6 attempts in 31 s for all three together.
     assert sum(s.stats.reconnects for s in sessions) == 6
+
+
+@pytest.mark.parametrize(("code", "channel"), [(2, ASSETS), (3, ASSET_DETAIL)])
+async def test_a_refused_subscription_is_retried_until_gate_accepts_it(
+    sim: Simulator,
+    nursery: trio.Nursery,
+    autojump_clock: trio.testing.MockClock,
+    wall_clock: Callable[[], float],
+    code: int,
+    channel: str,
+) -> None:
+    account = sim.state.accounts[ACCOUNT]
+    account.refuse[channel] = code
+    run = await start(nursery, sim, account_key(sim), wall_clock)
+    await trio.sleep(30)
+    stats = run.session.stats
+    assert sim.state.ws_events["subscribe_refused"] >= 3  # retried, with backoff
+    assert not stats.connected  # pongs and the other channel's data do not count
+    assert stats.subscription == "refused" and f"code {code}" in stats.subscription_reason
+    refused_before = sim.state.ws_events["subscribe_refused"]
+    await trio.sleep(60)
+    assert sim.state.ws_events["subscribe_refused"] - refused_before <= 3  # backoff grows
+    del account.refuse[channel]
+    await trio.sleep(65)  # the backoff is capped at 60 s
+    assert stats.connected and stats.subscription == "active"
+    assert run.resyncs[-1] == "subscribed"
+    pushed = sim.state.pushed[(ACCOUNT, channel)]
+    await trio.sleep(5)
+    assert sim.state.pushed[(ACCOUNT, channel)] >= pushed + 4  # data flows
+
+
+async def test_a_permission_refusal_is_loud_and_not_a_key_problem(
+    sim: Simulator,
+    nursery: trio.Nursery,
+    autojump_clock: trio.testing.MockClock,
+    wall_clock: Callable[[], float],
+) -> None:
+    sim.state.accounts[ACCOUNT].refuse[ASSET_DETAIL] = 4
+    with capture_logs() as logs:
+        run = await start(nursery, sim, account_key(sim), wall_clock)
+        await trio.sleep(900)
+    assert run.error is None and not run.done.is_set()  # no AuthenticationFailed
+    assert run.session.stats.subscription == "forbidden"
+    assert "FORBIDDEN" in run.session.stats.subscription_reason
+    loud = [e for e in logs if e["event"] == "subscription_forbidden"]
+    assert len(loud) == 1 and loud[0]["log_level"] == "error"
+    assert loud[0]["account"] == ACCOUNT
+    assert 2 <= sim.state.ws_events["subscribe_refused"] <= 5  # slow retries, no storm
+
+
+async def test_the_system_shaped_upgrade_notice_reconnects(
+    sim: Simulator, run: Run, autojump_clock: trio.testing.MockClock
+) -> None:
+    await trio.sleep(2.5)
+    sim.state.accounts[ACCOUNT].ws_faults.append(WsFault("system_upgrade"))
+    await trio.sleep(10)
+    assert run.session.stats.reconnects == 1
+    assert run.resyncs == ["subscribed", "subscribed"]  # one snapshot per (re)connect

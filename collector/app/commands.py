@@ -13,14 +13,16 @@ import httpx
 import orjson
 import trio
 
+from collector import status
 from collector.config import ConfigError, Settings, broker_credentials, http_client, load_settings
 from collector.devtools.simulator import Simulator
 from collector.gate.broker import BrokerClient
-from collector.gate.errors import GateError
+from collector.gate.errors import AuthError, GateError
 from collector.gate.models import SubAccount
 from collector.gate.signing import ApiCredentials
 from collector.keys import KeyProvisioner, KeyStore, generate_master_key
 from collector.sink.request import ping_request
+from collector.snapshots import NotUnifiedError, SnapshotClient
 
 
 @asynccontextmanager
@@ -66,7 +68,9 @@ async def _check_influx(settings: Settings) -> str | None:
     return None
 
 
-def _account_row(account: SubAccount, store: KeyStore | None) -> dict[str, Any]:
+def _account_row(
+    account: SubAccount, store: KeyStore | None, states: dict[int, str]
+) -> dict[str, Any]:
     if not account.enabled:
         key_state = "-"
     elif store is None:
@@ -79,7 +83,54 @@ def _account_row(account: SubAccount, store: KeyStore | None) -> dict[str, Any]:
         "name": account.name,
         "status": account.status,
         "key": key_state,
+        "state": states.get(account.gate_id, "-" if not account.enabled else "unknown"),
     }
+
+
+PROBE_CONCURRENCY = 8
+
+
+async def _probe_states(
+    settings: Settings, found: list[SubAccount], store: KeyStore | None
+) -> dict[int, str]:
+    """Each enabled account's unified state, read with its own stored key.
+
+    ``unified`` (Gate answers /unified/accounts), ``not_unified``, ``forbidden``
+    (the key lacks the permission), ``key_refused``, ``keyless`` (no stored key),
+    ``error: ...``; without the master key nothing can be read (``unknown``).
+    """
+    if store is None:
+        return {}
+    states: dict[int, str] = {}
+    limiter = trio.CapacityLimiter(PROBE_CONCURRENCY)
+    async with http_client(settings.gate.ca_file or True) as http:
+        client = SnapshotClient(http, settings.gate.rest_url)
+
+        async def probe(account: SubAccount) -> None:
+            stored = store.get(account.gate_id)
+            if stored is None:
+                states[account.gate_id] = status.KEYLESS
+                return
+            async with limiter:
+                states[account.gate_id] = await _probe_one(client, stored.credentials)
+
+        async with trio.open_nursery() as nursery:
+            for account in found:
+                if account.enabled:
+                    nursery.start_soon(probe, account)
+    return states
+
+
+async def _probe_one(client: SnapshotClient, creds: ApiCredentials) -> str:
+    try:
+        await client.fetch(creds)
+    except NotUnifiedError:
+        return status.NOT_UNIFIED
+    except AuthError as exc:
+        return status.FORBIDDEN if exc.label in ("FORBIDDEN", "IP_FORBIDDEN") else "key_refused"
+    except GateError as exc:
+        return f"error: {str(exc)[:60]}"
+    return "unified"
 
 
 async def accounts(config: Path, as_json: bool, provision: bool) -> int:
@@ -100,7 +151,8 @@ async def accounts(config: Path, as_json: bool, provision: bool) -> int:
                 f"{len(report.failed)} failed",
                 file=sys.stderr,
             )
-    rows = [_account_row(a, store) for a in found]
+    states = await _probe_states(settings, found, store)
+    rows = [_account_row(a, store, states) for a in found]
     if as_json:
         sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
@@ -109,7 +161,7 @@ async def accounts(config: Path, as_json: bool, provision: bool) -> int:
 
 
 def _print_table(rows: list[dict[str, Any]]) -> None:
-    columns = ["user_id", "id", "name", "status", "key"]
+    columns = ["user_id", "id", "name", "status", "key", "state"]
     widths = {c: max([len(c), *(len(str(r[c])) for r in rows)]) for c in columns}
     print("  ".join(c.upper().ljust(widths[c]) for c in columns))
     for row in rows:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import signal
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
@@ -29,6 +30,7 @@ from collector.session import SessionTiming
 from collector.sink.request import query_request
 from collector.sink.spool import Spool
 from collector.sink.writer import Sink
+from collector.snapshots import SnapshotClient
 from collector.stats import report_stats
 from collector.supervisor import StartupError, Supervisor
 
@@ -92,7 +94,18 @@ async def run_daemon(
         http_client(timeout=settings.influx.timeout) as influx_http,
     ):
         broker = BrokerClient(gate_http, creds, base_url=settings.gate.rest_url)
-        supervisor = Supervisor(settings, broker, store, send, notifier=notify, timing=timing)
+        snapshots = SnapshotClient(
+            gate_http, settings.gate.rest_url, lambda: time.time() + broker.clock_skew
+        )
+        supervisor = Supervisor(
+            settings,
+            broker,
+            store,
+            send,
+            notifier=notify,
+            timing=timing,
+            snapshot_client=snapshots,
+        )
         sink = Sink(influx_http, settings.influx, spool)
         if on_start is not None:
             on_start(Daemon(supervisor, sink))

@@ -1,10 +1,13 @@
 """``gate-collector demo``: a simulated Gate, a local InfluxDB and the collector.
 
 Everything runs on this machine from a temporary directory: the Gate simulator
-with a few dozen sub-accounts (some disabled, some with ``u`` as the account's
-identity), Debian's ``influxd`` (or, when it cannot be had, a stand-in that
-prints the line protocol it receives), and the real collector. It shows live
-progress and, at the end, a per-account summary read back from InfluxDB.
+with a few dozen sub-accounts (some disabled; like Gate, ``u`` is the user id,
+a few count instead; most accounts change every few seconds, every third one
+never does, so Gate never pushes anything for it), Debian's ``influxd`` (or,
+when it cannot be had, a stand-in that prints the line protocol it receives),
+and the real collector. It shows live progress and, at the end, a per-account
+summary read back from InfluxDB: the quiet accounts are there too, because the
+collector reads every account by REST snapshot, not only when Gate pushes.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from collector.devtools.simulator.httpserver import HttpRequest, HttpResponse, s
 from collector.keys import generate_master_key
 
 PROGRESS_EVERY = 2.0
+CHANGE_EVERY = 2.0  # seconds between changes of a busy simulated account
+SNAPSHOT_EVERY = 15.0
 PRINTED_LINES = 20
 
 
@@ -40,7 +45,7 @@ def _settings(simulator: Simulator, influx_url: str, state_dir: Path) -> Setting
             api_key=SecretStr(broker.key),
             api_secret=SecretStr(broker.secret),
         ),
-        accounts=AccountsSettings(refresh_interval=30.0),
+        accounts=AccountsSettings(refresh_interval=30.0, snapshot_interval=SNAPSHOT_EVERY),
         state=StateSettings(dir=str(state_dir), master_key=SecretStr(generate_master_key())),
         influx=InfluxSettings(url=influx_url, database="gate", flush_interval=1.0),
     )
@@ -80,8 +85,9 @@ async def _summary(influx: InfluxSettings) -> None:
         assets = await influxql(
             http,
             influx,
-            'SELECT last("unified_account_total_equity") AS equity, count("u") AS updates '
-            "FROM gate_unified_assets GROUP BY account",
+            # u comes only with pushes, total only with snapshots (a REST-only field)
+            'SELECT last("unified_account_total_equity") AS equity, count("u") AS pushes, '
+            'count("total") AS snapshots FROM gate_unified_assets GROUP BY account',
         )
         detail = await influxql(
             http,
@@ -89,12 +95,23 @@ async def _summary(influx: InfluxSettings) -> None:
             'SELECT count("available") FROM gate_unified_asset_detail GROUP BY account',
         )
     details = {s.tags["account"]: s.values[0][1] for s in detail}
-    print(f"\n{'ACCOUNT':<10} {'LAST EQUITY':>14} {'ASSETS UPDATES':>15} {'DETAIL POINTS':>14}")
+    print(
+        f"\n{'ACCOUNT':<10} {'LAST EQUITY':>16} {'PUSHES':>7} {'SNAPSHOTS':>9} "
+        f"{'DETAIL POINTS':>14}"
+    )
+    quiet = 0
     for series in assets:
         account = series.tags["account"]
-        _, equity, updates = series.values[0]
-        print(f"{account:<10} {equity:>14} {updates:>15} {details.get(account, 0):>14}")
-    print(f"{len(assets)} accounts with data in InfluxDB database '{influx.database}'")
+        _, equity, pushes, snapshots = series.values[0]
+        quiet += not pushes
+        print(
+            f"{account:<10} {equity:>16} {pushes or 0:>7} {snapshots or 0:>9} "
+            f"{details.get(account, 0):>14}"
+        )
+    print(
+        f"{len(assets)} accounts with data in InfluxDB database '{influx.database}' "
+        f"({quiet} quiet: Gate pushed nothing, their state came by snapshot)"
+    )
 
 
 async def run(accounts: int, duration: float) -> int:
@@ -102,8 +119,12 @@ async def run(accounts: int, duration: float) -> int:
     with tempfile.TemporaryDirectory(prefix="gate-collector-demo-") as tmp:
         root = Path(tmp)
         simulator = Simulator.create(accounts, disabled_every=6)
-        for account in list(simulator.state.accounts.values())[::4]:
-            account.u_mode = "identity"
+        simulator.state.change_interval = CHANGE_EVERY
+        for i, account in enumerate(simulator.state.accounts.values()):
+            if i % 4 == 1:
+                account.u_mode = "counter"  # the seed's examples: u counts up
+            if i % 3 == 2:
+                account.change_interval = 0  # quiet: never changes, never pushed
         influx_server: InfluxServer | None = None
         async with trio.open_nursery() as nursery:
             await simulator.start(nursery)

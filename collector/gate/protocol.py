@@ -21,6 +21,10 @@ PONG: Final = "unified.pong"
 CHANNELS: Final = (ASSETS, ASSET_DETAIL)
 _EXPIRED: Final = "REQUEST_EXPIRED"
 _AUTH_MARKERS: Final = ("INVALID_KEY", "INVALID_SIGNATURE", _EXPIRED, "AUTH")
+# A refusal because the key lacks a permission (or the IP is not whitelisted): a new
+# key with the same permissions would be refused too, so this is never key churn.
+_PERMISSION_MARKERS: Final = ("FORBIDDEN", "PERMISSION", "NOT IN WHITELIST")
+SYSTEM_SUFFIX: Final = ".system"
 
 
 def request(channel: str, event: str, payload: list[str], now: int, creds: ApiCredentials) -> bytes:
@@ -55,6 +59,7 @@ class ErrorKind(Enum):
     """What an error frame means for the session."""
 
     AUTH = "auth"  # replace the key; do not retry in a loop
+    PERMISSION = "permission"  # the key lacks a permission: loud, retried slowly, no new key
     ARGUMENT = "argument"  # our request was wrong
     SERVER = "server"  # Gate's side: retry later
 
@@ -112,8 +117,14 @@ Event = Ack | Update | Pong | Error | Upgrade | Invalid
 
 
 def classify(code: int | None, message: str) -> ErrorKind:
-    """Auth failures arrive as code 2 or 4 with the label inside the message."""
+    """Auth failures arrive as code 2 or 4 with the label inside the message.
+
+    A permission refusal (``FORBIDDEN``, "permission", an IP whitelist) is told
+    apart from a dead key first: replacing the key would not cure it.
+    """
     upper = message.upper()
+    if any(marker in upper for marker in _PERMISSION_MARKERS):
+        return ErrorKind.PERMISSION
     if code == 4 or any(marker in upper for marker in _AUTH_MARKERS):
         return ErrorKind.AUTH
     if code in (1, 2):
@@ -145,7 +156,7 @@ def parse(frame: bytes | str) -> Event:
         return Invalid("not a JSON object", _excerpt(frame))
     channel = message.get("channel")
     event = message.get("event")
-    if event == "upgrade":
+    if event == "upgrade" or _is_system_upgrade(channel, event, message.get("result")):
         return Upgrade()
     if channel == PONG:
         return Pong(_int_or_none(message.get("time_ms")))
@@ -162,6 +173,17 @@ def parse(frame: bytes | str) -> Event:
             return Ack(channel, event)
         return Error(channel, event, None, f"not confirmed: {result!r}"[:200], ErrorKind.SERVER)
     return Invalid(f"unknown event {event!r}", _excerpt(frame))
+
+
+def _is_system_upgrade(channel: object, event: object, result: object) -> bool:
+    """Gate's documented notice on its other products: ``<x>.system`` / ``update``."""
+    return (
+        isinstance(channel, str)
+        and channel.endswith(SYSTEM_SUFFIX)
+        and event == "update"
+        and isinstance(result, dict)
+        and result.get("type") == "upgrade"
+    )
 
 
 def _error(channel: str, event: object, error: object, frame: bytes | str) -> Event:

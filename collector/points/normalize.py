@@ -27,7 +27,7 @@ class Normalized:
     gaps: list[Gap] = field(default_factory=list)
     invalid_fields: int = 0
     rejected: str | None = None  # the reason, when the frame must not be written
-    resubscribe: bool = False  # a sequence gap: resynchronise the channel
+    resync: bool = False  # a sequence gap: take a snapshot of the account
 
 
 def _number(value: Any) -> FieldValue | None:
@@ -45,12 +45,17 @@ def _number(value: Any) -> FieldValue | None:
 def _all_decimal_strings(
     values: dict[str, Any], names: dict[str, str]
 ) -> dict[str, FieldValue] | None:
-    """The hot path: every value a plain decimal string, checked with one regex."""
+    """The hot path: every value a plain decimal string, checked with one regex.
+
+    The values are joined with commas for that one check, so a value that itself
+    holds a comma (``"1,5"``) would pass as two numbers: the comma count must be
+    exactly the number of joins, else the slow path checks each value on its own.
+    """
     try:
         joined = ",".join(values.values())
     except TypeError:  # some value is not a string
         return None
-    if not DECIMALS.fullmatch(joined):
+    if joined.count(",") != len(values) - 1 or not DECIMALS.fullmatch(joined):
         return None
     get = names.get
     return {get(key, key): FloatText(value) for key, value in values.items()}
@@ -101,7 +106,7 @@ class Normalizer:
         if gap is not None:
             out.gaps.append(gap)
             out.points.append(self._gap_point(gap, time_ms))
-            out.resubscribe = out.resubscribe or gap.reason == REASON_SEQUENCE
+            out.resync = out.resync or gap.reason == REASON_SEQUENCE
         common = self._common_fields(result)
         if update.channel == ASSETS:
             self._assets(result, common, time_ms, out)

@@ -86,6 +86,38 @@ DETAIL_FIELDS: Final = {
     "iam": "iso_available_margin",
 }
 
+# -- REST snapshot (GET /unified/accounts): names with no WebSocket twin ------------
+# Written under their own names; known here so a non-number in them is counted.
+
+SNAPSHOT_ASSETS_FIELDS: Final = frozenset(
+    {
+        "total",
+        "borrowed",
+        "total_initial_margin",
+        "total_maintenance_margin",
+        "leverage",
+        "spot_order_loss",
+    }
+)
+SNAPSHOT_DETAIL_FIELDS: Final = frozenset(
+    {
+        "available",
+        "freeze",
+        "equity",
+        "total_liab",
+        "cross_balance",
+        "margin_balance",
+        "available_margin",
+        "borrowed",
+        "negative_liab",
+        "futures_pos_liab",
+        "total_freeze",
+        "spot_in_use",
+        "funding",
+        "iso_balance",
+    }
+)
+
 # -- gate_sequence_gap ------------------------------------------------------------
 
 GAP_EXPECTED: Final = "expected"
@@ -115,3 +147,11 @@ STAT_WRITE_ERRORS: Final = "write_errors"
 STAT_WRITE_TIME_MS: Final = "write_time_ms"
 STAT_BUFFER_SIZE: Final = "buffer_size"
 STAT_SPOOL_BYTES: Final = "spool_bytes"
+STAT_SNAPSHOTS: Final = "snapshots"
+STAT_SNAPSHOT_FAILURES: Final = "snapshot_failures"
+STAT_SNAPSHOT_FIELDS_INVALID: Final = "snapshot_fields_invalid"
+STAT_ACCOUNTS_ACTIVE: Final = "accounts_active"
+STAT_ACCOUNTS_REFUSED: Final = "accounts_refused"
+STAT_ACCOUNTS_FORBIDDEN: Final = "accounts_forbidden"
+STAT_ACCOUNTS_NOT_UNIFIED: Final = "accounts_not_unified"
+STAT_ACCOUNTS_KEYLESS: Final = "accounts_keyless"

@@ -226,6 +226,36 @@ def list_transfers(state: BrokerState, req: HttpRequest, _args: list[str]) -> An
     return _page(rows, req)
 
 
+def unified_accounts(state: BrokerState, req: HttpRequest, args: list[str]) -> Any:
+    """``GET /unified/accounts`` for the key's own account, at full precision.
+
+    Gate's documents do not show how it answers for an account that is not in
+    unified mode; this look-alike refuses with a label that names it, which the
+    collector recognises (any non-auth label or message naming "unified").
+    """
+    account = state.accounts[_account(state, args[0])]
+    if not account.unified:
+        raise SimError(400, "ACCOUNT_NOT_UNIFIED", "the account is not in unified account mode")
+    state.snapshots[account.gate_id] += 1
+    wanted = _query(req).get("currency")
+    balances = {
+        currency: {**account.balance(i), "borrowed": "0", "cross_balance": "0", "im": "0"}
+        for i, currency in enumerate(account.currencies)
+        if wanted in (None, currency)
+    }
+    return {
+        "user_id": account.gate_id,
+        "refresh_time": int(state.now()),
+        "locked": False,
+        "balances": balances,
+        **account.assets(),
+        "total": account.assets()["unified_account_total"],
+        "borrowed": "0",
+        "leverage": "3",
+        "spot_hedge": False,
+    }
+
+
 _ID: Final = r"([^/]+)"
 ROUTES: Final[list[tuple[str, re.Pattern[str], str, Route]]] = [
     ("GET", re.compile(r"/broker/info"), "info", info),
@@ -242,7 +272,10 @@ ROUTES: Final[list[tuple[str, re.Pattern[str], str, Route]]] = [
     ("DELETE", re.compile(rf"/broker/sub_account_keys/{_ID}/{_ID}"), "key", delete_key),
     ("POST", re.compile(r"/broker/sub_account_transfers"), "transfers", create_transfer),
     ("GET", re.compile(r"/broker/sub_account_transfers"), "transfers", list_transfers),
+    ("GET", re.compile(r"/unified/accounts"), "unified_accounts", unified_accounts),
 ]
+# Routes read with a sub-account's own key, not the broker's.
+_OWN_KEY_ROUTES: Final = frozenset({"unified_accounts"})
 
 
 @dataclass
@@ -278,8 +311,12 @@ class RestApi:
             raise SimError(404, "NOT_FOUND", f"no such path: {request.path}")
         path = request.path[len(PREFIX) :]
         route, name, args = self._route(request.method, path)
-        self._authenticate(request)
-        limit_headers = self._rate_limit(f"{request.method} {name}")
+        user = self._authenticate(request, own_key=name in _OWN_KEY_ROUTES)
+        if user is not None:
+            args = [str(user), *args]  # own-key routes are about the key's account
+        # Gate limits private endpoints per user id: one window per (endpoint, user).
+        suffix = f" {user}" if user is not None else ""
+        limit_headers = self._rate_limit(f"{request.method} {name}{suffix}")
         self.state.calls[f"{request.method} {name}"] += 1
         fault = self.state.take_fault(path)
         if fault is not None and not fault.drop_response:
@@ -304,13 +341,20 @@ class RestApi:
             raise SimError(405, "METHOD_NOT_ALLOWED", f"{method} not allowed on {path}")
         raise SimError(404, "NOT_FOUND", f"no such path: {path}")
 
-    def _authenticate(self, request: HttpRequest) -> None:
+    def _authenticate(self, request: HttpRequest, own_key: bool = False) -> int | None:
+        """Check KEY/Timestamp/SIGN; the sub-account's id when ``own_key`` routes use one."""
         key = request.headers.get("key")
         stamp = request.headers.get("timestamp")
         sign = request.headers.get("sign")
         if not key or not stamp or not sign:
             raise SimError(401, "MISSING_REQUIRED_HEADER", "KEY, Timestamp and SIGN are required")
-        if key != self.state.broker.key:
+        secret, user = self.state.broker.secret, None
+        if own_key:
+            sub_key = self.state.keys.get(key)
+            if sub_key is None:
+                raise SimError(401, "INVALID_KEY", "Invalid key provided")
+            secret, user = sub_key.secret, sub_key.user_id
+        elif key != self.state.broker.key:
             if key in self.state.keys:
                 raise SimError(403, "FORBIDDEN", "broker permission required")
             raise SimError(401, "INVALID_KEY", "Invalid key provided")
@@ -325,7 +369,7 @@ class RestApi:
                 f"gap between request Timestamp and server time exceeds {int(TIME_WINDOW)}",
             )
         expected = signing.rest_signature(
-            self.state.broker.secret,
+            secret,
             request.method,
             request.path,
             request.query,
@@ -334,6 +378,7 @@ class RestApi:
         )
         if not signing.signatures_match(expected, sign):
             raise SimError(401, "INVALID_SIGNATURE", "Signature mismatch")
+        return user
 
     def _rate_limit(self, endpoint: str) -> dict[str, str]:
         now = self.state.now()

@@ -22,7 +22,9 @@ class WsFault:
 
     kind: ``gap`` (skip ``count`` u values on ``channel``), ``drop`` (close the
     connection), ``silence`` (send nothing for ``seconds``), ``malformed`` (a frame
-    that is not JSON), ``error`` (an error frame), ``upgrade`` (ask to reconnect).
+    that is not JSON), ``error`` (an error frame), ``upgrade`` (ask to reconnect with
+    a top-level ``event: "upgrade"``), ``system_upgrade`` (the same with Gate's
+    documented ``<x>.system`` / ``update`` / ``{"type": "upgrade"}`` shape).
     """
 
     kind: str
@@ -40,10 +42,49 @@ class SimSubAccount:
     name: str
     status: str = "enabled"
     rates: dict[str, Any] = field(default_factory=dict)
-    # "counter": u counts up per channel; "identity": u is the account's user id.
-    u_mode: str = "counter"
+    # "identity" (Gate's docs): u is the account's user id; "counter": u counts up
+    # per channel (the seed's examples; tests of sequence gaps).
+    u_mode: str = "identity"
     currencies: list[str] = field(default_factory=lambda: ["BTC", "ETH", "USDT"])
     ws_faults: deque[WsFault] = field(default_factory=deque)
+    # The account's data: ``version`` counts its changes; values derive from it.
+    version: int = 0
+    changed_at: float | None = None  # trio time of the last change
+    # Seconds between changes; None: the simulator's ``change_interval``; 0: never.
+    change_interval: float | None = None
+    unified: bool = True  # False: /unified/accounts refuses, as for a classic account
+    # channel -> Gate error code with which its subscribes are refused: 1, 2 or 3
+    # (``result.status: "fail"``), or 4 with a FORBIDDEN label (no permission).
+    refuse: dict[str, int] = field(default_factory=dict)
+
+    def change(self, now: float) -> None:
+        """The account's balances move (a trade, a transfer): pushes follow."""
+        self.version += 1
+        self.changed_at = now
+
+    def assets(self) -> dict[str, str]:
+        """The account totals at full precision, under the REST (long) names."""
+        n, scale, risk = self.version, 1 + (self.gate_id % 97) / 10, self.gate_id % 89
+        return {
+            "total_initial_margin_rate": f"{18 + risk / 2 + (n % 7) * 0.01 + 0.004321:.6f}",
+            "total_maintenance_margin_rate": f"{20 + risk + (n % 5) * 0.01 + 0.001234:.6f}",
+            "total_margin_balance": f"{-1005719.51 * scale + n + 0.00314159:.8f}",
+            "unified_account_total_equity": f"{617985.29 * scale + n + 0.00271828:.8f}",
+            "unified_account_total_liab": f"{1293939.74 * scale + n + 0.00141421:.8f}",
+            "unified_account_total": f"{675222.27 * scale + n + 0.00173205:.8f}",
+            "total_available_margin": f"{-1432719.62 * scale + n + 0.00223606:.8f}",
+        }
+
+    def balance(self, index: int) -> dict[str, str]:
+        """One currency's balance at full precision, under the REST names."""
+        n = self.version
+        base = 1000.0 * (index + 1) + n * 0.5 + 0.12345678
+        return {
+            "available": f"{base:.8f}",
+            "freeze": f"{n % 3:.8f}",
+            "equity": f"{base + n % 3:.8f}",
+            "total_liab": "0",
+        }
 
     def as_json(self) -> dict[str, Any]:
         """The Broker API's ``BrokerSubAccount`` shape."""
@@ -119,8 +160,13 @@ class BrokerState:
     skew: float = 0.0
     calls: Counter[str] = field(default_factory=Counter)
     next_gate_id: int = 100_001
-    # WebSocket side
+    # WebSocket side: pushers look for changes every ``push_interval`` and push only
+    # when the account changed since their last push (Gate pushes only on change).
     push_interval: float = 1.0
+    # Seconds between changes of every account (0: accounts never change: quiet).
+    change_interval: float = 0.0
+    # REST snapshots served per account (GET /unified/accounts).
+    snapshots: Counter[int] = field(default_factory=Counter)
     sequence: dict[tuple[int, str], int] = field(default_factory=dict)
     pushed: Counter[tuple[int, str]] = field(default_factory=Counter)
     last_pushed: dict[tuple[int, str, str], dict[str, Any]] = field(default_factory=dict)
@@ -128,7 +174,8 @@ class BrokerState:
     ws_connections: int = 0
     # Subscriptions being pushed to, per account (0, 1 or 2 channels).
     active: Counter[int] = field(default_factory=Counter)
-    # True: pushers produce nothing (lets a test stop the flow before it checks).
+    # True: accounts stop changing; a change already made is still pushed on every
+    # channel (lets a test stop the flow before it checks).
     paused: bool = False
     # Benchmarks: > 0 sends that many asset_detail updates per subscription as fast
     # as the connection takes them (pre-encoded frames), then nothing more.

@@ -3,10 +3,14 @@
 Strict like Gate: every ``subscribe``/``unsubscribe`` must carry an ``auth``
 signed with the sub-account's own key over ``channel=..&event=..&time=..``,
 with ``time`` within 60 s. Acks, pongs, updates and errors have Gate's shapes.
-Each subscribed (account, channel) gets pushes every ``state.push_interval``;
-``u`` counts up per channel or is the account's user id (``u_mode``). Faults
-queued on an account (:class:`~collector.devtools.simulator.state.WsFault`) are played
-into its next push.
+Like Gate, a subscribe delivers nothing by itself and each subscribed (account,
+channel) is pushed to only when the account changed (every ``change_interval``,
+or when a test calls ``account.change``); pushers look every
+``state.push_interval``. Values go out truncated to 2 decimals (the REST
+snapshot has full precision). ``u`` is the account's user id, or counts up per
+channel (``u_mode="counter"``). Subscribes can be refused (``account.refuse``:
+channel -> code 1/2/3, ``result.status: "fail"``). Faults queued on an account
+(:class:`~collector.devtools.simulator.state.WsFault`) are played at the next look.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketReque
 from collector.devtools.simulator.state import BrokerState, SimSubAccount, WsFault
 from collector.gate import signing
 from collector.gate.protocol import ASSET_DETAIL, ASSETS, PING, PONG
+from collector.points.schema import ASSETS_FIELDS
 
 TIME_WINDOW: Final = 60.0
 FIRST_U: Final = 1000
@@ -79,6 +84,11 @@ class _Connection:
             await self._error(channel, event, refused.code, refused.message)
             return
         key = str(message["auth"]["KEY"])
+        refusal = account.refuse.get(channel)
+        if event == "subscribe" and refusal:
+            self.state.ws_events["subscribe_refused"] += 1
+            await self._error(channel, event, refusal, _REFUSALS.get(refusal, "refused"), "fail")
+            return
         if event == "subscribe":
             self._start_pusher(account, channel, _payload(message.get("payload")), key)
         else:
@@ -90,8 +100,11 @@ class _Connection:
             {**self._stamp(), "channel": channel, "event": event, "result": {"status": "success"}}
         )
 
-    async def _error(self, channel: str, event: str, code: int, text: str) -> None:
-        body = {**self._stamp(), "channel": channel, "event": event, "result": None}
+    async def _error(
+        self, channel: str, event: str, code: int, text: str, status: str | None = None
+    ) -> None:
+        result = None if status is None else {"status": status}
+        body = {**self._stamp(), "channel": channel, "event": event, "result": result}
         await self.send({**body, "error": {"code": code, "message": text}})
 
     def _authenticate(self, message: dict[str, Any]) -> SimSubAccount:
@@ -145,10 +158,9 @@ class _Connection:
                 await self._burst(account)
             return
         last_ms = 0
+        sent_version = account.version  # a subscribe delivers no state by itself
         while True:
             await trio.sleep(self.state.push_interval)
-            if self.state.paused:
-                continue
             if key not in self.state.keys or account.status != "enabled":
                 await self.ws.aclose(code=1008, reason="key revoked or account disabled")
                 return
@@ -156,9 +168,26 @@ class _Connection:
                 return
             if trio.current_time() < self.silent_until:
                 continue  # silent: nothing is produced, so nothing is lost either
+            if not self.state.paused:
+                self._maybe_change(account)
+            if account.version == sent_version:
+                continue  # nothing changed: Gate pushes nothing
+            sent_version = account.version
             last_ms = max(int(self.state.now() * 1000), last_ms + 1)
             if not await self._push(account, channel, payload, last_ms):
                 return
+
+    def _maybe_change(self, account: SimSubAccount) -> None:
+        interval = account.change_interval
+        if interval is None:
+            interval = self.state.change_interval
+        if interval <= 0:
+            return
+        now = trio.current_time()
+        if account.changed_at is None:
+            account.changed_at = now - interval  # the first look sees a change
+        if now >= account.changed_at + interval:
+            account.change(now)
 
     async def _burst(self, account: SimSubAccount) -> None:
         """Send ``state.burst`` pre-encoded updates back to back (benchmarks)."""
@@ -210,6 +239,15 @@ class _Connection:
             await self._error(channel, "update", 3, "service error: injected")
         elif fault.kind == "upgrade":
             await self.send({**self._stamp(), "channel": "", "event": "upgrade", "result": None})
+        elif fault.kind == "system_upgrade":
+            notice = {
+                "type": "upgrade",
+                "msg": "The connection will soon be closed for a "
+                "service upgrade. Please reconnect.",
+            }
+            await self.send(
+                {**self._stamp(), "channel": "unified.system", "event": "update", "result": notice}
+            )
         return False
 
     async def _push(
@@ -217,18 +255,17 @@ class _Connection:
     ) -> bool:
         """Send one update; it counts as pushed only once it went out."""
         key = (account.gate_id, channel)
-        n = self.state.pushed[key]
         identity = account.u_mode == "identity"
         u = account.gate_id if identity else self.state.sequence.get(key, FIRST_U - 1) + 1
         t = time_ms // 1000
         values: dict[str, dict[str, str]]
         if channel == ASSETS:
-            values = {"": _assets_values(n, account.gate_id)}
+            values = {"": _ws_assets(account)}
             result: dict[str, Any] = {"u": u, "t": t, **values[""]}
         else:
             wanted = account.currencies if payload == ["!all"] else payload
             values = {
-                c: _detail_values(n, i) for i, c in enumerate(account.currencies) if c in wanted
+                c: _ws_detail(account, i) for i, c in enumerate(account.currencies) if c in wanted
             }
             result = {"u": u, "t": t, "dts": values}
         frame = {"time": t, "time_ms": time_ms, "channel": channel, "event": "update"}
@@ -248,20 +285,34 @@ def _payload(raw: object) -> list[str]:
     return ["!all"]
 
 
-def _assets_values(n: int, account: int = 0) -> dict[str, str]:
-    """The seed's example, moved per account (so accounts differ) and per push."""
-    scale = 1 + (account % 97) / 10
-    risk = account % 89
-    return {
-        "r": f"{18 + risk / 2 + (n % 7) * 0.01:.2f}",
-        "R": f"{20 + risk + (n % 5) * 0.01:.2f}",
-        "b": f"{-1005719.51 * scale + n:.2f}",
-        "e": f"{617985.29 * scale + n:.2f}",
-        "l": f"{1293939.74 * scale + n:.2f}",
-        "T": f"{675222.27 * scale + n:.2f}",
-        "a": f"{-1432719.62 * scale + n:.2f}",
-        "c": "0",  # deprecated; Gate still sends it
-    }
+_REFUSALS: Final = {
+    1: "invalid argument struct",
+    2: "invalid argument",
+    3: "service error",
+    # code 4 with a permission label: the key works but may not read unified data
+    4: '{"label":"FORBIDDEN","message":"the API key has no permission for unified"}\n',
+}
+_WS_ASSETS: Final = {long: short for short, long in ASSETS_FIELDS.items()}
+_WS_DETAIL: Final = {"available": "a", "freeze": "f", "equity": "e", "total_liab": "tl"}
+
+
+def truncate2(text: str) -> str:
+    """A decimal string cut (not rounded) to 2 decimals, as Gate's pushes carry them."""
+    whole, _, fraction = text.partition(".")
+    return f"{whole}.{(fraction + '00')[:2]}"
+
+
+def _ws_assets(account: SimSubAccount) -> dict[str, str]:
+    values = {_WS_ASSETS[k]: truncate2(v) for k, v in account.assets().items()}
+    values["c"] = "0"  # deprecated; Gate still sends it
+    return values
+
+
+def _ws_detail(account: SimSubAccount, index: int) -> dict[str, str]:
+    balance = account.balance(index)
+    values = {_WS_DETAIL[k]: truncate2(v) for k, v in balance.items()}
+    values["b"] = truncate2(balance["equity"])  # WS-only: no REST twin
+    return values
 
 
 def _detail_values(n: int, i: int) -> dict[str, str]:

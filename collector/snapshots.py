@@ -1,0 +1,352 @@
+"""REST snapshots: the whole state of an account, because Gate pushes only on change.
+
+``GET /api/v4/unified/accounts`` signed with the sub-account's own key is taken
+
+* when a session's subscriptions become active and after every sequence gap
+  (the session asks through :meth:`SnapshotScheduler.request`; requests for one
+  account coalesce while they wait);
+* every ``accounts.snapshot_interval`` seconds for every account, each account at
+  its own random offset in the interval, so a thousand accounts make a steady
+  trickle, never a burst;
+* never faster than ``accounts.snapshot_rate`` requests/s for the instance, and
+  never twice within ``MIN_ACCOUNT_SPACING`` for one account (Gate's limits are
+  per user id).
+
+The body becomes points through :mod:`collector.points.snapshot` and goes to the
+sink like a push. A snapshot that fails is counted, logged once per change of
+the account's snapshot state, and retried with backoff; it never stops a session.
+An account that is not in unified mode, or whose key lacks the permission, is a
+state of its own, retried slowly.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import httpx
+import orjson
+import trio
+
+from collector.backoff import backoff_delay
+from collector.gate import signing
+from collector.gate.errors import AuthError, GateAPIError, GateError, error_for
+from collector.gate.signing import ApiCredentials
+from collector.logging import get_logger
+from collector.points.lineproto import Point
+from collector.points.snapshot import snapshot_points
+
+log = get_logger(__name__)
+
+PATH: Final = "/unified/accounts"
+MIN_ACCOUNT_SPACING: Final = 1.0
+RETRY: Final = (2.0, 120.0)  # backoff after a failed snapshot: base, cap
+SLOW_RETRY: Final = 300.0  # not unified / no permission: a person has to act first
+CONCURRENCY: Final = 16
+# Gate's answer for an account that is not in unified mode is not documented; a body
+# whose mode says "classic", or an error naming "unified", is taken to mean that.
+_CLASSIC_MODES: Final = frozenset({"classic"})
+
+STATE_NONE: Final = "none"
+STATE_OK: Final = "ok"
+STATE_FAILING: Final = "failing"
+STATE_NOT_UNIFIED: Final = "not_unified"
+STATE_FORBIDDEN: Final = "forbidden"
+
+
+class NotUnifiedError(GateError):
+    """The account is not in unified account mode: there is no unified data to read."""
+
+
+class SnapshotClient:
+    """``GET /unified/accounts`` with a sub-account's own key, over the shared httpx client."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._http = http
+        self._base = base_url.rstrip("/")
+        self._wall_clock = wall_clock
+
+    async def fetch(self, creds: ApiCredentials) -> dict[str, Any]:
+        """The body; GateAPIError / NotUnifiedError / GateError on a refusal or a bad answer."""
+        request = self._http.build_request("GET", f"{self._base}{PATH}")
+        raw_path, _, query = request.url.raw_path.decode("ascii").partition("?")
+        request.headers.update(
+            signing.rest_headers(creds, "GET", raw_path, query, b"", self._wall_clock())
+        )
+        try:
+            response = await self._http.send(request)
+        except httpx.HTTPError as exc:
+            raise GateError(f"GET {PATH}: cannot reach Gate at {self._base} ({exc!r})") from None
+        body = _json(response.content)
+        if not response.is_success:
+            label, message = "", response.text[:200]
+            if isinstance(body, dict):
+                label, message = str(body.get("label", "")), str(body.get("message", ""))
+            error = error_for(response.status_code, label, message, request=f"GET {PATH}")
+            if not isinstance(error, AuthError) and "UNIFIED" in f"{label} {message}".upper():
+                raise NotUnifiedError(f"not in unified account mode: {label} {message}")
+            raise error
+        if not isinstance(body, dict):
+            raise GateError(f"GET {PATH}: expected a JSON object, got {response.text[:100]!r}")
+        mode = body.get("mode", body.get("margin_mode"))
+        if isinstance(mode, str) and mode.lower() in _CLASSIC_MODES:
+            raise NotUnifiedError(f"not in unified account mode (mode {mode!r})")
+        return body
+
+
+def _json(content: bytes) -> Any:
+    try:
+        return orjson.loads(content) if content else None
+    except orjson.JSONDecodeError:
+        return None
+
+
+@dataclass
+class SnapshotStatus:
+    """One account's snapshots: counts, and the state the last one left."""
+
+    label: str
+    taken: int = 0
+    failed: int = 0
+    failures: int = 0  # consecutive
+    state: str = STATE_NONE
+    reason: str = ""
+    last_at: float | None = None  # trio time of the last successful snapshot
+    started_at: float = float("-inf")
+    in_flight: bool = False
+
+
+@dataclass
+class SnapshotTotals:
+    """Instance-wide counters for ``collector_stats``."""
+
+    taken: int = 0
+    failed: int = 0
+    invalid_fields: int = 0
+
+
+@dataclass
+class _Queue:
+    """Due times of the periodic and retry snapshots (a heap, lazily cleaned)."""
+
+    heap: list[tuple[float, int, int]] = field(default_factory=list)
+    due: dict[int, float] = field(default_factory=dict)
+    seq: int = 0
+
+    def put(self, account: int, at: float) -> None:
+        self.due[account] = at
+        self.seq += 1
+        heapq.heappush(self.heap, (at, self.seq, account))
+
+    def first(self) -> tuple[float, int] | None:
+        while self.heap:
+            at, _, account = self.heap[0]
+            if self.due.get(account) == at:
+                return at, account
+            heapq.heappop(self.heap)  # removed or rescheduled
+        return None
+
+    def pop(self, account: int) -> None:
+        self.due.pop(account, None)
+
+
+class SnapshotScheduler:
+    """Decides when each account is read, paces the reads, turns them into points."""
+
+    def __init__(
+        self,
+        client: SnapshotClient,
+        creds_of: Callable[[int], ApiCredentials | None],
+        points: trio.MemorySendChannel[list[Point]],
+        *,
+        interval: float,
+        rate: float,
+        wall_clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        concurrency: int = CONCURRENCY,
+    ) -> None:
+        self._client = client
+        self._creds_of = creds_of
+        self._points = points
+        self._interval = interval
+        self._spacing = 1.0 / rate
+        self._wall_clock = wall_clock
+        self._rng = rng or random.Random()
+        self._in_flight = trio.Semaphore(concurrency)  # released by the task it admits
+        self._accounts: dict[int, SnapshotStatus] = {}
+        self._urgent: dict[int, str] = {}  # account -> why, in order of request
+        self._queue = _Queue()
+        self._next_slot = float("-inf")
+        self._wake = trio.Event()
+        self.totals = SnapshotTotals()
+
+    # -- what the supervisor and the sessions call -----------------------------------
+
+    def add(self, account: int, label: str) -> None:
+        """Read ``account`` every interval, first at a random point of the first interval."""
+        if account in self._accounts:
+            return
+        self._accounts[account] = SnapshotStatus(label)
+        if self._interval > 0:
+            self._queue.put(account, trio.current_time() + self._rng.uniform(0, self._interval))
+            self._wake.set()
+
+    def remove(self, account: int) -> None:
+        """Stop reading ``account``."""
+        self._accounts.pop(account, None)
+        self._urgent.pop(account, None)
+        self._queue.pop(account)
+
+    def request(self, account: int, reason: str) -> None:
+        """Read ``account`` as soon as the pace allows (coalesced while waiting)."""
+        if account in self._accounts and account not in self._urgent:
+            self._urgent[account] = reason
+            self._wake.set()
+
+    def status(self, account: int) -> SnapshotStatus | None:
+        """The account's snapshot status, None when it is not scheduled."""
+        return self._accounts.get(account)
+
+    # -- the loop --------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Take snapshots forever (until cancelled)."""
+        async with trio.open_nursery() as nursery:
+            while True:
+                account, reason = await self._next()
+                status = self._accounts[account]
+                status.in_flight, status.started_at = True, trio.current_time()
+                await self._in_flight.acquire()
+                nursery.start_soon(self._take, account, reason)
+
+    async def _next(self) -> tuple[int, str]:
+        """The next account to read, when the instance's pace and its own allow."""
+        while True:
+            now = trio.current_time()
+            if now < self._next_slot:
+                await trio.sleep_until(self._next_slot)
+                continue
+            pick, wait_until = self._pick(now)
+            if pick is not None:
+                self._next_slot = max(now, self._next_slot) + self._spacing
+                return pick
+            self._wake = trio.Event()
+            with trio.move_on_at(wait_until):
+                await self._wake.wait()
+
+    def _pick(self, now: float) -> tuple[tuple[int, str] | None, float]:
+        """(account, reason) due now, else None and when to look again."""
+        wait_until = float("inf")
+        for account, reason in self._urgent.items():
+            status = self._accounts[account]
+            ready = status.started_at + MIN_ACCOUNT_SPACING
+            if not status.in_flight and now >= ready:
+                del self._urgent[account]
+                self._queue.pop(account)
+                return (account, reason), now
+            if not status.in_flight:
+                wait_until = min(wait_until, ready)
+        first = self._queue.first()
+        if first is not None:
+            at, account = first
+            if now >= at and not self._accounts[account].in_flight:
+                self._queue.pop(account)
+                return (account, "interval"), now
+            wait_until = min(wait_until, at)
+        return None, wait_until
+
+    async def _take(self, account: int, reason: str) -> None:
+        try:
+            await self._take_one(account, reason)
+        finally:
+            self._in_flight.release()
+            status = self._accounts.get(account)
+            if status is not None:
+                status.in_flight = False
+            self._wake.set()
+
+    async def _take_one(self, account: int, reason: str) -> None:
+        status = self._accounts[account]
+        creds = self._creds_of(account)
+        if creds is None:
+            self._failed(account, status, "no stored key", RETRY[1])
+            return
+        taken_ms = int(self._wall_clock() * 1000)
+        try:
+            body = await self._client.fetch(creds)
+        except NotUnifiedError as exc:
+            self._settle(account, status, STATE_NOT_UNIFIED, str(exc), SLOW_RETRY)
+            return
+        except GateAPIError as exc:
+            if isinstance(exc, AuthError) and exc.label in ("FORBIDDEN", "IP_FORBIDDEN"):
+                self._settle(account, status, STATE_FORBIDDEN, str(exc), SLOW_RETRY)
+            else:
+                self._failed(account, status, str(exc))
+            return
+        except GateError as exc:
+            self._failed(account, status, str(exc))
+            return
+        result = snapshot_points(account, status.label, body, taken_ms)
+        if result.user_id is not None and result.user_id != account:
+            self._failed(account, status, f"user_id {result.user_id} is not this account")
+            return
+        self.totals.invalid_fields += result.invalid_fields
+        if result.points:
+            await self._points.send(result.points)
+        status.taken += 1
+        self.totals.taken += 1
+        status.failures, status.last_at = 0, trio.current_time()
+        log.debug("snapshot", account=account, reason=reason, points=len(result.points))
+        self._settle(account, status, STATE_OK, "", self._interval)
+
+    def _failed(
+        self, account: int, status: SnapshotStatus, reason: str, wait: float | None = None
+    ) -> None:
+        status.failures += 1
+        delay = wait if wait is not None else backoff_delay(status.failures, *RETRY, self._rng)
+        self._settle(account, status, STATE_FAILING, reason, delay)
+
+    def _settle(
+        self, account: int, status: SnapshotStatus, state: str, reason: str, next_in: float
+    ) -> None:
+        """Record the outcome, log it once per change of state, schedule the next read."""
+        if state != STATE_OK:
+            status.failed += 1
+            self.totals.failed += 1
+        if state != status.state:
+            self._log_change(account, status.state, state, reason)
+        status.state, status.reason = state, reason
+        if account in self._accounts and next_in > 0:
+            self._queue.put(account, trio.current_time() + next_in)
+
+    @staticmethod
+    def _log_change(account: int, old: str, new: str, reason: str) -> None:
+        if new == STATE_OK:
+            if old != STATE_NONE:
+                log.info("snapshot_recovered", account=account, was=old)
+        elif new == STATE_FAILING:
+            log.warning("snapshot_failing", account=account, reason=reason, hint="retrying")
+        elif new == STATE_NOT_UNIFIED:
+            log.error(
+                "account_not_unified",
+                account=account,
+                reason=reason,
+                hint="switch the sub-account to unified account mode on Gate",
+            )
+        else:
+            log.error(
+                "snapshot_forbidden",
+                account=account,
+                reason=reason,
+                hint="the key lacks a permission for unified data (or the IP is not "
+                "whitelisted): fix the key's permissions",
+            )
