@@ -27,8 +27,10 @@ async def run_totals(
 ) -> None:
     """Forward every bundle, observing it; add totals every ``interval``; close ``forward``.
 
-    Ends when ``receive`` is closed and drained, so the sink still gets the last
-    totals (written first) and every bundle before its own drain.
+    Ends when ``receive`` is closed and drained, so the sink still gets every
+    bundle and the final totals before its own drain. The final point carries no
+    account states: the sessions are already stopped, and "disconnected by our
+    own shutdown" is not what a risk person should read as the accounts' state.
     """
     async with forward, trio.open_nursery() as nursery:
         if interval > 0:
@@ -36,8 +38,9 @@ async def run_totals(
         async for bundle in receive:
             tracker.observe(bundle)
             await forward.send(bundle)
-        await forward.send(_snapshot(tracker, sessions(), clock))
         nursery.cancel_scope.cancel()
+        # no retain(): at shutdown the supervisor's view is being torn down
+        await forward.send(tracker.totals(int(clock() * 1000)))
 
 
 async def _tick(

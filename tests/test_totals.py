@@ -103,3 +103,10 @@ def test_non_numbers_are_not_summed() -> None:
     tracker = TotalsTracker("host", "0/1")
     tracker.observe([assets("1", 1, unified_account_total_equity="n/a", u=5)])
     assert fields_of(tracker.totals(2), schema.BROKER_TOTALS)[schema.EQUITY] == 0
+
+
+def test_totals_are_floats_even_before_any_data() -> None:
+    """InfluxDB fixes a field's type at its first write: an int 0 would refuse later floats."""
+    (broker,) = TotalsTracker("host", "0/1").totals(1)
+    assert all(type(broker.fields[name]) is float for name in schema.BROKER_TOTAL_FIELDS)
+    assert type(broker.fields[schema.TOTALS_ACCOUNTS]) is int

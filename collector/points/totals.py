@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Final, TypeVar
 
 from collector.points import schema
 from collector.points.lineproto import FieldValue, Point
@@ -42,6 +42,12 @@ def _number(value: FieldValue) -> float | None:
         return None
 
 
+# what is kept of each account: its totals' share and its state's values
+_ASSET_VALUES: Final = tuple(
+    dict.fromkeys(schema.BROKER_TOTAL_FIELDS + schema.ACCOUNT_STATE_VALUES)
+)
+
+
 class TotalsTracker:
     """Observes every account point on its way to the sink; yields totals and state points."""
 
@@ -60,7 +66,7 @@ class TotalsTracker:
                 tags = dict(point.tags)
                 account = tags.get(schema.TAG_ACCOUNT)
                 if account is not None and self._newer(account, account, point):
-                    self._store(self._assets, account, point, schema.ACCOUNT_STATE_VALUES)
+                    self._store(self._assets, account, point, _ASSET_VALUES)
                     self._seen(account, tags, point)
             elif point.measurement == schema.ASSET_DETAIL:
                 tags = dict(point.tags)
@@ -109,7 +115,8 @@ class TotalsTracker:
         """``gate_broker_totals`` of this shard and ``gate_currency_totals`` per currency."""
         broker: dict[str, FieldValue] = {schema.TOTALS_ACCOUNTS: len(self._assets)}
         for name in schema.BROKER_TOTAL_FIELDS:
-            broker[name] = sum(v[name] for v in self._assets.values() if name in v)
+            # always a float: an int 0 first would make InfluxDB refuse every later float
+            broker[name] = float(sum(v[name] for v in self._assets.values() if name in v))
         out = [Point(schema.BROKER_TOTALS, self._shard_tags, broker, now_ms)]
         per_currency: dict[str, dict[str, float]] = {}
         counts: dict[str, int] = {}
@@ -141,7 +148,8 @@ class TotalsTracker:
             updated = self._updated_ms.get(account)
             if updated is not None:
                 fields[schema.STATE_SECONDS_SINCE_UPDATE] = max(0.0, (now_ms - updated) / 1000)
-            fields.update(self._assets.get(account, {}))
+            known = self._assets.get(account, {})
+            fields.update((k, known[k]) for k in schema.ACCOUNT_STATE_VALUES if k in known)
             label = self._labels.get(account) or session.label
             tags = (
                 (schema.TAG_ACCOUNT, account),
