@@ -56,17 +56,17 @@ def test_setup_creates_policies_and_continuous_queries_idempotently(
         assert done.returncode == 0, done.stdout + done.stderr
     assert "12 continuous queries" in done.stdout
     policies = {row[0]: row[1] for row in rows(influxdb, f'SHOW RETENTION POLICIES ON "{DB}"')}
-    assert policies == {"autogen": "2160h0m0s", "gate_1m": "9600h0m0s", "gate_1h": "0s"}
+    assert policies == {"autogen": "720h0m0s", "gate_1m": "4320h0m0s", "gate_1h": "0s"}
     names = {row[0] for row in rows(influxdb, "SHOW CONTINUOUS QUERIES") if row}
     assert f"gate_1m_{schema.BROKER_TOTALS}" in names
     assert f"gate_1h_{schema.ACCOUNT_STATE}" in names
 
 
 def test_changed_durations_are_applied(tmp_path: Path, influxdb: InfluxServer) -> None:
-    done = run_setup(tmp_path, influxdb, "--raw", "30d", "--minute", "52w")
+    done = run_setup(tmp_path, influxdb, "--raw", "14d", "--minute", "52w")
     assert done.returncode == 0, done.stdout + done.stderr
     policies = {row[0]: row[1] for row in rows(influxdb, f'SHOW RETENTION POLICIES ON "{DB}"')}
-    assert (policies["autogen"], policies["gate_1m"]) == ("720h0m0s", "8736h0m0s")
+    assert (policies["autogen"], policies["gate_1m"]) == ("336h0m0s", "8736h0m0s")
 
 
 def test_a_bad_duration_is_one_clear_line(tmp_path: Path, influxdb: InfluxServer) -> None:
@@ -79,7 +79,7 @@ def test_the_downsampling_keeps_the_last_value_per_minute_under_the_same_names(
     tmp_path: Path, influxdb: InfluxServer
 ) -> None:
     assert run_setup(tmp_path, influxdb).returncode == 0
-    start = (int(time.time()) // 60 - 5) * 60_000  # a minute boundary, within the 90 days
+    start = (int(time.time()) // 60 - 5) * 60_000  # a minute boundary, within the 30 days
     lines = [
         f"{schema.BROKER_TOTALS},instance=h,shard=0/1 {schema.EQUITY}={100.0 + i},"
         f"{schema.TOTALS_ACCOUNTS}=3i {start + i * 10_000}"

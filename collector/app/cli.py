@@ -68,8 +68,8 @@ def _parser() -> argparse.ArgumentParser:
         "influx-setup", help="create retention policies and 1 m / 1 h downsampling (InfluxDB 1.x)"
     )
     setup.add_argument("--config", type=Path, required=True)
-    setup.add_argument("--raw", default="90d", help="keep raw points this long (default 90d)")
-    setup.add_argument("--minute", default="400d", help="keep 1-minute data (default 400d)")
+    setup.add_argument("--raw", default="30d", help="keep raw points this long (default 30d)")
+    setup.add_argument("--minute", default="180d", help="keep 1-minute data (default 180d)")
     setup.add_argument("--hour", default="INF", help="keep 1-hour data (default INF: forever)")
     return parser
 

@@ -1,10 +1,11 @@
 """``gate-collector influx-setup``: retention and downsampling for years of history (InfluxDB 1.x).
 
-Raw points stay ``--raw`` (default 90 days) in the retention policy the
+Raw points stay ``--raw`` (default 30 days) in the retention policy the
 collector writes to; continuous queries keep the last value of every known
-field per 1 minute (``gate_1m``, default 400 days) and per 1 hour (``gate_1h``,
-kept forever), under the same measurement, tag and field names, so a dashboard
-reads old history by naming the policy (``"gate_1h"."gate_broker_totals"``).
+field per 1 minute (``gate_1m``, default 180 days) and per 1 hour (``gate_1h``,
+kept forever; README has the disk each costs), under the same measurement,
+tag and field names, so a dashboard reads old history by naming the policy
+(``"gate_1h"."gate_broker_totals"``).
 ``last()`` is the right reduction here: every value is a state (a balance, a
 rate, a counter), and the last one in a minute is what the account stood at.
 
@@ -50,8 +51,8 @@ DOWNSAMPLED: Final[dict[str, tuple[str, ...]]] = {
 class Retention:
     """How long each resolution is kept: InfluxQL durations (``90d``, ``52w``, ``INF``)."""
 
-    raw: str = "90d"
-    minute: str = "400d"
+    raw: str = "30d"
+    minute: str = "180d"
     hour: str = "INF"
 
     def __post_init__(self) -> None:
