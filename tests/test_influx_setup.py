@@ -45,7 +45,7 @@ def run_setup(
 def rows(influx: InfluxServer, query: str) -> list[list[object]]:
     result = influx.query(query, db=DB)["results"][0]  # type: ignore[index]
     assert "error" not in result, result
-    return [row for s in result.get("series", []) for row in s["values"]]
+    return [row for s in result.get("series", []) for row in s.get("values", [])]
 
 
 def test_setup_creates_policies_and_continuous_queries_idempotently(
@@ -57,7 +57,10 @@ def test_setup_creates_policies_and_continuous_queries_idempotently(
     assert "12 continuous queries" in done.stdout
     policies = {row[0]: row[1] for row in rows(influxdb, f'SHOW RETENTION POLICIES ON "{DB}"')}
     assert policies == {"autogen": "720h0m0s", "gate_1m": "4320h0m0s", "gate_1h": "0s"}
-    names = {row[0] for row in rows(influxdb, "SHOW CONTINUOUS QUERIES") if row}
+    result = influxdb.query("SHOW CONTINUOUS QUERIES")["results"][0]  # type: ignore[index]
+    (ours,) = [s for s in result["series"] if s["name"] == DB]  # one series per database
+    names = {row[0] for row in ours["values"]}
+    assert len(names) == 12
     assert f"gate_1m_{schema.BROKER_TOTALS}" in names
     assert f"gate_1h_{schema.ACCOUNT_STATE}" in names
 

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from collector.devtools.grafana.alerts import alert_rules, render_rules
-from collector.devtools.grafana.boards import account_detail, collector_health
+from collector.devtools.grafana.boards import account_detail
 from collector.devtools.grafana.broker import broker_overview
+from collector.devtools.grafana.health import collector_health
 from collector.points import schema
 
 OUT_DIR: Final = Path("deploy/grafana/provisioning")
