@@ -43,6 +43,7 @@ from collector.logging import get_logger
 from collector.points import schema
 from collector.points.lineproto import Point
 from collector.points.schema import STAT_KEY_STORE_WRITE_ERRORS
+from collector.points.totals import SessionState
 from collector.session import AccountSession, AuthenticationFailed, SessionStats, SessionTiming
 from collector.snapshots import SnapshotClient, SnapshotScheduler
 
@@ -257,6 +258,20 @@ class Supervisor:
     def capacity(self) -> int:
         """How many sessions the source addresses allow."""
         return self._settings.gate.max_connections_per_ip * len(self._addresses())
+
+    def account_session_states(self) -> dict[str, SessionState]:
+        """Per account of the shard (id as text): label and session state (gate_account_state)."""
+        now = trio.current_time()
+        states = {
+            str(a): SessionState(str(a), schema.SESSION_OVER_CAPACITY)
+            for a in self.stats.over_capacity
+        }
+        for account, slot in self._slots.items():
+            connected = slot.stats.connected
+            state = schema.SESSION_CONNECTED if connected else schema.SESSION_DISCONNECTED
+            label = slot.account.name or slot.account.id
+            states[str(account)] = SessionState(label, state, slot.stats.last_frame_age(now))
+        return states
 
     async def _run_slot(self, slot: _Slot) -> None:
         account_id = slot.account.gate_id

@@ -10,7 +10,7 @@ from pathlib import Path
 import trio
 
 from collector import logging
-from collector.app import commands, demo, keys_cmd
+from collector.app import commands, demo, influx_setup, keys_cmd
 from collector.app.daemon import run_daemon
 from collector.config import ConfigError, load_settings
 from collector.gate.errors import GateError
@@ -64,6 +64,14 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("genkey", help="print a new master key for the key store")
     keys_cmd.add_parser(sub)
+
+    setup = sub.add_parser(
+        "influx-setup", help="create retention policies and 1 m / 1 h downsampling (InfluxDB 1.x)"
+    )
+    setup.add_argument("--config", type=Path, required=True)
+    setup.add_argument("--raw", default="30d", help="keep raw points this long (default 30d)")
+    setup.add_argument("--minute", default="180d", help="keep 1-minute data (default 180d)")
+    setup.add_argument("--hour", default="INF", help="keep 1-hour data (default INF: forever)")
     return parser
 
 
@@ -112,6 +120,8 @@ async def _dispatch(args: argparse.Namespace) -> int:
         return commands.genkey()
     if args.command == "keys":
         return keys_cmd.run(args)
+    if args.command == "influx-setup":
+        return await influx_setup.main(args.config, args.raw, args.minute, args.hour)
     raise AssertionError(args.command)
 
 

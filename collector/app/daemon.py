@@ -26,6 +26,7 @@ from collector.health import Notifier
 from collector.keys import KeyStore
 from collector.logging import get_logger
 from collector.points.lineproto import Point
+from collector.points.totals import TotalsTracker
 from collector.session import SessionTiming
 from collector.sink.request import query_request
 from collector.sink.spool import Spool
@@ -33,6 +34,7 @@ from collector.sink.writer import Sink
 from collector.snapshots import SnapshotClient
 from collector.stats import report_stats
 from collector.supervisor import StartupError, Supervisor
+from collector.totals_task import run_totals
 
 log = get_logger(__name__)
 
@@ -111,7 +113,18 @@ async def run_daemon(
             on_start(Daemon(supervisor, sink))
         await ensure_database(influx_http, settings.influx)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(sink.run, receive)
+            # sessions -> totals tee -> sink: the shard's totals ride the same stream
+            to_sink, sink_receive = trio.open_memory_channel[list[Point]](CHANNEL_SIZE)
+            tracker = TotalsTracker(socket.gethostname(), settings.accounts.shard)
+            nursery.start_soon(sink.run, sink_receive)
+            nursery.start_soon(
+                run_totals,
+                tracker,
+                receive,
+                to_sink,
+                supervisor.account_session_states,
+                stats_interval,
+            )
             stats = trio.CancelScope()
             if stats_interval > 0:
                 nursery.start_soon(

@@ -18,6 +18,11 @@ ASSETS: Final = "gate_unified_assets"
 ASSET_DETAIL: Final = "gate_unified_asset_detail"
 SEQUENCE_GAP: Final = "gate_sequence_gap"
 COLLECTOR_STATS: Final = "collector_stats"
+# Written by each shard every stats interval from the last known state of its
+# accounts, so dashboards get exact totals over any range, however quiet accounts are.
+BROKER_TOTALS: Final = "gate_broker_totals"
+CURRENCY_TOTALS: Final = "gate_currency_totals"
+ACCOUNT_STATE: Final = "gate_account_state"
 
 # -- tags -----------------------------------------------------------------------
 
@@ -56,11 +61,15 @@ ASSETS_FIELDS: Final = {
 # Keys of a push that are not numbers to write: identity/sequence/time, deprecated `c`.
 ASSETS_SKIP: Final = frozenset({"u", "t", "c"})
 
+# Gate's rates are ratios (margin balance / margin), 1.0 = 100 %: Gate's help puts
+# liquidation at "100% or below" and the seed shows values like "20.10" (2010 %).
 # Gate's margin rate when no margin is in use: the safest value, not the riskiest.
 NO_MARGIN_RATE: Final = 9999.99
 # Gate: at or below 100 % maintenance margin rate liquidation starts; ~110 % forced repayment.
 LIQUIDATION_RATE: Final = 1.0
 FORCED_REPAYMENT_RATE: Final = 1.1
+# The default "margin getting thin" alert level (a setting of the alert rules).
+MARGIN_ALERT_RATE: Final = 1.5
 
 # -- gate_unified_asset_detail: WebSocket short key -> long name ---------------------
 
@@ -155,3 +164,44 @@ STAT_ACCOUNTS_REFUSED: Final = "accounts_refused"
 STAT_ACCOUNTS_FORBIDDEN: Final = "accounts_forbidden"
 STAT_ACCOUNTS_NOT_UNIFIED: Final = "accounts_not_unified"
 STAT_ACCOUNTS_KEYLESS: Final = "accounts_keyless"
+
+# -- gate_broker_totals / gate_currency_totals (tags instance, shard[, currency]) -------
+# Totals reuse the account fields' own names (EQUITY, LIABILITIES, ... and the
+# DETAIL_* names); these count what went into them.
+
+TOTALS_ACCOUNTS: Final = "accounts"
+BROKER_TOTAL_FIELDS: Final = (EQUITY, LIABILITIES, TOTAL, AVAILABLE_MARGIN, MARGIN_BALANCE)
+CURRENCY_TOTAL_FIELDS: Final = (
+    DETAIL_EQUITY,
+    DETAIL_LIABILITIES,
+    DETAIL_AVAILABLE,
+    DETAIL_FREEZE,
+    DETAIL_BALANCE,
+)
+
+# -- gate_account_state (tags account, account_label, instance, shard) ---------------
+# One point per account of the shard each stats interval: its session state and the
+# last known values of ACCOUNT_STATE_VALUES, so "stale" and "broken" differ and risk
+# tables see quiet accounts.
+
+STATE_CONNECTED: Final = "connected"
+STATE_SESSION: Final = "session_state"
+STATE_SECONDS_SINCE_UPDATE: Final = "seconds_since_update"
+STATE_SECONDS_SINCE_FRAME: Final = "seconds_since_frame"
+ACCOUNT_STATE_VALUES: Final = (
+    MAINTENANCE_MARGIN_RATE,
+    INITIAL_MARGIN_RATE,
+    EQUITY,
+    LIABILITIES,
+    TOTAL,
+    AVAILABLE_MARGIN,
+)
+# session_state codes (an int field: alert rules compare numbers)
+SESSION_CONNECTED: Final = 0
+SESSION_DISCONNECTED: Final = 1  # a session runs but Gate's stream is not up
+SESSION_OVER_CAPACITY: Final = 2  # no session: beyond gate.max_connections_per_ip
+SESSION_STATE_TEXT: Final = {
+    SESSION_CONNECTED: "connected",
+    SESSION_DISCONNECTED: "disconnected",
+    SESSION_OVER_CAPACITY: "over capacity",
+}
