@@ -250,15 +250,17 @@ def victoria(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VictoriaMetri
 
 
 def vm_sample_count(vm: VictoriaMetrics, metric: str) -> int:
-    """Distinct samples (series, time): delivery is at-least-once, and unlike InfluxDB
-    VictoriaMetrics keeps a re-sent duplicate (a write retried after a slow answer)."""
+    """Distinct (series, timestamp) samples: this VictoriaMetrics' export can list one
+    sample twice right after a flush (seen on main too), and a point is its series+time."""
     response = httpx.get(f"{vm.url}/api/v1/export", params={"match[]": metric}, timeout=30)
     response.raise_for_status()
-    return sum(
-        len(set(httpx.Response(200, content=line).json()["timestamps"]))
-        for line in response.content.splitlines()
-        if line.strip()
-    )
+    samples = set()
+    for line in response.content.splitlines():
+        if line.strip():
+            row = httpx.Response(200, content=line).json()
+            series = tuple(sorted(row["metric"].items()))
+            samples.update((series, ts) for ts in row["timestamps"])
+    return len(samples)
 
 
 async def test_v2_write_api_lands_in_victoria_metrics(
@@ -446,7 +448,7 @@ async def test_the_spool_is_replayed_before_newer_points(
     recorder = Recorder()
     settings = settings_for("http://influx.test", "db", batch_size=100)
     async with httpx.AsyncClient(transport=httpx.MockTransport(recorder)) as http:
-        sink = Sink(http, settings, spool)
+        sink = Sink(http, settings, spool, spool_in_thread=False)
         await feed(sink, iter(POINTS), until_written=14)
     assert recorder.lines(0) == ["m old=1i 1", "m old=2i 2"]
     assert recorder.requests[0].content == gzip.compress(b"m old=1i 1\nm old=2i 2", 1)
@@ -465,13 +467,17 @@ async def test_overflow_spools_the_oldest_and_keeps_the_newest(
     spool = Spool(tmp_path / "spool", max_bytes=10**9)
     settings = settings_for("http://influx.test", "db", batch_size=2, buffer_limit=4)
     async with httpx.AsyncClient(transport=httpx.MockTransport(held)) as http:
-        sink = Sink(http, settings, spool)
+        sink = Sink(http, settings, spool, spool_in_thread=False)
         send, receive = trio.open_memory_channel[list[Point]](64)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(sink.run, receive)
-            for bundle in POINTS[:10]:
+            for bundle in POINTS[:2]:
                 await send.send(bundle)
-            await wait_until(lambda: spool.points == 4)
+            await trio.testing.wait_all_tasks_blocked()  # batch 0 (points 0, 1) in flight
+            for bundle in POINTS[2:10]:
+                await send.send(bundle)
+            await wait_until(lambda: spool.points == 6)
+            assert sink.buffered_points == 4  # in flight and the newest batch
             spooled = []
             while (entry := spool.peek()) is not None:
                 loaded = spool.load(entry)
@@ -479,10 +485,11 @@ async def test_overflow_spools_the_oldest_and_keeps_the_newest(
                 spooled.append(loaded.lines)
                 spool.remove(entry)
             nursery.cancel_scope.cancel()
-    # batch 0 (points 0, 1) is in flight; 2..5 are the oldest queued; 6..9 stay in memory
+    # past buffer_limit (4) the oldest queued batches went to disk, one by one
     assert [[line.split(" ")[1] for line in lines] for lines in spooled] == [
         ["f=2", "f=3"],
         ["f=4", "f=5"],
+        ["f=6", "f=7"],
     ]
 
 
@@ -495,7 +502,7 @@ async def test_during_an_outage_everything_reaches_the_spool_within_spool_after(
         "http://influx.test", "db", batch_size=5, flush_interval=1.0, spool_after=3.0
     )
     async with httpx.AsyncClient(transport=httpx.MockTransport(recorder)) as http:
-        sink = Sink(http, settings, spool, backoff=(0.5, 10.0))
+        sink = Sink(http, settings, spool, backoff=(0.5, 10.0), spool_in_thread=False)
         send, receive = trio.open_memory_channel[list[Point]](64)
         with capture_logs():
             async with trio.open_nursery() as nursery:
@@ -503,11 +510,10 @@ async def test_during_an_outage_everything_reaches_the_spool_within_spool_after(
                 for bundle in POINTS:
                     await send.send(bundle)
                 start = trio.current_time()
-                await wait_until(lambda: spool.points == 12)
+                await wait_until(lambda: spool.points == 12 and sink.buffered_points == 0)
                 took = trio.current_time() - start
-                assert sink.buffered_points == 0
                 nursery.cancel_scope.cancel()
-    assert took <= 3.0 + 1.0 + 0.5  # spool_after + one flush (+ a thread's turn)
+    assert took <= 3.0 + 1.0  # spool_after + one flush
     assert sink.stats.points_dropped == 0
 
 

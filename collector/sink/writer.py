@@ -82,6 +82,7 @@ class Sink:
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
         backoff: tuple[float, float] = (BASE_BACKOFF, MAX_BACKOFF),
+        spool_in_thread: bool = True,
     ) -> None:
         self._http = http
         self._settings = settings
@@ -91,6 +92,8 @@ class Sink:
         self._rng = rng or random.Random()
         self._clock = clock
         self._backoff = backoff
+        # False only for tests on trio's mock clock, which would jump while a thread works.
+        self._spool_in_thread = spool_in_thread
         self._encoder = Encoder()
         self._batcher = Batcher(settings.batch_size, settings.buffer_limit)
         self._inflight: Batch | None = None
@@ -172,7 +175,7 @@ class Sink:
 
     def _after_cut(self) -> None:
         held = len(self._inflight) if self._inflight else 0
-        self._spill(self._batcher.overflow(held + sum(map(len, self._to_spill))))
+        self._spill(self._batcher.overflow(held))
         self._work.set()
 
     def _spill(self, batches: list[Batch]) -> None:
@@ -212,6 +215,9 @@ class Sink:
 
     async def _spool_call(self, fn: Callable[_P, _T], *args: _P.args, **kw: _P.kwargs) -> _T:
         async with self._spool_lock:
+            if not self._spool_in_thread:
+                await trio.lowlevel.checkpoint()
+                return fn(*args, **kw)
             return await trio.to_thread.run_sync(lambda: fn(*args, **kw))
 
     async def _spill_forever(self) -> None:
