@@ -1,8 +1,8 @@
 """The supervisor: discovery, keys and one AccountSession per enabled sub-account.
 
 Every ``accounts.refresh_interval`` it lists the broker's sub-accounts, keeps
-the enabled ones of this shard (``md5(user id)`` hashmod N, as Prometheus'
-hashmod does), gives new ones a key and a session, and cancels the sessions of
+the enabled ones this shard owns (rendezvous hashing, :mod:`collector.placement`),
+gives new ones a key and a session, and cancels the sessions of
 accounts that were disabled or vanished. A session whose key Gate refuses gets
 its key replaced (with per-account backoff) and starts again. One failing
 account never stops the others.
@@ -15,7 +15,6 @@ the operator knows to add a shard or an address.
 
 from __future__ import annotations
 
-import hashlib
 import random
 import time
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from collector.gate.models import SubAccount
 from collector.health import Notifier
 from collector.keys import KeyProvisioner, KeyStore
 from collector.logging import get_logger
+from collector.placement import owns
 from collector.points.lineproto import Point
 from collector.session import AccountSession, AuthenticationFailed, SessionStats, SessionTiming
 
@@ -47,12 +47,6 @@ CONNECT_CONCURRENCY: Final = 64
 
 class StartupError(Exception):
     """The collector cannot start: the broker API refused or could not be reached."""
-
-
-def in_shard(user_id: int, index: int, count: int) -> bool:
-    """Prometheus' hashmod: the last 8 bytes of md5(str(id)), big-endian, modulo N."""
-    digest = hashlib.md5(str(user_id).encode(), usedforsecurity=False).digest()
-    return int.from_bytes(digest[8:], "big") % count == index
 
 
 @dataclass
@@ -146,7 +140,7 @@ class Supervisor:
         wanted = {
             a.gate_id: a
             for a in found
-            if a.enabled and in_shard(a.gate_id, shard.shard_index, shard.shard_count)
+            if a.enabled and owns(a.gate_id, shard.shard_index, shard.shard_count)
         }
         log.info(
             "discovered",
@@ -333,3 +327,40 @@ class Supervisor:
     def session_stats(self) -> dict[int, SessionStats]:
         """Per-account session counters (for tests and the demo)."""
         return {account: slot.stats for account, slot in self._slots.items()}
+
+    def readiness(self) -> tuple[bool, str]:
+        """(ready?, one line why): discovery done and every owned account has a session."""
+        if not self.ready.is_set():
+            return False, "first discovery of sub-accounts not done yet"
+        over = len(self.stats.over_capacity)
+        if over:
+            return False, (
+                f"over capacity: {over} accounts of shard {self._settings.accounts.shard} have no "
+                f"session (capacity {self.capacity}); add shards or gate.source_addresses"
+            )
+        return True, self.status_line()
+
+    def account_states(self) -> list[dict[str, object]]:
+        """One row per owned account: its state and counters (for ``/status``)."""
+        now = trio.current_time()
+        rows = [_account_row(slot, now) for _, slot in sorted(self._slots.items())]
+        rows += [{"account": a, "state": "over_capacity"} for a in sorted(self.stats.over_capacity)]
+        return rows
+
+
+def _account_row(slot: _Slot, now: float) -> dict[str, object]:
+    """What ``/status`` shows of one session; add new per-account state here."""
+    stats = slot.stats
+    age = stats.last_frame_age(now)
+    return {
+        "account": slot.account.gate_id,
+        "label": slot.account.name or slot.account.id,
+        "state": "connected" if stats.connected else "connecting",
+        "address": slot.local_address,
+        "frames": stats.frames,
+        "points": stats.points,
+        "reconnects": stats.reconnects,
+        "gaps": stats.gaps,
+        "errors": stats.errors,
+        "last_frame_age": None if age is None else round(age, 1),
+    }

@@ -10,7 +10,7 @@ from pathlib import Path
 import trio
 
 from collector import logging
-from collector.app import commands, demo
+from collector.app import commands, demo, plan
 from collector.app.daemon import run_daemon
 from collector.config import ConfigError, load_settings
 from collector.gate.errors import GateError
@@ -63,6 +63,17 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     sub.add_parser("genkey", help="print a new master key for the key store")
+
+    planner = sub.add_parser("plan", help="how accounts spread over shards; the safe shard count")
+    source = planner.add_mutually_exclusive_group(required=True)
+    source.add_argument("--accounts", type=int, help="plan for N random account ids")
+    source.add_argument(
+        "--accounts-from-gate", type=Path, metavar="CONFIG", help="the broker's enabled accounts"
+    )
+    planner.add_argument("--shards", type=int, required=True)
+    planner.add_argument("--per-ip", type=int, default=300, help="Gate's connections per IP")
+    planner.add_argument("--addresses", type=int, default=1, help="egress IPs per shard")
+    planner.add_argument("--seed", type=int, default=0, help="for --accounts N")
     return parser
 
 
@@ -109,6 +120,15 @@ async def _dispatch(args: argparse.Namespace) -> int:
         return await demo.run(args.accounts, args.duration)
     if args.command == "genkey":
         return commands.genkey()
+    if args.command == "plan":
+        return await plan.run(
+            config=args.accounts_from_gate,
+            accounts=args.accounts,
+            shards=args.shards,
+            per_ip=args.per_ip,
+            addresses=args.addresses,
+            seed=args.seed,
+        )
     raise AssertionError(args.command)
 
 
