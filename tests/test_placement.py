@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from pathlib import Path
 
+import httpx
 import pytest
+import trio
 
-from collector.app.cli import main
 from collector.app.plan import random_ids
+from collector.app.plan import run as run_plan
+from collector.devtools.simulator import Simulator
 from collector.placement import owner, owns, plan, shard_sizes, smallest_safe_shards
+from collector.supervisor import Supervisor
+from tests.test_supervisor import start_supervisor
 
 IDS = random.Random(15).sample(range(10_000_000, 99_999_999), 10_000)
 
@@ -60,10 +66,11 @@ def test_a_shard_count_below_one_is_refused() -> None:
         owner(1, 0)
 
 
-def test_plan_command_prints_the_direct_count_and_fails_when_over(
+async def test_plan_command_prints_the_direct_count_and_fails_when_over(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    code = main(["plan", "--accounts", "600", "--shards", "2", "--per-ip", "290", "--seed", "7"])
+    # plan.run directly: cli.main would point the global logger at pytest's capture.
+    code = await run_plan(config=None, accounts=600, shards=2, per_ip=290, addresses=1, seed=7)
     out = capsys.readouterr().out
     ids = random_ids(600, 7)
     sizes = Counter(owner(i, 2) for i in ids)
@@ -72,3 +79,43 @@ def test_plan_command_prints_the_direct_count_and_fails_when_over(
     assert f"worst shard: {max(sizes.values())} accounts" in out
     assert f"smallest safe shard count: {smallest_safe_shards(ids, 290)}" in out
     assert code == 1  # 600 accounts cannot fit 2 x 290
+
+
+@pytest.fixture
+async def real_clock_sim(nursery: trio.Nursery) -> Simulator:
+    """A simulator on the real clock: the supervisors' sessions sign with time.time()."""
+    simulator = Simulator.create(accounts=30, disabled_every=6)
+    simulator.state.rate_limit = 100_000
+    await simulator.start(nursery)
+    return simulator
+
+
+async def reshard(supervisor: Supervisor, shard: str) -> None:
+    """What a restart with ``accounts.shard = shard`` does, then one refresh."""
+    accounts = supervisor._settings.accounts.model_copy(update={"shard": shard})
+    supervisor._settings = supervisor._settings.model_copy(update={"accounts": accounts})
+    await supervisor._reconcile(await supervisor._discover())
+
+
+async def test_a_third_shard_added_live_leaves_one_session_per_account(
+    real_clock_sim: Simulator, tmp_path: Path, nursery: trio.Nursery, http: httpx.AsyncClient
+) -> None:
+    sim = real_clock_sim
+    enabled = {a.gate_id for a in sim.state.accounts.values() if a.status == "enabled"}
+    shards = [
+        await start_supervisor(sim, tmp_path / str(k), nursery, http, shard=f"{k}/2")
+        for k in range(2)
+    ]
+    assert set(shards[0]._slots) | set(shards[1]._slots) == enabled
+    assert not set(shards[0]._slots) & set(shards[1]._slots)
+
+    shards.append(await start_supervisor(sim, tmp_path / "2", nursery, http, shard="2/3"))
+    for k in range(2):
+        await reshard(shards[k], f"{k}/3")
+    owned = [set(s._slots) for s in shards]
+    assert set().union(*owned) == enabled
+    assert sum(len(o) for o in owned) == len(enabled)  # disjoint
+    assert owned[2] == {a for a in enabled if owner(a, 3) == 2}
+    with trio.fail_after(30):  # Gate's side: exactly one subscribed session per account
+        while any(sim.state.active[a] != 2 for a in enabled):
+            await trio.sleep(0.05)

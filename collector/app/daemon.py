@@ -22,6 +22,7 @@ import trio
 from collector.config import InfluxSettings, Settings, broker_credentials, http_client
 from collector.gate.broker import BrokerClient
 from collector.health import Notifier
+from collector.http import Observed, serve_endpoint
 from collector.keys import KeyStore
 from collector.logging import get_logger
 from collector.points.lineproto import Point
@@ -109,16 +110,46 @@ async def run_daemon(
         if on_start is not None:
             on_start(Daemon(supervisor, sink))
         await ensure_database(influx_http, settings.influx)
+        endpoint = trio.CancelScope()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(sink.run, receive)
+            if settings.http.listen:
+                observed = Observed(
+                    supervisor,
+                    lambda: _numbers(sink.stats_point()),  # the numbers of collector_stats
+                    lambda: {"stored": len(store)},
+                    shard=settings.accounts.shard,
+                    instance=socket.gethostname(),
+                    stall_seconds=settings.http.stall_seconds,
+                )
+                await nursery.start(_serve_endpoint, observed, settings.http.listen, endpoint)
             try:
                 await _until_stopped(supervisor, stop)
             finally:
                 notify.stopping()
+                endpoint.cancel()
                 log.info("stopping", status=supervisor.status_line())
                 await send.aclose()  # the sink drains, spools the rest and returns
     notify.close()
     log.info("stopped", points_written=sink.stats.points_written, spooled_bytes=spool.bytes)
+
+
+def _numbers(point: Point) -> dict[str, float | int]:
+    return {k: v for k, v in point.fields.items() if isinstance(v, int | float)}
+
+
+async def _serve_endpoint(
+    observed: Observed,
+    listen: str,
+    scope: trio.CancelScope,
+    *,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    with scope:
+        try:
+            await serve_endpoint(observed, listen, task_status=task_status)
+        except OSError as exc:
+            raise StartupError(f"cannot serve http.listen = {listen!r}: {exc}") from None
 
 
 async def _until_stopped(supervisor: Supervisor, stop: trio.Event | None) -> None:
