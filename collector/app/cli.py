@@ -10,7 +10,7 @@ from pathlib import Path
 import trio
 
 from collector import logging
-from collector.app import commands, demo, plan
+from collector.app import commands, demo, plan, top
 from collector.app.daemon import run_daemon
 from collector.config import ConfigError, load_settings
 from collector.gate.errors import GateError
@@ -74,6 +74,10 @@ def _parser() -> argparse.ArgumentParser:
     planner.add_argument("--per-ip", type=int, default=300, help="Gate's connections per IP")
     planner.add_argument("--addresses", type=int, default=1, help="egress IPs per shard")
     planner.add_argument("--seed", type=int, default=0, help="for --accounts N")
+
+    top = sub.add_parser("top", help="a live view of a running collector's /status")
+    top.add_argument("--url", default="http://127.0.0.1:9108", help="the collector's [http] listen")
+    top.add_argument("--interval", type=float, default=1.0, help="seconds between redraws")
     return parser
 
 
@@ -85,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.configure(args.log_level, stream=sys.stdout)
     else:
         # stdout stays clean for --json, tables and the demo's progress.
-        level = "warning" if args.command == "demo" else args.log_level
+        level = "warning" if args.command in ("demo", "top") else args.log_level
         logging.configure(level, stream=sys.stderr)
     try:
         return trio.run(_dispatch, args)
@@ -120,6 +124,8 @@ async def _dispatch(args: argparse.Namespace) -> int:
         return await demo.run(args.accounts, args.duration)
     if args.command == "genkey":
         return commands.genkey()
+    if args.command == "top":
+        return await top.run(args.url, args.interval)
     if args.command == "plan":
         return await plan.run(
             config=args.accounts_from_gate,
