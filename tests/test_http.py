@@ -11,16 +11,17 @@ import pytest
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 
+from collector.app.daemon import run_daemon
 from collector.config import ConfigError, Settings, load_settings, shard_from_hostname
 from collector.devtools.simulator import Simulator
 from collector.gate.broker import BrokerClient
-from collector.http import Observed, serve_endpoint
+from collector.http import Observed, bound_port, open_listeners, serve_endpoint
 from collector.http.endpoints import Progress
 from collector.http.metrics import GAUGES, PREFIX
 from collector.http.server import MAX_REQUEST, parse_listen
 from collector.keys import KeyStore, generate_master_key
 from collector.points.lineproto import Point
-from collector.supervisor import Supervisor
+from collector.supervisor import StartupError, Supervisor
 from tests.servers import InfluxServer
 from tests.test_daemon import Collector
 
@@ -86,8 +87,9 @@ async def unstarted_endpoint(
     send, _ = trio.open_memory_channel[list[Point]](1)
     supervisor = Supervisor(settings, broker, store, send)  # never run: no discovery yet
     observed = Observed(supervisor, lambda: {"points_written": 0}, dict, "0/1", "test")
-    port = await nursery.start(serve_endpoint, observed, "127.0.0.1:0")
-    return f"http://127.0.0.1:{port}"
+    listeners = await open_listeners("127.0.0.1:0")
+    nursery.start_soon(serve_endpoint, observed, listeners)
+    return f"http://127.0.0.1:{bound_port(listeners)}"
 
 
 async def test_not_ready_before_the_first_discovery(
@@ -219,3 +221,21 @@ async def test_not_ready_while_over_capacity(
         assert status["ready"] is False
     finally:
         assert await collector.stop() == 0
+
+
+async def test_a_taken_port_is_a_plain_start_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = Settings.model_validate(
+            {
+                "gate": {"api_key": "k", "api_secret": "s"},
+                "state": {"dir": str(tmp_path), "master_key": generate_master_key()},
+                "http": {"listen": f"127.0.0.1:{port}"},
+            }
+        )
+        with pytest.raises(
+            StartupError, match=rf"cannot listen on http.listen = '127.0.0.1:{port}'"
+        ):
+            await run_daemon(settings)

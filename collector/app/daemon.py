@@ -22,7 +22,7 @@ import trio
 from collector.config import InfluxSettings, Settings, broker_credentials, http_client
 from collector.gate.broker import BrokerClient
 from collector.health import Notifier
-from collector.http import Observed, serve_endpoint
+from collector.http import Observed, open_listeners, serve_endpoint
 from collector.keys import KeyStore
 from collector.logging import get_logger
 from collector.points.lineproto import Point
@@ -109,11 +109,12 @@ async def run_daemon(
         )
         if on_start is not None:
             on_start(Daemon(supervisor, sink))
+        listeners = await _listen(settings.http.listen)
         await ensure_database(influx_http, settings.influx)
         endpoint = trio.CancelScope()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(sink.run, receive)
-            if settings.http.listen:
+            if listeners:
                 observed = Observed(
                     supervisor,
                     lambda: _numbers(sink.stats_point()),  # the numbers of collector_stats
@@ -122,7 +123,7 @@ async def run_daemon(
                     instance=socket.gethostname(),
                     stall_seconds=settings.http.stall_seconds,
                 )
-                await nursery.start(_serve_endpoint, observed, settings.http.listen, endpoint)
+                nursery.start_soon(_serve_endpoint, observed, listeners, endpoint)
             try:
                 await _until_stopped(supervisor, stop)
             finally:
@@ -138,18 +139,24 @@ def _numbers(point: Point) -> dict[str, float | int]:
     return {k: v for k, v in point.fields.items() if isinstance(v, int | float)}
 
 
+async def _listen(listen: str) -> list[trio.SocketListener]:
+    """Bind the endpoint before anything runs, so a taken port is a plain start error."""
+    if not listen:
+        return []
+    try:
+        return await open_listeners(listen)
+    except OSError as exc:
+        raise StartupError(
+            f"cannot listen on http.listen = {listen!r}: {exc.strerror or exc}; "
+            'choose a free port or set it to "" to turn the endpoint off'
+        ) from None
+
+
 async def _serve_endpoint(
-    observed: Observed,
-    listen: str,
-    scope: trio.CancelScope,
-    *,
-    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+    observed: Observed, listeners: list[trio.SocketListener], scope: trio.CancelScope
 ) -> None:
     with scope:
-        try:
-            await serve_endpoint(observed, listen, task_status=task_status)
-        except OSError as exc:
-            raise StartupError(f"cannot serve http.listen = {listen!r}: {exc}") from None
+        await serve_endpoint(observed, listeners)
 
 
 async def _until_stopped(supervisor: Supervisor, stop: trio.Event | None) -> None:

@@ -23,7 +23,7 @@ import trio
 
 from collector import __version__
 from collector.http.metrics import StatsCollector, exposition
-from collector.http.server import Response, parse_listen, serve
+from collector.http.server import Response, bound_port, serve
 from collector.logging import get_logger
 
 log = get_logger(__name__)
@@ -174,16 +174,9 @@ def _per_second(
     return round((after.get(name, 0) - before.get(name, 0)) / RATE_INTERVAL, 2)
 
 
-async def serve_endpoint(
-    observed: Observed,
-    listen: str,
-    *,
-    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Serve the endpoint on ``listen`` until cancelled; ``started(port)`` once bound."""
-    host, port = parse_listen(listen)
+async def serve_endpoint(observed: Observed, listeners: list[trio.SocketListener]) -> None:
+    """Serve the endpoint on bound ``listeners`` (``open_listeners``) until cancelled."""
+    log.info("http_listening", port=bound_port(listeners))
     async with trio.open_nursery() as nursery:
         nursery.start_soon(observed.measure_rates)
-        bound = await nursery.start(serve, observed.handle, host, port)
-        log.info("http_listening", address=f"{host}:{bound}")
-        task_status.started(bound)
+        nursery.start_soon(serve, observed.handle, listeners)

@@ -48,16 +48,19 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-async def serve(
-    handler: Handler,
-    host: str,
-    port: int,
-    *,
-    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Serve ``handler(method, target)`` until cancelled; ``started(port)`` once bound."""
-    listeners = await trio.open_tcp_listeners(port, host=host)
-    task_status.started(listeners[0].socket.getsockname()[1])
+async def open_listeners(listen: str) -> list[trio.SocketListener]:
+    """Bind ``host:port`` (OSError when taken): done before serving, so it fails plainly."""
+    host, port = parse_listen(listen)
+    return await trio.open_tcp_listeners(port, host=host)
+
+
+def bound_port(listeners: list[trio.SocketListener]) -> int:
+    """The port the listeners got (the one asked for, or the kernel's pick for 0)."""
+    return int(listeners[0].socket.getsockname()[1])
+
+
+async def serve(handler: Handler, listeners: list[trio.SocketListener]) -> None:
+    """Serve ``handler(method, target)`` on bound ``listeners`` until cancelled."""
     limiter = trio.CapacityLimiter(MAX_CONNECTIONS)
 
     async def connection(stream: trio.SocketStream) -> None:
