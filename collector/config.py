@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import socket
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -37,6 +38,7 @@ from pydantic import (
 )
 
 from collector.gate.signing import ApiCredentials
+from collector.http.server import parse_listen
 
 ENV_PREFIX: Final = "GATE_COLLECTOR__"
 
@@ -96,6 +98,7 @@ class AccountsSettings(_Section):
     """``[accounts]``: which sub-accounts this instance serves and how often to look."""
 
     shard: str = "0/1"
+    shards: int | None = Field(default=None, gt=0)
     refresh_interval: float = Field(default=300.0, gt=0)
     key_name: str = Field(default="gate-collector", min_length=1)
     # REST snapshots (GET /unified/accounts): Gate pushes only on change, so every
@@ -164,6 +167,20 @@ class InfluxSettings(_Section):
         return value.rstrip("/")
 
 
+class HttpSettings(_Section):
+    """``[http]``: the endpoint (/metrics /healthz /readyz /status); off when listen is ""."""
+
+    listen: str = ""
+    stall_seconds: float = Field(default=300.0, gt=0)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        if value:
+            parse_listen(value)
+        return value
+
+
 class Settings(_Section):
     """The whole configuration."""
 
@@ -171,6 +188,7 @@ class Settings(_Section):
     accounts: AccountsSettings = Field(default_factory=AccountsSettings)
     state: StateSettings = Field(default_factory=StateSettings)
     influx: InfluxSettings = Field(default_factory=InfluxSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
 
 
 def parse_shard(value: str) -> tuple[int, int]:
@@ -193,12 +211,38 @@ def load_settings(
     raw = _read_toml(path) if path is not None else {}
     _merge_credentials(raw, env)
     _merge_environment(raw, env)
+    _resolve_auto_shard(raw, env)
     try:
         return Settings.model_validate(raw)
     except ValidationError as exc:
         source = str(path) if path is not None else "the configuration"
         problems = "\n".join(f"  - {_describe(err)}" for err in exc.errors())
         raise ConfigError(f"{source} is not valid:\n{problems}") from None
+
+
+def shard_from_hostname(hostname: str, count: int) -> str:
+    """``gate-collector-3`` and N -> ``"3/N"`` (a StatefulSet pod's ordinal is its shard)."""
+    ordinal = hostname.split(".")[0].rpartition("-")[2]
+    if not ordinal.isdigit() or int(ordinal) >= count:
+        raise ConfigError(
+            f'accounts.shard = "auto" takes the shard from the hostname\'s "-<ordinal>" '
+            f"suffix below accounts.shards = {count}; got hostname {hostname!r}: "
+            'set accounts.shard = "i/N" instead'
+        )
+    return f"{int(ordinal)}/{count}"
+
+
+def _resolve_auto_shard(raw: dict[str, Any], env: Mapping[str, str]) -> None:
+    accounts = raw.get("accounts")
+    if not isinstance(accounts, dict) or accounts.get("shard") != "auto":
+        return
+    count = accounts.get("shards")
+    if not isinstance(count, int) or count < 1:
+        raise ConfigError(
+            f'accounts.shard = "auto" needs accounts.shards = N (the StatefulSet\'s replicas), '
+            f"got {count!r}"
+        )
+    accounts["shard"] = shard_from_hostname(env.get("HOSTNAME") or socket.gethostname(), count)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """The supervisor: discovery, keys and one AccountSession per enabled sub-account.
 
 Every ``accounts.refresh_interval`` it lists the broker's sub-accounts, keeps
-the enabled ones of this shard (``md5(user id)`` hashmod N, as Prometheus'
-hashmod does), gives new ones a key and a session, and cancels the sessions of
+the enabled ones this shard owns (rendezvous hashing, :mod:`collector.placement`),
+gives new ones a key and a session, and cancels the sessions of
 accounts that were disabled or vanished. A session whose key Gate refuses gets
 its key replaced (with per-account backoff) and starts again. One failing
 account never stops the others.
@@ -21,7 +21,6 @@ keyless (:mod:`collector.status`).
 
 from __future__ import annotations
 
-import hashlib
 import random
 import time
 from collections.abc import Callable
@@ -40,6 +39,7 @@ from collector.gate.signing import ApiCredentials
 from collector.health import Notifier
 from collector.keys import KeyProvisioner, KeyStore, KeyStoreError
 from collector.logging import get_logger
+from collector.placement import owns
 from collector.points import schema
 from collector.points.lineproto import Point
 from collector.points.schema import STAT_KEY_STORE_WRITE_ERRORS
@@ -59,12 +59,6 @@ CONNECT_CONCURRENCY: Final = 64
 
 class StartupError(Exception):
     """The collector cannot start: the broker API refused or could not be reached."""
-
-
-def in_shard(user_id: int, index: int, count: int) -> bool:
-    """Prometheus' hashmod: the last 8 bytes of md5(str(id)), big-endian, modulo N."""
-    digest = hashlib.md5(str(user_id).encode(), usedforsecurity=False).digest()
-    return int.from_bytes(digest[8:], "big") % count == index
 
 
 @dataclass
@@ -173,7 +167,7 @@ class Supervisor:
         wanted = {
             a.gate_id: a
             for a in found
-            if a.enabled and in_shard(a.gate_id, shard.shard_index, shard.shard_count)
+            if a.enabled and owns(a.gate_id, shard.shard_index, shard.shard_count)
         }
         log.info(
             "discovered",
@@ -447,6 +441,58 @@ class Supervisor:
         """Per-account session counters (for tests and the demo)."""
         return {account: slot.stats for account, slot in self._slots.items()}
 
+    def readiness(self) -> tuple[bool, str]:
+        """(ready?, one line why): discovery done and every owned account has a session."""
+        if not self.ready.is_set():
+            return False, "first discovery of sub-accounts not done yet"
+        over = len(self.stats.over_capacity)
+        if over:
+            return False, (
+                f"over capacity: {over} accounts of shard {self._settings.accounts.shard} have no "
+                f"session (capacity {self.capacity}); add shards or gate.source_addresses"
+            )
+        return True, self.status_line()
+
+    def account_rows(self) -> list[dict[str, object]]:
+        """One row per owned account for ``/status``: its state and its session counters."""
+        now = trio.current_time()
+        rows = [
+            _account_row(state, self._slots.get(state.account), now)
+            for state in sorted(self.account_states(), key=lambda s: s.account)
+        ]
+        rows += [{"account": a, "state": "over_capacity"} for a in sorted(self.stats.over_capacity)]
+        return rows
+
+
+def _account_row(state: status.AccountState, slot: _Slot | None, now: float) -> dict[str, object]:
+    """What ``/status`` shows of one account; add new per-account state here."""
+    row: dict[str, object] = {
+        "account": state.account,
+        "label": state.label,
+        "state": state.state,
+        "reason": state.reason,
+        "connected": state.connected,
+        "snapshots": state.snapshots,
+        "snapshot_failures": state.snapshot_failures,
+        "last_data_age": _rounded(state.last_data_age),
+        "last_snapshot_age": _rounded(state.last_snapshot_age),
+    }
+    if slot is not None:
+        stats = slot.stats
+        row.update(
+            address=slot.local_address,
+            frames=stats.frames,
+            points=stats.points,
+            reconnects=stats.reconnects,
+            gaps=stats.gaps,
+            errors=stats.errors,
+            last_frame_age=_rounded(stats.last_frame_age(now)),
+        )
+    return row
+
+
+def _rounded(age: float | None) -> float | None:
+    return None if age is None else round(age, 1)
 
 def _label(account: SubAccount) -> str:
     return account.name or account.id

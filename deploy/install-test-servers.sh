@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Installs Debian's influxdb (1.x) and victoria-metrics when missing.
+# Installs Debian's influxdb (1.x), victoria-metrics and tmux (drives `top` in a
+# test) when missing.
 # The tests and the demo start their own instances in temporary directories;
 # the packages' own services are not used.
 set -euo pipefail
 missing=()
 command -v influxd >/dev/null 2>&1 || missing+=(influxdb)
 command -v victoria-metrics >/dev/null 2>&1 || [ -x /usr/bin/victoria-metrics ] || missing+=(victoria-metrics)
+command -v tmux >/dev/null 2>&1 || missing+=(tmux)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "need root to install ${missing[*]} (apt-get install ${missing[*]})" >&2

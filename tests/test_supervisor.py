@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import httpx
@@ -15,22 +14,9 @@ from collector.devtools.simulator import Simulator
 from collector.devtools.simulator.state import WsFault
 from collector.gate.broker import BrokerClient
 from collector.keys import KeyStore, generate_master_key
+from collector.placement import owns
 from collector.points.lineproto import Point
-from collector.supervisor import Supervisor, in_shard
-
-
-def test_shards_partition_the_accounts_without_overlap() -> None:
-    ids = range(100_000, 102_000)
-    shards = [{i for i in ids if in_shard(i, k, 4)} for k in range(4)]
-    assert set().union(*shards) == set(ids)
-    assert sum(len(s) for s in shards) == len(ids)
-    assert all(400 < len(s) < 600 for s in shards)
-
-
-def test_shard_is_prometheus_hashmod_of_md5() -> None:
-    digest = hashlib.md5(b"100001", usedforsecurity=False).digest()
-    expected = int.from_bytes(digest[8:], "big") % 7
-    assert in_shard(100001, expected, 7)
+from collector.supervisor import Supervisor
 
 
 @pytest.fixture
@@ -113,7 +99,7 @@ async def test_only_this_shards_accounts_get_sessions(
     index, count = (int(x) for x in shard.split("/"))
     supervisor = await start_supervisor(sim, tmp_path, nursery, http, shard=shard)
     enabled = {a.gate_id for a in sim.state.accounts.values() if a.status == "enabled"}
-    mine = {a for a in enabled if in_shard(a, index, count)}
+    mine = {a for a in enabled if owns(a, index, count)}
     assert 0 < len(mine) < len(enabled)
     assert set(supervisor._slots) == mine
     assert sim.state.calls["keys_created"] == len(mine)

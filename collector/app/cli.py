@@ -10,7 +10,7 @@ from pathlib import Path
 import trio
 
 from collector import logging
-from collector.app import commands, demo, influx_setup, keys_cmd
+from collector.app import commands, demo, influx_setup, keys_cmd, plan, top
 from collector.app.daemon import run_daemon
 from collector.config import ConfigError, load_settings
 from collector.gate.errors import GateError
@@ -72,6 +72,21 @@ def _parser() -> argparse.ArgumentParser:
     setup.add_argument("--raw", default="30d", help="keep raw points this long (default 30d)")
     setup.add_argument("--minute", default="180d", help="keep 1-minute data (default 180d)")
     setup.add_argument("--hour", default="INF", help="keep 1-hour data (default INF: forever)")
+
+    planner = sub.add_parser("plan", help="how accounts spread over shards; the safe shard count")
+    source = planner.add_mutually_exclusive_group(required=True)
+    source.add_argument("--accounts", type=int, help="plan for N random account ids")
+    source.add_argument(
+        "--accounts-from-gate", type=Path, metavar="CONFIG", help="the broker's enabled accounts"
+    )
+    planner.add_argument("--shards", type=int, required=True)
+    planner.add_argument("--per-ip", type=int, default=300, help="Gate's connections per IP")
+    planner.add_argument("--addresses", type=int, default=1, help="egress IPs per shard")
+    planner.add_argument("--seed", type=int, default=0, help="for --accounts N")
+
+    top = sub.add_parser("top", help="a live view of a running collector's /status")
+    top.add_argument("--url", default="http://127.0.0.1:9108", help="the collector's [http] listen")
+    top.add_argument("--interval", type=float, default=1.0, help="seconds between redraws")
     return parser
 
 
@@ -83,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.configure(args.log_level, stream=sys.stdout)
     else:
         # stdout stays clean for --json, tables and the demo's progress.
-        level = "warning" if args.command == "demo" else args.log_level
+        level = "warning" if args.command in ("demo", "top") else args.log_level
         logging.configure(level, stream=sys.stderr)
     try:
         return trio.run(_dispatch, args)
@@ -122,6 +137,17 @@ async def _dispatch(args: argparse.Namespace) -> int:
         return keys_cmd.run(args)
     if args.command == "influx-setup":
         return await influx_setup.main(args.config, args.raw, args.minute, args.hour)
+    if args.command == "top":
+        return await top.run(args.url, args.interval)
+    if args.command == "plan":
+        return await plan.run(
+            config=args.accounts_from_gate,
+            accounts=args.accounts,
+            shards=args.shards,
+            per_ip=args.per_ip,
+            addresses=args.addresses,
+            seed=args.seed,
+        )
     raise AssertionError(args.command)
 
 

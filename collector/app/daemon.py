@@ -23,6 +23,7 @@ import trio
 from collector.config import InfluxSettings, Settings, broker_credentials, http_client
 from collector.gate.broker import BrokerClient
 from collector.health import Notifier
+from collector.http import Observed, open_listeners, serve_endpoint
 from collector.keys import KeyStore
 from collector.logging import get_logger
 from collector.points.lineproto import Point
@@ -111,7 +112,9 @@ async def run_daemon(
         sink = Sink(influx_http, settings.influx, spool)
         if on_start is not None:
             on_start(Daemon(supervisor, sink))
+        listeners = await _listen(settings.http.listen)
         await ensure_database(influx_http, settings.influx)
+        endpoint = trio.CancelScope()
         async with trio.open_nursery() as nursery:
             # sessions -> totals tee -> sink: the shard's totals ride the same stream
             to_sink, sink_receive = trio.open_memory_channel[list[Point]](CHANNEL_SIZE)
@@ -135,11 +138,22 @@ async def run_daemon(
                     settings.accounts.shard,
                     stats_interval,
                 )
+            if listeners:
+                observed = Observed(
+                    supervisor,
+                    lambda: {**supervisor.stats_fields(), **sink.counters()},  # collector_stats
+                    lambda: {"stored": len(store)},
+                    shard=settings.accounts.shard,
+                    instance=socket.gethostname(),
+                    stall_seconds=settings.http.stall_seconds,
+                )
+                nursery.start_soon(_serve_endpoint, observed, listeners, endpoint)
             try:
                 await _until_stopped(supervisor, stop)
             finally:
                 stats.cancel()
                 notify.stopping()
+                endpoint.cancel()
                 log.info("stopping", status=supervisor.status_line())
                 await send.aclose()  # the sink drains, spools the rest and returns
     notify.close()
@@ -158,6 +172,26 @@ async def _report_stats(
         await report_stats(
             send, sources, instance=socket.gethostname(), shard=shard, interval=interval
         )
+
+
+async def _listen(listen: str) -> list[trio.SocketListener]:
+    """Bind the endpoint before anything runs, so a taken port is a plain start error."""
+    if not listen:
+        return []
+    try:
+        return await open_listeners(listen)
+    except OSError as exc:
+        raise StartupError(
+            f"cannot listen on http.listen = {listen!r}: {exc.strerror or exc}; "
+            'choose a free port or set it to "" to turn the endpoint off'
+        ) from None
+
+
+async def _serve_endpoint(
+    observed: Observed, listeners: list[trio.SocketListener], scope: trio.CancelScope
+) -> None:
+    with scope:
+        await serve_endpoint(observed, listeners)
 
 
 async def _until_stopped(supervisor: Supervisor, stop: trio.Event | None) -> None:
