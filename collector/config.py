@@ -69,7 +69,8 @@ class GateSettings(_Section):
     """``[gate]``: where Gate is and the broker's own API key."""
 
     rest_url: str = "https://api.gateio.ws/api/v4"
-    ws_url: str = "wss://ws.gate.io/v4/ws/unified"
+    # Gate's current docs; the Broker-era seed says ws.gate.io (both serve the same API).
+    ws_url: str = "wss://ws.gate.com/v4/ws/unified"
     api_key: SecretStr | None = None
     api_secret: SecretStr | None = None
     currencies: list[str] = Field(default_factory=lambda: ["!all"], min_length=1)
@@ -98,6 +99,18 @@ class AccountsSettings(_Section):
     shard: str = "0/1"
     refresh_interval: float = Field(default=300.0, gt=0)
     key_name: str = Field(default="gate-collector", min_length=1)
+    # The Broker document's permission names; all read-only (see README, "Keys").
+    key_permissions: list[str] = Field(
+        default_factory=lambda: ["wallet", "spot", "futures"], min_length=1
+    )
+    # The collector's egress IPs: keys bound to them do not expire (else 90 days).
+    key_ip_whitelist: list[str] = Field(default_factory=list)
+    # The create-key body's `type`: 1 as in every example of the Broker document.
+    key_type: int = Field(default=1, ge=1, le=3)
+    # Gate: key changes "can take up to 5 minutes to take effect".
+    key_activation_grace: float = Field(default=300.0, ge=0)
+    # Keys without an IP binding expire after 90 days: replace them before that.
+    key_rotate_after: float = Field(default=80 * 86400.0, gt=0, le=89 * 86400.0)
 
     @field_validator("shard")
     @classmethod
@@ -264,7 +277,16 @@ def _describe(err: Mapping[str, Any]) -> str:
     return f"{path}: {message}; got {value!r}{hint}"
 
 
-_DURATIONS: Final = frozenset({"refresh_interval", "flush_interval", "flush_jitter", "timeout"})
+_DURATIONS: Final = frozenset(
+    {
+        "refresh_interval",
+        "flush_interval",
+        "flush_jitter",
+        "timeout",
+        "key_activation_grace",
+        "key_rotate_after",
+    }
+)
 
 
 def _describe_unknown(loc: tuple[int | str, ...], path: str) -> str:

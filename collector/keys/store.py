@@ -39,6 +39,8 @@ class StoredKey:
     user_id: int
     key: str
     secret: str = field(repr=False)
+    # Unix seconds when the key was created (0: unknown, a store of an older version).
+    created_at: float = 0.0
 
     @property
     def credentials(self) -> ApiCredentials:
@@ -104,7 +106,14 @@ class KeyStore:
         """Remember ``stored`` (durably, before returning)."""
         self._keys[stored.user_id] = stored
         token = self._fernet.encrypt(stored.secret.encode()).decode()
-        self._append({"user_id": stored.user_id, "key": stored.key, "secret": token})
+        self._append(
+            {
+                "user_id": stored.user_id,
+                "key": stored.key,
+                "secret": token,
+                "created_at": stored.created_at,
+            }
+        )
 
     def forget(self, user_id: int) -> None:
         """Drop the key of ``user_id``."""
@@ -150,7 +159,8 @@ class KeyStore:
                 self._keys.pop(user_id, None)
                 return
             secret = self._fernet.decrypt(entry["secret"].encode()).decode()
-            self._keys[user_id] = StoredKey(user_id, str(entry["key"]), secret)
+            created = float(entry.get("created_at", 0.0))
+            self._keys[user_id] = StoredKey(user_id, str(entry["key"]), secret, created)
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, InvalidToken):
             if last:  # a write torn by a crash: that one key is lost, the rest is fine
                 log.warning("key_store_torn_line", path=str(self.path), line=number)
@@ -177,6 +187,7 @@ class KeyStore:
                 "user_id": k.user_id,
                 "key": k.key,
                 "secret": self._fernet.encrypt(k.secret.encode()).decode(),
+                "created_at": k.created_at,
             }
             for k in self._keys.values()
         ]
