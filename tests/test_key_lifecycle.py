@@ -19,6 +19,7 @@ import httpx
 import pytest
 import trio
 import trio.testing
+from structlog.testing import capture_logs
 
 from collector.config import Settings
 from collector.devtools.simulator import Simulator
@@ -32,6 +33,8 @@ from collector.supervisor import REPLACE_BACKOFF, UPKEEP_INTERVAL, Supervisor, i
 
 ACTIVATION = 60.0
 GRACE = 300.0
+# Long test spans in trio time: fewer pushes keep them quick in real time.
+PUSH_INTERVAL = 5.0
 
 
 @dataclass
@@ -54,6 +57,7 @@ async def lsim(nursery: trio.Nursery, wall_clock: Callable[[], float]) -> Simula
     """A simulator whose new keys are refused for their first 60 s, as Gate may do."""
     simulator = Simulator.create(accounts=6, clock=wall_clock)
     simulator.state.key_activation_delay = ACTIVATION
+    simulator.state.push_interval = PUSH_INTERVAL
     await simulator.start(nursery)
     return simulator
 
@@ -233,6 +237,7 @@ async def test_old_keys_are_rotated_without_losing_an_update(
     lsim: Simulator, start: Callable[..., Any], tmp_path: Path, autojump_clock: Any
 ) -> None:
     rotate_after = 900.0
+    lsim.state.key_lifetime = 1200.0  # Gate expires unbound keys (after 90 days, here 20 min)
     running = await start(tmp_path, key_rotate_after=rotate_after)
     accounts = enabled(lsim)
     await all_subscribed(lsim, accounts, within=GRACE)
@@ -250,7 +255,46 @@ async def test_old_keys_are_rotated_without_losing_an_update(
         assert ours(lsim, account) == [running.key_of(account)]
         sent = lsim.state.pushed[(account, WS_ASSETS)]
         got = running.points[(schema.ASSETS, str(account))]
-        assert sent > rotate_after / 2  # the account was pushed to all along
+        assert sent > rotate_after / PUSH_INTERVAL / 2  # pushed to all along
         assert got == sent, (account, got, sent)
     assert lsim.state.calls["keys_created"] == 2 * len(accounts)
     assert lsim.state.deleted_in_use == Counter()
+
+
+@pytest.mark.parametrize(
+    ("accounts", "why"),
+    [
+        ({"key_ip_whitelist": ["203.0.113.7"]}, "key_refused_ip"),
+        ({}, "key_refused_permission"),
+    ],
+)
+async def test_refusals_no_new_key_can_cure_are_loud_and_never_churn_keys(
+    lsim: Simulator,
+    start: Callable[..., Any],
+    tmp_path: Path,
+    autojump_clock: Any,
+    accounts: dict[str, Any],
+    why: str,
+) -> None:
+    if not accounts:
+        lsim.state.required_perms = frozenset({"unified"})  # the default set lacks it
+    with capture_logs() as logs:
+        running = await start(tmp_path, **accounts)
+        await trio.sleep(3 * GRACE)
+    assert lsim.state.calls["keys_created"] == 6  # one key each, never another
+    assert sum(lsim.state.active.values()) == 0
+    assert running.supervisor.stats.key_config_refusals >= 6
+    assert running.supervisor.stats.key_replacements == 0
+    assert {e["account"] for e in logs if e["event"] == why} == enabled(lsim)
+
+
+async def test_keys_bound_to_the_collectors_address_work_and_are_never_rotated(
+    lsim: Simulator, start: Callable[..., Any], tmp_path: Path, autojump_clock: Any
+) -> None:
+    lsim.state.key_lifetime = 600.0  # would expire unbound keys: bound ones never do
+    running = await start(tmp_path, key_ip_whitelist=["127.0.0.1"], key_rotate_after=300.0)
+    await all_subscribed(lsim, enabled(lsim), within=GRACE)
+    await trio.sleep(1000)
+    await all_subscribed(lsim, enabled(lsim), within=1)
+    assert lsim.state.calls["keys_created"] == 6
+    assert running.supervisor.stats.key_rotations == 0
