@@ -32,6 +32,7 @@ from collector.gate.models import SubAccount
 from collector.health import Notifier
 from collector.keys import KeyPolicy, KeyProvisioner, KeyStore, StoredKey
 from collector.logging import get_logger
+from collector.points import schema
 from collector.points.lineproto import Point
 from collector.session import AccountSession, AuthenticationFailed, SessionStats, SessionTiming
 
@@ -484,9 +485,9 @@ class Supervisor:
             "reconnects": sum(s.reconnects for s in slots),
             "gaps": sum(s.gaps for s in slots),
             "key_replacements": self.stats.key_replacements,
-            "key_rotations": self.stats.key_rotations,
-            "key_errors": self.stats.key_errors,
-            "key_config_refusals": self.stats.key_config_refusals,
+            schema.STAT_KEY_ROTATIONS: self.stats.key_rotations,
+            schema.STAT_KEY_ERRORS: self.stats.key_errors,
+            schema.STAT_KEY_CONFIG_REFUSALS: self.stats.key_config_refusals,
         }
 
     def session_stats(self) -> dict[int, SessionStats]:
