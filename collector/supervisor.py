@@ -270,9 +270,12 @@ class Supervisor:
                     stored = await self._key_for(slot)
                     if stored is None:
                         return
+                    before = stats.points
                     try:
                         await self._session(slot, stored, stats).run()
                     except AuthenticationFailed as exc:
+                        if stats.points > before:
+                            self._provisioner.mark_working(stored.key)
                         if not await self._recover_key(slot, stored, exc):
                             return
                     except (GateError, OSError, trio.BrokenResourceError) as exc:

@@ -266,6 +266,9 @@ def test_grace_and_rotation_follow_the_key_age() -> None:
     young = StoredKey(1, "k", "s", created_at=now - 299)
     old = StoredKey(1, "k", "s", created_at=now - 301)
     assert provisioner.in_grace(young) and not provisioner.in_grace(old)
+    provisioner.mark_working(young.key)
+    assert not provisioner.in_grace(young)  # it worked: a refusal now means revoked
+    young = StoredKey(1, "k-new", "s", created_at=now - 299)
     assert provisioner.rotation_due_in(old) == pytest.approx(80 * 86400 - 301)
     ancient = StoredKey(1, "k", "s", created_at=now - 81 * 86400)
     assert provisioner.rotation_due_in(ancient) == 0

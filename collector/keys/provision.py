@@ -118,6 +118,8 @@ class KeyProvisioner:
         self._clock = wall_clock
         # Keys of an older store carry no creation time: their age counts from here.
         self._first_seen: dict[str, float] = {}
+        # Keys that have delivered data: Gate activated them, a refusal means dead.
+        self._working: set[str] = set()
 
     async def ensure_keys(
         self, accounts: Iterable[SubAccount], verify: bool = False
@@ -203,9 +205,21 @@ class KeyProvisioner:
         created = stored.created_at or self._first_seen.setdefault(stored.key, self._clock())
         return max(0.0, self._clock() - created)
 
+    def mark_working(self, key: str) -> None:
+        """``key`` has delivered data: Gate has activated it."""
+        self._working.add(key)
+
     def in_grace(self, stored: StoredKey) -> bool:
-        """True while Gate may still be activating ``stored``: a refusal is not final."""
-        return stored.created_at > 0 and self.age(stored) < self.policy.activation_grace
+        """True while Gate may still be activating ``stored``: a refusal is not final.
+
+        Only a new key that has never worked gets the grace; a key that delivered
+        data and is then refused was revoked or expired.
+        """
+        return (
+            stored.key not in self._working
+            and stored.created_at > 0
+            and self.age(stored) < self.policy.activation_grace
+        )
 
     def rotation_due_in(self, stored: StoredKey) -> float | None:
         """Seconds until ``stored`` needs a successor; None when it never expires."""
