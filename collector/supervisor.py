@@ -366,7 +366,7 @@ class Supervisor:
             )
             await trio.sleep(delay)
             return True
-        if kind is Refusal.KEY and self._provisioner.in_grace(stored):
+        if kind is Refusal.KEY and await self._activating(stored):
             delay = backoff_delay(slot.refusals, *GRACE_BACKOFF, self._rng)
             log.warning(
                 "key_not_active_yet",
@@ -377,6 +377,15 @@ class Supervisor:
             await trio.sleep(delay)
             return True
         return await self._replace_dead_key(slot, stored, kind)
+
+    async def _activating(self, stored: StoredKey) -> bool:
+        """A refused key Gate may still be activating: young, never worked, still on Gate."""
+        if not self._provisioner.in_grace(stored):
+            return False
+        try:  # a key deleted on Gate's site is dead, however young
+            return await self._provisioner.exists_on_gate(stored)
+        except GateError:
+            return True  # cannot tell now: give it the grace, ask again next time
 
     async def _replace_dead_key(self, slot: _Slot, stored: StoredKey, kind: Refusal) -> bool:
         account_id = slot.account.gate_id

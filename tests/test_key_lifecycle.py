@@ -299,3 +299,17 @@ async def test_keys_bound_to_the_collectors_address_work_and_are_never_rotated(
     await all_subscribed(lsim, enabled(lsim), within=1)
     assert lsim.state.calls["keys_created"] == 6
     assert running.supervisor.stats.key_rotations == 0
+
+
+async def test_a_young_key_deleted_on_gate_is_replaced_without_waiting_the_grace(
+    lsim: Simulator, start: Callable[..., Any], tmp_path: Path, autojump_clock: Any
+) -> None:
+    running = await start(tmp_path)
+    await trio.sleep(10)  # the first keys are not active yet: sessions are being refused
+    victim = 100002
+    dead = running.key_of(victim)
+    lsim.state.revoke(dead)
+    took = await all_subscribed(lsim, enabled(lsim), within=GRACE)
+    assert took < GRACE / 2  # Gate no longer has the key: no activation to wait for
+    assert running.key_of(victim) != dead
+    assert lsim.state.calls["keys_created"] == 6 + 1

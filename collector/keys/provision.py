@@ -227,6 +227,14 @@ class KeyProvisioner:
             return None
         return max(0.0, self.policy.rotate_after - self.age(stored))
 
+    async def exists_on_gate(self, stored: StoredKey) -> bool:
+        """Whether Gate still has ``stored`` (False once it was deleted or revoked)."""
+        try:
+            await self._client.get_key(stored.user_id, stored.key)
+        except NotFoundError:
+            return False
+        return True
+
     async def _known_to_gate(self, stored: StoredKey) -> bool:
         async for info in self._client.list_keys(stored.user_id):
             if info.key == stored.key:
