@@ -71,7 +71,8 @@ class GateSettings(_Section):
     """``[gate]``: where Gate is and the broker's own API key."""
 
     rest_url: str = "https://api.gateio.ws/api/v4"
-    ws_url: str = "wss://ws.gate.io/v4/ws/unified"
+    # Gate's current docs; the Broker-era seed says ws.gate.io (both serve the same API).
+    ws_url: str = "wss://ws.gate.com/v4/ws/unified"
     api_key: SecretStr | None = None
     api_secret: SecretStr | None = None
     currencies: list[str] = Field(default_factory=lambda: ["!all"], min_length=1)
@@ -106,6 +107,18 @@ class AccountsSettings(_Section):
     # spread over the interval, at most snapshot_rate requests/s for the instance.
     snapshot_interval: float = Field(default=300.0, ge=0)
     snapshot_rate: float = Field(default=20.0, gt=0)
+    # The Broker document's permission names; all read-only (see README, "Keys").
+    key_permissions: list[str] = Field(
+        default_factory=lambda: ["wallet", "spot", "futures"], min_length=1
+    )
+    # The collector's egress IPs: keys bound to them do not expire (else 90 days).
+    key_ip_whitelist: list[str] = Field(default_factory=list)
+    # The create-key body's `type`: 1 as in every example of the Broker document.
+    key_type: int = Field(default=1, ge=1, le=3)
+    # Gate: key changes "can take up to 5 minutes to take effect".
+    key_activation_grace: float = Field(default=300.0, ge=0)
+    # Keys without an IP binding expire after 90 days: replace them before that.
+    key_rotate_after: float = Field(default=80 * 86400.0, gt=0, le=89 * 86400.0)
 
     @field_validator("shard")
     @classmethod
@@ -316,7 +329,15 @@ def _describe(err: Mapping[str, Any]) -> str:
 
 
 _DURATIONS: Final = frozenset(
-    {"refresh_interval", "snapshot_interval", "flush_interval", "flush_jitter", "timeout"}
+    {
+        "refresh_interval",
+        "snapshot_interval",
+        "flush_interval",
+        "flush_jitter",
+        "timeout",
+        "key_activation_grace",
+        "key_rotate_after",
+    }
 )
 
 

@@ -24,22 +24,21 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Final
 
 import trio
 
-from collector import status
+from collector import placement, status
 from collector.backoff import backoff_delay
-from collector.config import Settings
+from collector.config import AccountsSettings, Settings
 from collector.gate.broker import BrokerClient
-from collector.gate.errors import GateError, NotFoundError
+from collector.gate.errors import GateError, NotFoundError, Refusal, refusal_kind
 from collector.gate.models import SubAccount
 from collector.gate.signing import ApiCredentials
 from collector.health import Notifier
-from collector.keys import KeyProvisioner, KeyStore, KeyStoreError
+from collector.keys import KeyPolicy, KeyProvisioner, KeyStore, KeyStoreError, StoredKey
 from collector.logging import get_logger
-from collector.placement import owns
 from collector.points import schema
 from collector.points.lineproto import Point
 from collector.points.schema import STAT_KEY_STORE_WRITE_ERRORS
@@ -55,10 +54,19 @@ STATUS_INTERVAL: Final = 5.0
 # TLS + WebSocket handshakes in flight at once. Starting thousands of sessions at
 # once would make every handshake slow, time out and retry: a storm, not a start.
 CONNECT_CONCURRENCY: Final = 64
+# How often a slot looks after its key: retire replaced keys, rotate old ones.
+UPKEEP_INTERVAL: Final = 30.0
+# Retries of a refused key that is still within Gate's activation grace.
+GRACE_BACKOFF: Final = (5.0, 60.0)
 
 
 class StartupError(Exception):
     """The collector cannot start: the broker API refused or could not be reached."""
+
+
+def owns(accounts: AccountsSettings, user_id: int) -> bool:
+    """Whether this instance serves ``user_id``: the one ownership test (supervisor and CLI)."""
+    return placement.owns(user_id, accounts.shard_index, accounts.shard_count)
 
 
 @dataclass
@@ -68,6 +76,14 @@ class _Slot:
     stats: SessionStats
     local_address: str | None
     replacements: int = 0
+    # Refusals in a row (backoff of grace retries and of config refusals).
+    refusals: int = 0
+    # Keys of this instance other than the stored one may be left on Gate: delete
+    # them once the stored key has delivered data.
+    retire_pending: bool = False
+    nursery: trio.Nursery | None = None
+    # The running session task: its cancel scope and an event set when it ended.
+    drive: tuple[trio.CancelScope, trio.Event] | None = None
 
 
 @dataclass
@@ -77,6 +93,10 @@ class SupervisorStats:
     discoveries: int = 0
     discovery_errors: int = 0
     key_replacements: int = 0
+    key_rotations: int = 0
+    key_errors: int = 0
+    # Refusals a new key cannot cure (IP whitelist, permissions): the config is wrong.
+    key_config_refusals: int = 0
     over_capacity: set[int] = field(default_factory=set)
     keyless: dict[int, str] = field(default_factory=dict)  # account -> its label
 
@@ -96,6 +116,7 @@ class Supervisor:
         rng: random.Random | None = None,
         session_factory: Callable[..., AccountSession] = AccountSession,
         snapshot_client: SnapshotClient | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
         self._broker = broker
@@ -105,7 +126,9 @@ class Supervisor:
         self._timing = timing
         self._rng = rng or random.Random()
         self._session_factory = session_factory
-        self._provisioner = KeyProvisioner(broker, store, settings.accounts.key_name)
+        self._wall_clock = wall_clock
+        policy = KeyPolicy.from_settings(settings.accounts, settings.state.path)
+        self._provisioner = KeyProvisioner(broker, store, policy, wall_clock=wall_clock)
         self._slots: dict[int, _Slot] = {}
         self._connect_limiter = trio.CapacityLimiter(CONNECT_CONCURRENCY)
         # Every sub-account id of the broker, shared by all sessions (one set, not a
@@ -164,11 +187,7 @@ class Supervisor:
         self.stats.discoveries += 1
         self._known.clear()
         self._known.update(a.gate_id for a in found)
-        wanted = {
-            a.gate_id: a
-            for a in found
-            if a.enabled and owns(a.gate_id, shard.shard_index, shard.shard_count)
-        }
+        wanted = {a.gate_id: a for a in found if a.enabled and owns(shard, a.gate_id)}
         log.info(
             "discovered",
             sub_accounts=len(found),
@@ -191,11 +210,11 @@ class Supervisor:
             return
         report = await self._provisioner.ensure_keys([wanted[a] for a in fits])
         for account_id in fits:
-            if account_id in report.failed:
+            if account_id in report.failed:  # the slot retries the creation with backoff
                 self.stats.keyless[account_id] = _label(wanted[account_id])
             else:
                 self.stats.keyless.pop(account_id, None)
-                self._start(wanted[account_id])
+            self._start(wanted[account_id], fresh_key=account_id in report.created)
 
     # -- capacity and addresses ---------------------------------------------------------
 
@@ -213,14 +232,15 @@ class Supervisor:
 
     # -- sessions ------------------------------------------------------------------------
 
-    def _start(self, account: SubAccount) -> None:
+    def _start(self, account: SubAccount, fresh_key: bool = False) -> None:
         has_room, address = self._pick_address()
         if not has_room:
             self._over_capacity(account.gate_id)
             return
         assert self._nursery is not None
         self.stats.over_capacity.discard(account.gate_id)
-        slot = _Slot(account, trio.CancelScope(), SessionStats(), address)
+        # A fresh key may have a twin whose answer a crash or a reset lost: retire it.
+        slot = _Slot(account, trio.CancelScope(), SessionStats(), address, retire_pending=fresh_key)
         self._slots[account.gate_id] = slot
         if self._snapshots is not None:
             self._snapshots.add(account.gate_id, _label(account))
@@ -268,32 +288,52 @@ class Supervisor:
         return states
 
     async def _run_slot(self, slot: _Slot) -> None:
+        with slot.scope:
+            async with trio.open_nursery() as nursery:
+                slot.nursery = nursery
+                slot.drive = self._launch(slot, slot.stats)
+                nursery.start_soon(self._upkeep, slot)
+
+    def _launch(self, slot: _Slot, stats: SessionStats) -> tuple[trio.CancelScope, trio.Event]:
+        assert slot.nursery is not None
+        scope, done = trio.CancelScope(), trio.Event()
+        slot.nursery.start_soon(self._drive, slot, stats, scope, done)
+        return scope, done
+
+    async def _drive(
+        self, slot: _Slot, stats: SessionStats, scope: trio.CancelScope, done: trio.Event
+    ) -> None:
+        """Keep one session up with the account's stored key until cancelled."""
         account_id = slot.account.gate_id
         crashes = 0
-        with slot.scope:
-            while True:
-                try:
-                    await self._session(slot).run()
-                except AuthenticationFailed as exc:
-                    if not await self._recover_key(slot, exc):
-                        if self._snapshots is not None:  # the account is disabled or gone
-                            self._snapshots.remove(account_id)
+        try:
+            with scope:
+                while True:
+                    stored = await self._key_for(slot)
+                    if stored is None:
                         return
-                except (GateError, OSError, trio.BrokenResourceError) as exc:
-                    crashes += 1
-                    delay = backoff_delay(crashes, *CRASH_BACKOFF, self._rng)
-                    log.error(
-                        "session_failed",
-                        account=account_id,
-                        error=repr(exc),
-                        wait_seconds=round(delay, 1),
-                    )
-                    await trio.sleep(delay)
+                    before = stats.points
+                    try:
+                        await self._session(slot, stored, stats).run()
+                    except AuthenticationFailed as exc:
+                        if stats.points > before:
+                            self._provisioner.mark_working(stored.key)
+                        if not await self._recover_key(slot, stored, exc):
+                            return
+                    except (GateError, OSError, trio.BrokenResourceError) as exc:
+                        crashes += 1
+                        delay = backoff_delay(crashes, *CRASH_BACKOFF, self._rng)
+                        log.error(
+                            "session_failed",
+                            account=account_id,
+                            error=repr(exc),
+                            wait_seconds=round(delay, 1),
+                        )
+                        await trio.sleep(delay)
+        finally:
+            done.set()
 
-    def _session(self, slot: _Slot) -> AccountSession:
-        stored = self._store.get(slot.account.gate_id)
-        if stored is None:
-            raise NotFoundError(404, "NO_KEY", f"no stored key for {slot.account.gate_id}")
+    def _session(self, slot: _Slot, stored: StoredKey, stats: SessionStats) -> AccountSession:
         session = self._session_factory(
             slot.account.gate_id,
             _label(slot.account),
@@ -307,7 +347,7 @@ class Supervisor:
             connect_limiter=self._connect_limiter,
             on_resync=self._snapshots.request if self._snapshots is not None else None,
         )
-        session.stats = slot.stats  # counters survive restarts of the session
+        session.stats = stats  # counters survive restarts of the session
         return session
 
     def _creds_of(self, account_id: int) -> ApiCredentials | None:
@@ -316,44 +356,175 @@ class Supervisor:
 
     def _gate_clock(self) -> float:
         """Our clock corrected by the skew the REST client measured against Gate's."""
-        return time.time() + self._broker.clock_skew
+        return self._wall_clock() + self._broker.clock_skew
 
-    async def _recover_key(self, slot: _Slot, failure: AuthenticationFailed) -> bool:
-        """After a refused key: replace it, unless the account is gone or the clock was off.
+    def _gone(self, slot: _Slot, reason: str) -> None:
+        log.info("session_stop", account=slot.account.gate_id, reason=reason)
+        if self._slots.get(slot.account.gate_id) is slot:
+            del self._slots[slot.account.gate_id]
+            if self._snapshots is not None:
+                self._snapshots.remove(slot.account.gate_id)
+        slot.scope.cancel()
 
-        The REST call made here also re-measures the clock skew, so a
-        ``REQUEST_EXPIRED`` is cured by restarting the session with the same key.
+    async def _key_for(self, slot: _Slot) -> StoredKey | None:
+        """The stored key, creating one (retried with backoff) if there is none; None: gone."""
+        account_id = slot.account.gate_id
+        failures = 0
+        while (stored := self._store.get(account_id)) is None:
+            self.stats.keyless[account_id] = _label(slot.account)
+            try:
+                await self._provisioner.create(account_id)
+                slot.retire_pending = True
+            except NotFoundError:
+                self._gone(slot, "account gone")
+                return None
+            except (GateError, KeyStoreError) as exc:  # an unwritable store: retried too
+                failures += 1
+                await self._key_error(account_id, "key_create_failed", exc, failures)
+        self.stats.keyless.pop(account_id, None)
+        return stored
+
+    async def _key_error(
+        self, account_id: int, event: str, exc: GateError | KeyStoreError, failures: int
+    ) -> None:
+        self.stats.key_errors += 1
+        delay = backoff_delay(failures, *REPLACE_BACKOFF, self._rng)
+        log.error(event, account=account_id, error=str(exc), wait_seconds=round(delay, 1))
+        await trio.sleep(delay)
+
+    async def _recover_key(
+        self, slot: _Slot, stored: StoredKey, failure: AuthenticationFailed
+    ) -> bool:
+        """After a refused key: wait, or replace it; False when the account is gone.
+
+        A clock refusal keeps the key (the REST call made here re-measures the skew);
+        an IP or permission refusal is a configuration error no new key cures (loud,
+        counted, retried slowly); a key within Gate's activation grace is retried
+        with backoff; only then is the key dead, and a successor is created and
+        stored first. The dead key is deleted once the successor delivers data.
         """
         account_id = slot.account.gate_id
-        slot.replacements += 1
-        delay = (
-            0.0
-            if slot.replacements == 1
-            else backoff_delay(slot.replacements - 1, *REPLACE_BACKOFF, self._rng)
-        )
-        await trio.sleep(delay)
-        try:
-            current = await self._broker.get_sub_account(account_id)
-            if not current.enabled:
-                log.info("session_stop", account=account_id, reason="account disabled")
-                self._slots.pop(account_id, None)
-                return False
-            if failure.clock:
-                log.warning(
-                    "session_clock_expired",
-                    account=account_id,
-                    clock_skew=round(self._broker.clock_skew, 1),
-                )
-                return True
-            await self._provisioner.replace(account_id, reason=failure.reason)
-            self.stats.key_replacements += 1
-        except NotFoundError:
-            log.info("session_stop", account=account_id, reason="account gone")
-            self._slots.pop(account_id, None)
+        kind = refusal_kind(failure.reason)
+        slot.refusals += 1
+        if kind in (Refusal.IP, Refusal.PERMISSION):
+            self.stats.key_config_refusals += 1
+            delay = backoff_delay(slot.refusals, *REPLACE_BACKOFF, self._rng)
+            setting = "key_ip_whitelist" if kind is Refusal.IP else "key_permissions"
+            log.error(
+                f"key_refused_{kind.value}",
+                account=account_id,
+                reason=failure.reason,
+                wait_seconds=round(delay, 1),
+                hint=f"a new key would be refused the same way: check accounts.{setting}",
+            )
+            await trio.sleep(delay)
+            return True
+        if kind is Refusal.KEY and await self._activating(stored):
+            delay = backoff_delay(slot.refusals, *GRACE_BACKOFF, self._rng)
+            log.warning(
+                "key_not_active_yet",
+                account=account_id,
+                age_seconds=round(self._provisioner.age(stored), 1),
+                wait_seconds=round(delay, 1),
+            )
+            await trio.sleep(delay)
+            return True
+        return await self._replace_dead_key(slot, stored, kind)
+
+    async def _activating(self, stored: StoredKey) -> bool:
+        """A refused key Gate may still be activating: young, never worked, still on Gate."""
+        if not self._provisioner.in_grace(stored):
             return False
-        except (GateError, KeyStoreError) as exc:  # an unwritable store: retried later
-            log.error("key_replace_failed", account=account_id, error=str(exc))
-        return True
+        try:  # a key deleted on Gate's site is dead, however young
+            return await self._provisioner.exists_on_gate(stored)
+        except GateError:
+            return True  # cannot tell now: give it the grace, ask again next time
+
+    async def _replace_dead_key(self, slot: _Slot, stored: StoredKey, kind: Refusal) -> bool:
+        account_id = slot.account.gate_id
+        failures = 0
+        while True:
+            try:
+                current = await self._broker.get_sub_account(account_id)
+                if not current.enabled:
+                    self._gone(slot, "account disabled")
+                    return False
+                if kind is Refusal.CLOCK:
+                    log.warning(
+                        "session_clock_expired",
+                        account=account_id,
+                        clock_skew=round(self._broker.clock_skew, 1),
+                    )
+                    return True
+                if self._store.get(account_id) == stored:  # not replaced meanwhile
+                    log.warning("key_replace", account=account_id, key=stored.key)
+                    await self._provisioner.create(account_id)
+                    self.stats.key_replacements += 1
+                    slot.replacements += 1
+                slot.retire_pending = True
+                return True
+            except NotFoundError:
+                self._gone(slot, "account gone")
+                return False
+            except (GateError, KeyStoreError) as exc:
+                # The old key stays stored: the account is never left without one.
+                failures += 1
+                await self._key_error(account_id, "key_replace_failed", exc, failures)
+
+    async def _upkeep(self, slot: _Slot) -> None:
+        """Once the session delivers data: delete replaced keys, rotate an old key."""
+        await trio.sleep(self._rng.uniform(0, UPKEEP_INTERVAL))
+        seen = slot.stats.points
+        while True:
+            await trio.sleep(UPKEEP_INTERVAL)
+            working, seen = slot.stats.points > seen, slot.stats.points
+            if not working:
+                continue
+            slot.refusals = 0
+            await self._retire(slot)
+            stored = self._store.get(slot.account.gate_id)
+            due = None if stored is None else self._provisioner.rotation_due_in(stored)
+            if due == 0:
+                await self._rotate(slot)
+            seen = slot.stats.points
+
+    async def _retire(self, slot: _Slot) -> None:
+        if not slot.retire_pending:
+            return
+        try:
+            await self._provisioner.retire(slot.account.gate_id)
+            slot.retire_pending = False
+        except GateError as exc:  # tried again at the next upkeep
+            self.stats.key_errors += 1
+            log.error("key_retire_failed", account=slot.account.gate_id, error=str(exc))
+
+    async def _rotate(self, slot: _Slot) -> None:
+        """A successor key, its session up beside the old one, then the old one stopped."""
+        account_id = slot.account.gate_id
+        try:
+            await self._provisioner.create(account_id)
+        except GateError as exc:  # tried again at the next upkeep
+            self.stats.key_errors += 1
+            log.error("key_rotate_failed", account=account_id, error=str(exc))
+            return
+        assert slot.drive is not None
+        old_scope, old_done = slot.drive
+        stats = SessionStats()
+        slot.drive = self._launch(slot, stats)
+        # The new key may need Gate's activation grace; the old session keeps the data
+        # flowing meanwhile (a refused new key is replaced by its own session task).
+        while True:
+            await trio.sleep(1.0)
+            if stats.points:
+                break
+        old_scope.cancel()
+        await old_done.wait()
+        _merge_counters(stats, slot.stats)
+        slot.stats = stats
+        slot.retire_pending = True
+        self.stats.key_rotations += 1
+        log.info("key_rotated", account=account_id)
+        await self._retire(slot)
 
     # -- what is shown -----------------------------------------------------------------------
 
@@ -385,6 +556,9 @@ class Supervisor:
             "key_replacements": self.stats.key_replacements,
             STAT_KEY_STORE_WRITE_ERRORS: self._store.write_errors,
             **self._truth_fields(),
+            schema.STAT_KEY_ROTATIONS: self.stats.key_rotations,
+            schema.STAT_KEY_ERRORS: self.stats.key_errors,
+            schema.STAT_KEY_CONFIG_REFUSALS: self.stats.key_config_refusals,
         }
 
     def _truth_fields(self) -> dict[str, float | int]:
@@ -409,7 +583,12 @@ class Supervisor:
         every stats flush or HTTP request (no I/O, no copies of big structures).
         """
         now = trio.current_time()
-        states = [self._slot_state(account, slot, now) for account, slot in self._slots.items()]
+        keyless = self.stats.keyless  # a slot still waiting for its first key is keyless
+        states = [
+            self._slot_state(account, slot, now)
+            for account, slot in self._slots.items()
+            if account not in keyless
+        ]
         states.extend(
             status.AccountState(account, label, *status.decide(keyless=True))
             for account, label in self.stats.keyless.items()
@@ -494,5 +673,14 @@ def _account_row(state: status.AccountState, slot: _Slot | None, now: float) -> 
 def _rounded(age: float | None) -> float | None:
     return None if age is None else round(age, 1)
 
+
 def _label(account: SubAccount) -> str:
     return account.name or account.id
+
+
+def _merge_counters(into: SessionStats, old: SessionStats) -> None:
+    """Add the counters of a session that was replaced to its successor's."""
+    for item in fields(SessionStats):
+        value = getattr(old, item.name)
+        if type(value) is int:
+            setattr(into, item.name, getattr(into, item.name) + value)

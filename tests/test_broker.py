@@ -22,7 +22,7 @@ from collector.gate.errors import (
     RateLimitedError,
     ServerError,
 )
-from collector.gate.models import KeyPermission, SubAccountSpec
+from collector.gate.models import ApiKeyInfo, CreatedApiKey, KeyPermission, SubAccountSpec
 from collector.gate.signing import ApiCredentials
 
 READ = [KeyPermission(name="spot", read_only=True)]
@@ -349,3 +349,94 @@ async def test_signature_covers_the_encoded_query_as_sent(
     )
     rows = [t async for t in broker.list_transfers(start=int(sim.state.now()) - 60)]
     assert len(rows) == 1
+
+
+# -- Gate as it really is: vectors from gate-vectors.md ----------------------------
+
+SDK_KEY = (
+    b'{"user_id":10001,"name":"gate-collector","type":1,"mode":1,"perms":[{"name":"spot",'
+    b'"read_only":true}],"ip_whitelist":[],"key":"bfc5f289273ea47b7cd41d9ce7e27a0d","state":1,'
+    b'"created_at":1583827286,"updated_at":1583827286,"last_access":1583827300}'
+)
+DOC_KEY = (
+    b'{"user_id":"10001","name":"spot","type":1,"mode":1,"perms":[{"name":"spot",'
+    b'"read_only":false}],"key":"bfc5f289273ea47b7cd41d9ce7e27a0d","secret":"s3",'
+    b'"ip_whitelist":["8.8.8.8"],"created_at":"1583827286","updated_at":"1583827286",'
+    b'"some_new_field":{"x":1}}'
+)
+
+
+def test_a_key_typed_as_gates_sdk_types_it_is_read() -> None:
+    info = ApiKeyInfo.model_validate_json(SDK_KEY)
+    assert (info.user_id, info.created_at, info.last_access) == (
+        "10001",
+        "1583827286",
+        "1583827300",
+    )
+    assert info.created_seconds == 1583827286.0
+    assert info.read_only and info.state == 1
+
+
+def test_a_key_as_the_broker_document_shows_it_is_read_and_unknown_fields_ignored() -> None:
+    created = CreatedApiKey.model_validate_json(DOC_KEY)
+    assert (created.user_id, created.created_at) == ("10001", "1583827286")
+    assert created.secret.get_secret_value() == "s3"
+    assert not created.read_only
+    assert "s3" not in repr(created)
+
+
+async def test_list_keys_reads_int_fields_from_the_simulator(
+    broker: BrokerClient, sim: Simulator
+) -> None:
+    created = await broker.create_key(100001, "gc", READ, key_type=1)
+    # The simulator answers as the SDK types keys: ints where the document shows strings.
+    raw = sim.state.keys[created.key].as_json()
+    assert isinstance(raw["user_id"], int) and isinstance(raw["created_at"], int)
+    [listed] = [k async for k in broker.list_keys(100001)]
+    assert listed.key == created.key
+    assert listed.user_id == "100001"
+    assert listed.created_seconds == pytest.approx(sim.state.now(), abs=2)
+
+
+async def test_a_429_whose_reset_is_now_waits_a_window_instead_of_spinning(
+    sim: Simulator, broker: BrokerClient, autojump_clock: trio.testing.MockClock
+) -> None:
+    sim.state.rate_limit = 1
+    sim.state.rate_reset_now = True  # Gate's "just the current timestamp", in seconds
+    other = BrokerClient(
+        broker._http, sim.state.broker, base_url=sim.rest_url, wall_clock=sim.state.clock
+    )
+    await other.info()  # another instance used the window up
+    start = trio.current_time()
+    with capture_logs() as logs:
+        assert (await broker.info()).id == 10001
+    waited = trio.current_time() - start
+    refusals = [e for e in logs if e["event"] == "rate_limited"]
+    # One refusal, then a wait of Gate's 10 s window (plus jitter), then success:
+    # not five immediate retries and a failure.
+    assert len(refusals) == 1, logs
+    assert 10.0 <= waited <= 12.6
+    assert sim.state.calls["GET info"] == 2
+
+
+async def test_a_query_that_needs_escaping_is_signed_as_gate_checks_it(
+    broker: BrokerClient, sim: Simulator
+) -> None:
+    # The simulator verifies over the decoded query, as Gate does: a client signing
+    # the encoded form would get INVALID_SIGNATURE here.
+    odd = "a b&c/ü+=%"
+    sim.state.transfers.append(
+        {
+            "client_order_id": "",
+            "currency": "BTC",
+            "sub_account": odd,
+            "direction": "to",
+            "amount": "1",
+            "timest": str(int(sim.state.now())),
+            "uid": "1",
+            "source": "api",
+            "sub_account_type": "spot",
+        }
+    )
+    rows = await broker._call("GET", "/broker/sub_account_transfers", params={"sub_uid": odd})
+    assert [r["sub_account"] for r in rows] == [odd]

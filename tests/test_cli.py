@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from collector.keys import generate_master_key
+from collector.supervisor import in_shard
 from tests.servers import InfluxServer, free_port
 
 EXE = [sys.executable, "-m", "collector.app.cli"]
@@ -171,3 +172,20 @@ def test_genkey_prints_a_usable_master_key(tmp_path: Path) -> None:
     from collector.keys import KeyStore
 
     assert len(KeyStore.open(tmp_path, result.stdout.strip())) == 0
+
+
+def test_accounts_provision_keeps_to_the_shard(tmp_path: Path, simulator: RunningSimulator) -> None:
+    config = config_file(tmp_path, simulator.rest_url, "http://127.0.0.1:1")
+    env = {
+        "CREDENTIALS_DIRECTORY": str(simulator.credentials),
+        "GATE_COLLECTOR_MASTER_KEY": generate_master_key(),
+        "GATE_COLLECTOR__ACCOUNTS__SHARD": '"1/2"',
+    }
+    result = run(["accounts", "--config", str(config), "--json", "--provision"], env)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    stored = {r["user_id"] for r in rows if r["key"] == "stored"}
+    mine = {r["user_id"] for r in rows if r["status"] == "enabled" and in_shard(r["user_id"], 1, 2)}
+    assert 0 < len(mine) < 8
+    assert stored == mine
+    assert f"{len(mine)} created" in result.stderr

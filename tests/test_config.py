@@ -30,7 +30,7 @@ def test_the_example_file_is_valid_and_equals_the_defaults() -> None:
 def test_defaults_are_gates_production_endpoints() -> None:
     settings = load_settings(None, {})
     assert settings.gate.rest_url == "https://api.gateio.ws/api/v4"
-    assert settings.gate.ws_url == "wss://ws.gate.io/v4/ws/unified"
+    assert settings.gate.ws_url == "wss://ws.gate.com/v4/ws/unified"
     assert settings.gate.currencies == ["!all"]
     assert (settings.accounts.shard_index, settings.accounts.shard_count) == (0, 1)
     assert settings.influx.batch_size == 5000

@@ -11,11 +11,14 @@ from collector.devtools.simulator import Simulator
 from collector.gate.broker import BrokerClient
 from collector.keys import (
     STORE_NAME,
+    KeyPolicy,
     KeyProvisioner,
     KeyStore,
     KeyStoreError,
     StoredKey,
     generate_master_key,
+    instance_id,
+    owner_name,
 )
 
 SECRET = "f" * 20 + "secret-that-must-not-leak" + "0" * 19
@@ -127,7 +130,7 @@ async def test_created_keys_are_read_only_and_named(
     broker: BrokerClient, sim: Simulator, store: KeyStore
 ) -> None:
     accounts = [a async for a in broker.list_sub_accounts()]
-    await KeyProvisioner(broker, store, key_name="gc-test").ensure_keys(accounts)
+    await KeyProvisioner(broker, store, KeyPolicy(name="gc-test")).ensure_keys(accounts)
     for account in accounts:
         keys = sim.state.keys_of(account.gate_id)
         if not account.enabled:
@@ -203,19 +206,78 @@ async def test_verify_replaces_keys_revoked_on_gate(
     assert sim.state.calls["keys_created"] == 10
 
 
-async def test_orphan_keys_of_a_crashed_run_are_cleaned_up(
+async def test_only_keys_of_this_instance_are_ever_deleted(
     broker: BrokerClient, sim: Simulator, store: KeyStore
 ) -> None:
-    # A previous run created a key but died before storing it: its secret is lost.
-    orphan = sim.state.create_key(100001, "gate-collector", [], [])
-    foreign = sim.state.create_key(100001, "trading-bot", [], [])
+    mine = owner_name("gate-collector", "0/2", "1a2b3c4d")
+    # A previous run of this instance created a key but died before storing it.
+    orphan = sim.state.create_key(100001, mine, [], [])
+    others = [
+        sim.state.create_key(100001, "trading-bot", [], []),
+        sim.state.create_key(100001, owner_name("gate-collector", "0/2", "99999999"), [], []),
+        sim.state.create_key(100001, owner_name("gate-collector", "1/2", "1a2b3c4d"), [], []),
+        sim.state.create_key(100001, "gate-collector", [], []),  # an older version's key
+    ]
+    provisioner = KeyProvisioner(broker, store, KeyPolicy(name=mine))
     accounts = [a async for a in broker.list_sub_accounts() if a.gate_id == 100001]
-    await KeyProvisioner(broker, store).ensure_keys(accounts)
-    remaining = {k.key for k in sim.state.keys_of(100001)}
+    await provisioner.ensure_keys(accounts)
+    assert await provisioner.retire(100001) == 1
     stored = store.get(100001)
     assert stored is not None
-    assert orphan.key not in remaining
-    assert remaining == {foreign.key, stored.key}
+    assert {k.key for k in sim.state.keys_of(100001)} == {stored.key} | {k.key for k in others}
+    assert dict(sim.state.deleted) == {orphan.key: 1}
+
+
+def test_the_instance_id_is_made_once_and_kept(tmp_path: Path) -> None:
+    first = instance_id(tmp_path)
+    assert len(first) == 8 and int(first, 16) >= 0
+    assert instance_id(tmp_path) == first
+    assert instance_id(tmp_path / "elsewhere") != first
+    assert owner_name("gate-collector", "0/2", first) == f"gate-collector-0of2-{first}"
+
+
+async def test_keys_are_created_with_the_configured_type_perms_and_whitelist(
+    broker: BrokerClient, sim: Simulator, store: KeyStore
+) -> None:
+    policy = KeyPolicy(
+        name="gc", permissions=("unified", "spot"), ip_whitelist=("203.0.113.7",), key_type=3
+    )
+    provisioner = KeyProvisioner(broker, store, policy, wall_clock=sim.state.clock)
+    stored = await provisioner.create(100001)
+    key = sim.state.keys[stored.key]
+    assert (key.type, key.ip_whitelist) == (3, ["203.0.113.7"])
+    assert key.perms == [
+        {"name": "unified", "read_only": True},
+        {"name": "spot", "read_only": True},
+    ]
+    assert stored.created_at == pytest.approx(sim.state.now(), abs=2)
+
+
+async def test_creation_time_survives_a_reopen(tmp_path: Path, master_key: str) -> None:
+    KeyStore.open(tmp_path, master_key).put(StoredKey(1, "k", "s", created_at=1700000000.5))
+    again = KeyStore.open(tmp_path, master_key).get(1)
+    assert again is not None and again.created_at == 1700000000.5
+
+
+def test_grace_and_rotation_follow_the_key_age() -> None:
+    now = 1_000_000.0
+    policy = KeyPolicy(activation_grace=300, rotate_after=80 * 86400)
+    provisioner = KeyProvisioner(None, None, policy, wall_clock=lambda: now)  # type: ignore[arg-type]
+    young = StoredKey(1, "k", "s", created_at=now - 299)
+    old = StoredKey(1, "k", "s", created_at=now - 301)
+    assert provisioner.in_grace(young) and not provisioner.in_grace(old)
+    provisioner.mark_working(young.key)
+    assert not provisioner.in_grace(young)  # it worked: a refusal now means revoked
+    young = StoredKey(1, "k-new", "s", created_at=now - 299)
+    assert provisioner.rotation_due_in(old) == pytest.approx(80 * 86400 - 301)
+    ancient = StoredKey(1, "k", "s", created_at=now - 81 * 86400)
+    assert provisioner.rotation_due_in(ancient) == 0
+    # A key of an older store (no creation time) is not in grace; its age counts from now.
+    legacy = StoredKey(1, "k2", "s")
+    assert not provisioner.in_grace(legacy)
+    assert provisioner.rotation_due_in(legacy) == 80 * 86400
+    bound = KeyProvisioner(None, None, KeyPolicy(ip_whitelist=("10.0.0.1",)))  # type: ignore[arg-type]
+    assert bound.rotation_due_in(ancient) is None  # keys bound to an IP do not expire
 
 
 async def test_one_failing_account_does_not_stop_the_others(

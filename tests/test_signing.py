@@ -11,8 +11,10 @@ import pytest
 from collector.gate.signing import (
     ApiCredentials,
     body_hash,
+    encode_query,
     rest_headers,
     rest_signature,
+    signed_query,
     ws_auth,
     ws_signature,
 )
@@ -140,3 +142,54 @@ def test_credentials_repr_hides_the_secret() -> None:
     assert SECRET not in repr(creds)
     assert SECRET not in str(creds)
     assert "visible-key" in repr(creds)
+
+
+# -- Gate's APIv4 documentation vectors (gate-vectors.md) and query encoding ----
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "params", "body", "head", "tail"),
+    [
+        (
+            "GET",
+            "/api/v4/futures/orders",
+            {"contract": "BTC_USD", "status": "finished", "limit": 50},
+            b"",
+            "55f84ea195d6fe57",
+            "8b8a",
+        ),
+        (
+            "POST",
+            "/api/v4/futures/orders",
+            {},
+            b'{"contract":"BTC_USD","type":"limit","size":100,"price":6800,"time_in_force":"gtc"}',
+            "eae42da914a590dd",
+            "89f0",
+        ),
+    ],
+)
+def test_gates_documented_signature_vectors(
+    method: str, path: str, params: dict[str, object], body: bytes, head: str, tail: str
+) -> None:
+    query = encode_query(params)
+    headers = rest_headers(ApiCredentials("key", "secret"), method, path, query, body, 1541993715)
+    assert headers["SIGN"].startswith(head)
+    assert headers["SIGN"].endswith(tail)
+
+
+def test_the_query_is_sent_encoded_and_signed_decoded_as_gates_sdk_does() -> None:
+    params = {"sub_uid": "a b&c/ü+=%", "limit": 5}
+    wire = encode_query(params)
+    assert wire == "sub_uid=a+b%26c%2F%C3%BC%2B%3D%25&limit=5"
+    # Gate's SDK: sign unquote_plus(urlencode(query)), send urlencode(query).
+    assert signed_query(wire) == "sub_uid=a b&c/ü+=%&limit=5"
+    headers = rest_headers(ApiCredentials("k", SECRET), "GET", "/api/v4/x", wire, b"", 1.0)
+    assert headers["SIGN"] == rest_signature(
+        SECRET, "GET", "/api/v4/x", "sub_uid=a b&c/ü+=%&limit=5", b"", "1"
+    )
+    assert headers["SIGN"] != rest_signature(SECRET, "GET", "/api/v4/x", wire, b"", "1")
+
+
+def test_a_query_with_nothing_to_escape_signs_as_before() -> None:
+    wire = encode_query({"limit": 100, "offset": 0})
+    assert signed_query(wire) == wire == "limit=100&offset=0"

@@ -20,9 +20,10 @@ from collector.gate.broker import BrokerClient
 from collector.gate.errors import AuthError, GateError
 from collector.gate.models import SubAccount
 from collector.gate.signing import ApiCredentials
-from collector.keys import KeyProvisioner, KeyStore, generate_master_key
+from collector.keys import KeyPolicy, KeyProvisioner, KeyStore, generate_master_key
 from collector.sink.request import ping_request
 from collector.snapshots import NotUnifiedError, SnapshotClient
+from collector.supervisor import owns
 
 
 @asynccontextmanager
@@ -143,9 +144,10 @@ async def accounts(config: Path, as_json: bool, provision: bool) -> int:
     async with open_broker(settings) as broker:
         found = [a async for a in broker.list_sub_accounts()]
         if provision and store is not None:
-            report = await KeyProvisioner(broker, store, settings.accounts.key_name).ensure_keys(
-                found
-            )
+            # Only this shard's accounts, by the supervisor's own ownership test.
+            mine = [a for a in found if owns(settings.accounts, a.gate_id)]
+            policy = KeyPolicy.from_settings(settings.accounts, settings.state.path)
+            report = await KeyProvisioner(broker, store, policy).ensure_keys(mine)
             print(
                 f"provisioned: {len(report.created)} created, {len(report.reused)} reused, "
                 f"{len(report.failed)} failed",

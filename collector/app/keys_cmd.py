@@ -45,7 +45,9 @@ def _print_keys(store: KeyStore) -> None:
     print(f"{'USER_ID':<12}  {'KEY':<34}  STORED (UTC)")
     for key in rows:
         stored = (
-            time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(key.created)) if key.created else "-"
+            time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(key.created_at))
+            if key.created_at
+            else "-"
         )
         print(f"{key.user_id:<12}  {key.key:<34}  {stored}")
     print(f"{len(rows)} keys in {store.path}")

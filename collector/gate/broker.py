@@ -24,7 +24,6 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
-from urllib.parse import urlencode
 
 import httpx
 import orjson
@@ -32,7 +31,7 @@ import trio
 from pydantic import BaseModel, ValidationError
 
 from collector.backoff import backoff_delay
-from collector.gate import signing
+from collector.gate import ratelimit, signing
 from collector.gate.errors import (
     BadResponseError,
     ClockSkewError,
@@ -155,10 +154,19 @@ class BrokerClient:
         name: str,
         perms: list[KeyPermission],
         ip_whitelist: list[str] | None = None,
+        *,
+        key_type: int | None = None,
     ) -> CreatedApiKey:
-        """``POST /broker/sub_account_keys``: the only answer that carries the secret."""
+        """``POST /broker/sub_account_keys``: the only answer that carries the secret.
+
+        ``key_type`` is the body's ``type`` (left out when None).
+        """
         spec = KeySpec(
-            user_id=str(user_id), name=name, perms=perms, ip_whitelist=ip_whitelist or []
+            user_id=str(user_id),
+            name=name,
+            perms=perms,
+            ip_whitelist=ip_whitelist or [],
+            type=key_type,
         )
         data = await self._call("POST", "/broker/sub_account_keys", body=spec, idempotent=False)
         return _parse(CreatedApiKey, data)
@@ -321,7 +329,7 @@ class BrokerClient:
     ) -> httpx.Response:
         url = f"{self._base}{path}"
         if params:
-            url += "?" + urlencode(params)
+            url += "?" + signing.encode_query(params)
         request = self._http.build_request(
             method, url, content=content, headers={"Content-Type": "application/json"}
         )
@@ -336,7 +344,7 @@ class BrokerClient:
     def _observe(self, endpoint: str, response: httpx.Response) -> None:
         self._observe_skew(response)
         remain = response.headers.get("X-Gate-RateLimit-Requests-Remain")
-        reset = _reset_time(response.headers.get("X-Gate-RateLimit-Reset-Timestamp"))
+        reset = ratelimit.reset_timestamp(response.headers.get("X-Gate-RateLimit-Reset-Timestamp"))
         if remain is None or not remain.isdigit() or reset is None:
             return
         known = self._limits.get(endpoint)
@@ -383,16 +391,22 @@ class BrokerClient:
             await trio.sleep(min(wait, self._retry.max_rate_limit_wait))
 
     async def _wait_after_429(self, endpoint: str, response: httpx.Response) -> None:
-        reset = _reset_time(response.headers.get("X-Gate-RateLimit-Reset-Timestamp"))
-        retry_after = _retry_after(response.headers.get("Retry-After"))
-        log.warning("rate_limited", endpoint=endpoint, reset=reset, retry_after=retry_after)
-        if reset is not None:
-            # Every task calling this endpoint now waits for the reset, not just this one.
-            self._limits[endpoint] = _Limit(0, reset)
-        if retry_after is not None:
-            await trio.sleep(min(retry_after, self._retry.max_rate_limit_wait))
-        elif reset is None:
-            await trio.sleep(self._retry.base_delay)
+        now = self._wall_clock() + self.clock_skew
+        reset = ratelimit.reset_timestamp(response.headers.get("X-Gate-RateLimit-Reset-Timestamp"))
+        retry = ratelimit.retry_after(response.headers.get("Retry-After"), now)
+        wait = ratelimit.refusal_wait(
+            reset=reset,
+            retry=retry,
+            now=now,
+            jitter=self._rng.random(),
+            cap=self._retry.max_rate_limit_wait,
+        )
+        log.warning(
+            "rate_limited", endpoint=endpoint, reset=reset, retry_after=retry, wait_seconds=wait
+        )
+        # Every task calling this endpoint now waits, not just this one; a reset that
+        # is now or past (Gate's value outside a limit) still waits a window.
+        self._limits[endpoint] = _Limit(0, now + wait)
 
     async def _backoff(self, failures: int, endpoint: str, reason: str) -> None:
         delay = backoff_delay(failures, self._retry.base_delay, self._retry.max_delay, self._rng)
@@ -410,29 +424,6 @@ def _endpoint(method: str, path: str) -> str:
     """``GET /broker/sub_account_keys/{id}``: rate limits are per endpoint, not per id."""
     parts = ["{}" if _ID_SEGMENT.fullmatch(p) else p for p in path.split("/")]
     return f"{method} {'/'.join(parts)}"
-
-
-def _reset_time(value: str | None) -> float | None:
-    """``X-Gate-RateLimit-Reset-Timestamp`` in seconds (Gate sends ms; accept both)."""
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        return None
-    return number / 1000.0 if number > 1e11 else number
-
-
-def _retry_after(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        try:
-            return email.utils.parsedate_to_datetime(value).timestamp() - time.time()
-        except (TypeError, ValueError):
-            return None
 
 
 def _error(response: httpx.Response, endpoint: str) -> GateAPIError:

@@ -7,6 +7,7 @@ the class, so callers can ``except AuthError`` (replace the key, stop) apart fro
 
 from __future__ import annotations
 
+import enum
 from typing import Final
 
 
@@ -99,3 +100,24 @@ def error_for(status: int, label: str, message: str, request: str = "") -> GateA
         else:
             cls = GateAPIError
     return cls(status, label, message, request=request)
+
+
+class Refusal(enum.Enum):
+    """Why Gate refused a key: only ``KEY`` is cured by another key."""
+
+    KEY = "key"  # unknown, expired, deleted or not active yet
+    CLOCK = "clock"  # REQUEST_EXPIRED: fix the time, keep the key
+    IP = "ip"  # not on the key's IP whitelist: fix accounts.key_ip_whitelist
+    PERMISSION = "permission"  # the key lacks a permission: fix accounts.key_permissions
+
+
+def refusal_kind(message: str) -> Refusal:
+    """Classify a refusal by Gate's label or message (REST body or WebSocket error text)."""
+    text = message.upper()
+    if "REQUEST_EXPIRED" in text:
+        return Refusal.CLOCK
+    if "WHITELIST" in text or "IP_FORBIDDEN" in text:
+        return Refusal.IP
+    if "PERMISSION" in text or "READ_ONLY" in text:
+        return Refusal.PERMISSION
+    return Refusal.KEY

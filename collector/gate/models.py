@@ -7,9 +7,25 @@ that names what was missing instead of a ``KeyError`` somewhere later.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
+
+
+def _as_text(value: object) -> object:
+    """Gate sends ids and times as int, number or string: keep them as text."""
+    if isinstance(value, bool):
+        return value  # let pydantic reject it: True is no id
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return value
+
+
+# An id or a time that Gate may send as a number or as a string ("may differ in
+# formats (int64, number or string)"); the models hold it as its decimal text.
+Text = Annotated[str, BeforeValidator(_as_text)]
 
 
 class _Response(BaseModel):
@@ -56,7 +72,7 @@ class SubAccountSpec(_Request):
 class SubAccount(_Response):
     """A managed sub-account; ``gate_id`` is the Gate user id used everywhere else."""
 
-    id: str
+    id: Text
     name: str = ""
     gate_id: int
     status: str = "enabled"
@@ -87,22 +103,37 @@ class KeySpec(_Request):
     name: str
     perms: list[KeyPermission]
     ip_whitelist: list[str] = Field(default_factory=list)
-    type: int = 2
+    type: int | None = None
     user_id: str | None = None
 
 
 class ApiKeyInfo(_Response):
-    """An API key as list/get return it: never with its secret."""
+    """An API key as list/get return it: never with its secret.
 
-    user_id: str = ""
+    ``user_id`` and the times are ints in Gate's SDK and strings in the Broker
+    document: both are read, and held as text.
+    """
+
+    user_id: Text = ""
     name: str = ""
     type: int = 0
     mode: int = 0
+    state: int = 0
     perms: list[KeyPermission] = Field(default_factory=list)
     key: str
     ip_whitelist: list[str] = Field(default_factory=list)
-    created_at: str = ""
-    updated_at: str = ""
+    created_at: Text = ""
+    updated_at: Text = ""
+    last_access: Text = ""
+
+    @property
+    def created_seconds(self) -> float | None:
+        """``created_at`` as Unix seconds (ms accepted); None when unknown."""
+        try:
+            number = float(self.created_at)
+        except ValueError:
+            return None
+        return number / 1000.0 if number > 1e11 else number
 
     @property
     def read_only(self) -> bool:
@@ -134,11 +165,11 @@ class Transfer(_Response):
     """A row of the broker's transfer history."""
 
     currency: str
-    sub_account: str
+    sub_account: Text
     direction: str
-    amount: str
-    uid: str = ""
+    amount: Text
+    uid: Text = ""
     client_order_id: str = ""
-    timest: str = ""
+    timest: Text = ""
     source: str = ""
     sub_account_type: str = ""

@@ -51,13 +51,15 @@ def refusal_wait(
     """Seconds to wait after a 429, never zero and never more than ``cap``.
 
     ``Retry-After`` wins; else the reset if it is in the future; else (no reset,
-    or a reset that is now or past) :data:`MIN_REFUSAL_WAIT`. ``jitter`` in
-    [0, 1) spreads callers over up to a quarter of the wait.
+    or a reset that is now or past) :data:`MIN_REFUSAL_WAIT`, spread by
+    ``jitter`` in [0, 1) over up to a quarter more, so the callers Gate refused
+    together do not all come back in the same instant. A told wait is kept as
+    told: Gate opens the window then, and waiting longer only loses time.
     """
     if retry is not None and retry > 0:
         wait = retry
     elif reset is not None and reset > now:
         wait = reset - now
     else:
-        wait = MIN_REFUSAL_WAIT
-    return min(cap, wait * (1.0 + 0.25 * jitter))
+        wait = MIN_REFUSAL_WAIT * (1.0 + 0.25 * jitter)
+    return min(cap, wait)

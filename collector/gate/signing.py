@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
+from urllib.parse import unquote_plus, urlencode
 
 REST_PREFIX: Final = "/api/v4"
 
@@ -27,13 +29,28 @@ def body_hash(body: bytes) -> str:
     return hashlib.sha512(body).hexdigest()
 
 
+def encode_query(params: Mapping[str, object]) -> str:
+    """The query as it goes on the wire: ``urlencode`` of the parameters, as Gate's SDK sends it."""
+    return urlencode(params)
+
+
+def signed_query(query: str) -> str:
+    """The query as Gate signs it: "without URL encode", i.e. ``unquote_plus`` of the wire form.
+
+    Gate's SDK signs ``unquote_plus(urlencode(query))`` and sends ``urlencode(query)``;
+    Gate decodes what it received and checks the signature over that. Signing the
+    encoded form instead is only right while no value needs escaping.
+    """
+    return unquote_plus(query)
+
+
 def rest_signature(
     secret: str, method: str, path: str, query: str, body: bytes, timestamp: str
 ) -> str:
     """HMAC-SHA512 hex of ``METHOD\\nPATH\\nQUERY\\nsha512(body)\\nTIMESTAMP``.
 
-    ``path`` includes the ``/api/v4`` prefix; ``query`` is the query string exactly
-    as sent (already encoded, no leading ``?``).
+    ``path`` includes the ``/api/v4`` prefix; ``query`` is the query as Gate signs
+    it (:func:`signed_query` of what is sent, no leading ``?``).
     """
     message = f"{method.upper()}\n{path}\n{query}\n{body_hash(body)}\n{timestamp}"
     return hmac.new(secret.encode(), message.encode(), hashlib.sha512).hexdigest()
@@ -42,12 +59,15 @@ def rest_signature(
 def rest_headers(
     creds: ApiCredentials, method: str, path: str, query: str, body: bytes, now: float
 ) -> dict[str, str]:
-    """The ``KEY`` / ``Timestamp`` / ``SIGN`` headers for one REST request."""
+    """The ``KEY`` / ``Timestamp`` / ``SIGN`` headers for one REST request.
+
+    ``query`` is the query exactly as sent (encoded); it is signed decoded, as Gate does.
+    """
     timestamp = str(int(now))
     return {
         "KEY": creds.key,
         "Timestamp": timestamp,
-        "SIGN": rest_signature(creds.secret, method, path, query, body, timestamp),
+        "SIGN": rest_signature(creds.secret, method, path, signed_query(query), body, timestamp),
     }
 
 

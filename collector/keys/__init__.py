@@ -1,6 +1,13 @@
 """Keys: the encrypted store (store.py) and the lifecycle of per-account keys (provision.py)."""
 
-from collector.keys.provision import READ_ONLY_PERMS, KeyProvisioner, ProvisionReport
+from collector.keys.provision import (
+    READ_ONLY_PERMS,
+    KeyPolicy,
+    KeyProvisioner,
+    ProvisionReport,
+    instance_id,
+    owner_name,
+)
 from collector.keys.store import (
     STORE_NAME,
     KeyStore,
@@ -14,6 +21,7 @@ from collector.keys.store import (
 __all__ = [
     "READ_ONLY_PERMS",
     "STORE_NAME",
+    "KeyPolicy",
     "KeyProvisioner",
     "KeyStore",
     "KeyStoreCorrupt",
@@ -22,4 +30,6 @@ __all__ = [
     "ProvisionReport",
     "StoredKey",
     "generate_master_key",
+    "instance_id",
+    "owner_name",
 ]

@@ -1,24 +1,92 @@
-"""The key lifecycle: one read-only key of the collector's own per enabled sub-account."""
+"""The key lifecycle: one read-only key of the collector's own per enabled sub-account.
+
+Rules (DESIGN section 6), each kept here so the supervisor only drives them:
+
+* **Ownership.** A key is named ``<key_name>-<i>of<N>-<instance>``, the instance
+  being a random id kept in ``state.dir``. An instance deletes only keys carrying
+  its own name: never a key of another shard, of another instance of the same
+  shard (another state dir), or of another tool.
+* **Make before break.** A successor key is created and stored first; the old
+  one is deleted only once the successor works (:meth:`KeyProvisioner.retire`).
+* **Activation grace.** Gate's key changes "can take up to 5 minutes to take
+  effect": a refused key younger than the grace is not dead yet.
+* **Rotation.** Keys without an IP binding expire after 90 days on Gate; they are
+  due for a successor after ``accounts.key_rotate_after``.
+"""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+import secrets
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Final
 
 import trio
 
+from collector.config import AccountsSettings
+from collector.fsutil import atomic_write
 from collector.gate.broker import BrokerClient
-from collector.gate.errors import GateAPIError, GateError, NotFoundError
+from collector.gate.errors import GateError, NotFoundError
 from collector.gate.models import KeyPermission, SubAccount
 from collector.keys.store import KeyStore, KeyStoreWriteError, StoredKey
 from collector.logging import get_logger
 
 log = get_logger(__name__)
 
-# Read-only permissions of the keys the collector creates for itself.
+# Read-only permissions of the keys the collector creates for itself by default.
 READ_ONLY_PERMS: Final = ("wallet", "spot", "futures")
+INSTANCE_FILE: Final = "instance-id"
+
+
+def instance_id(state_dir: Path) -> str:
+    """This installation's id (8 hex digits), made once and kept in ``state_dir``."""
+    path = state_dir / INSTANCE_FILE
+    with contextlib.suppress(FileNotFoundError):
+        text = path.read_text().strip()
+        if len(text) == 8 and all(c in "0123456789abcdef" for c in text):
+            return text
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    new = secrets.token_hex(4)
+    atomic_write(path, new.encode() + b"\n", mode=0o644)
+    return new
+
+
+def owner_name(key_name: str, shard: str, instance: str) -> str:
+    """The name that proves a key is this instance's: ``gate-collector-0of2-1a2b3c4d``."""
+    index, count = shard.split("/")
+    return f"{key_name}-{index}of{count}-{instance}"
+
+
+@dataclass(frozen=True)
+class KeyPolicy:
+    """What keys look like and how long they live."""
+
+    name: str = "gate-collector"
+    permissions: tuple[str, ...] = READ_ONLY_PERMS
+    ip_whitelist: tuple[str, ...] = ()
+    key_type: int = 1
+    activation_grace: float = 300.0
+    rotate_after: float = 80 * 86400.0
+
+    @classmethod
+    def from_settings(cls, accounts: AccountsSettings, state_dir: Path) -> KeyPolicy:
+        """The policy of this instance: its key name carries its shard and instance id."""
+        return cls(
+            name=owner_name(accounts.key_name, accounts.shard, instance_id(state_dir)),
+            permissions=tuple(accounts.key_permissions),
+            ip_whitelist=tuple(accounts.key_ip_whitelist),
+            key_type=accounts.key_type,
+            activation_grace=accounts.key_activation_grace,
+            rotate_after=accounts.key_rotate_after,
+        )
+
+    @property
+    def expires(self) -> bool:
+        """Gate expires keys without an IP binding after 90 days."""
+        return not self.ip_whitelist
 
 
 @dataclass
@@ -38,14 +106,20 @@ class KeyProvisioner:
         self,
         client: BrokerClient,
         store: KeyStore,
-        key_name: str = "gate-collector",
+        policy: KeyPolicy | None = None,
         concurrency: int = 8,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._client = client
         self._store = store
-        self._key_name = key_name
+        self.policy = policy or KeyPolicy()
         self._limiter = trio.CapacityLimiter(concurrency)
-        self._perms = [KeyPermission(name=name, read_only=True) for name in READ_ONLY_PERMS]
+        self._perms = [KeyPermission(name=n, read_only=True) for n in self.policy.permissions]
+        self._clock = wall_clock
+        # Keys of an older store carry no creation time: their age counts from here.
+        self._first_seen: dict[str, float] = {}
+        # Keys that have delivered data: Gate activated them, a refusal means dead.
+        self._working: set[str] = set()
         # Why the store cannot be written (None: it can): no key is created meanwhile.
         self._store_down: str | None = None
 
@@ -72,14 +146,15 @@ class KeyProvisioner:
             try:
                 stored = self._store.get(user_id)
                 if stored is None:
-                    await self._create(user_id, cleanup_orphans=True)
+                    await self.create(user_id)
                     report.created.append(user_id)
                 elif verify and not await self._known_to_gate(stored):
-                    await self.replace(user_id, reason="not found on Gate")
+                    await self.create(user_id)
+                    await self.retire(user_id)
                     report.replaced.append(user_id)
                 else:
                     report.reused.append(user_id)
-            except GateAPIError as exc:
+            except GateError as exc:
                 log.error("key_provisioning_failed", account=user_id, error=str(exc))
                 report.failed[user_id] = str(exc)
             except KeyStoreWriteError as exc:
@@ -109,42 +184,98 @@ class KeyProvisioner:
             )
         self._store_down = str(exc)
 
+    async def create(self, user_id: int) -> StoredKey:
+        """Create a key on Gate and store it, replacing the stored one (make before break).
+
+        The key it replaces stays on Gate until :meth:`retire`: a session may still
+        use it. A key of this instance that the store does not know (created by a
+        run that died before storing it, or whose answer was lost) is harmless
+        here and removed by :meth:`retire`.
+        """
+        if self._store_down is not None:  # a key whose secret cannot be kept is churn
+            raise KeyStoreWriteError(self._store_down)
+        created = await self._client.create_key(
+            user_id,
+            self.policy.name,
+            self._perms,
+            list(self.policy.ip_whitelist),
+            key_type=self.policy.key_type,
+        )
+        stored = StoredKey(
+            user_id, created.key, created.secret.get_secret_value(), created_at=self._clock()
+        )
+        try:
+            await self._store.put_async(stored)
+        except KeyStoreWriteError:
+            # Its secret is lost with this process: take it off Gate again (best effort).
+            with contextlib.suppress(GateError):
+                await self._client.delete_key(user_id, created.key)
+            raise
+        log.info("key_created", account=user_id, key=created.key)
+        return stored
+
+    async def retire(self, user_id: int) -> int:
+        """Delete every key of this instance for ``user_id`` except the stored one.
+
+        Only keys carrying this instance's name are touched; returns how many went.
+        """
+        stored = self._store.get(user_id)
+        keep = stored.key if stored is not None else None
+        doomed = [
+            info.key
+            async for info in self._client.list_keys(user_id)
+            if info.name == self.policy.name and info.key != keep
+        ]
+        for key in doomed:
+            with contextlib.suppress(NotFoundError):
+                await self._client.delete_key(user_id, key)
+            log.info("key_deleted", account=user_id, key=key)
+        return len(doomed)
+
     async def replace(self, user_id: int, reason: str) -> StoredKey:
-        """Delete the stored key of ``user_id`` on Gate (if it is there) and create another."""
-        old = self._store.get(user_id)
+        """A successor for the stored key, then the old one deleted (used by ``--verify``)."""
         log.warning("key_replace", account=user_id, reason=reason)
-        if old is not None:
-            await self._delete_quietly(user_id, old.key)
-            await self._store.forget_async(user_id)
-        return await self._create(user_id, cleanup_orphans=False)
+        new = await self.create(user_id)
+        await self.retire(user_id)
+        return new
+
+    def age(self, stored: StoredKey) -> float:
+        """Seconds since ``stored`` was created (since first seen, for keys of older stores)."""
+        created = stored.created_at or self._first_seen.setdefault(stored.key, self._clock())
+        return max(0.0, self._clock() - created)
+
+    def mark_working(self, key: str) -> None:
+        """``key`` has delivered data: Gate has activated it."""
+        self._working.add(key)
+
+    def in_grace(self, stored: StoredKey) -> bool:
+        """True while Gate may still be activating ``stored``: a refusal is not final.
+
+        Only a new key that has never worked gets the grace; a key that delivered
+        data and is then refused was revoked or expired.
+        """
+        return (
+            stored.key not in self._working
+            and (stored.created_at or 0.0) > 0
+            and self.age(stored) < self.policy.activation_grace
+        )
+
+    def rotation_due_in(self, stored: StoredKey) -> float | None:
+        """Seconds until ``stored`` needs a successor; None when it never expires."""
+        if not self.policy.expires:
+            return None
+        return max(0.0, self.policy.rotate_after - self.age(stored))
+
+    async def exists_on_gate(self, stored: StoredKey) -> bool:
+        """Whether Gate still has ``stored`` (False once it was deleted or revoked)."""
+        try:
+            await self._client.get_key(stored.user_id, stored.key)
+        except NotFoundError:
+            return False
+        return True
 
     async def _known_to_gate(self, stored: StoredKey) -> bool:
         async for info in self._client.list_keys(stored.user_id):
             if info.key == stored.key:
                 return True
         return False
-
-    async def _create(self, user_id: int, cleanup_orphans: bool) -> StoredKey:
-        if cleanup_orphans:
-            # A key of ours that the store does not know was created by a run that
-            # died before storing it: its secret is lost, so it is of no use.
-            async for info in self._client.list_keys(user_id):
-                if info.name == self._key_name:
-                    await self._delete_quietly(user_id, info.key)
-        if self._store_down is not None:  # a key whose secret cannot be kept is churn
-            raise KeyStoreWriteError(self._store_down)
-        created = await self._client.create_key(user_id, self._key_name, self._perms)
-        stored = StoredKey(user_id, created.key, created.secret.get_secret_value())
-        try:
-            await self._store.put_async(stored)
-        except KeyStoreWriteError:
-            # Its secret is lost with this process: take it off Gate again (best effort).
-            with contextlib.suppress(GateError):
-                await self._delete_quietly(user_id, created.key)
-            raise
-        log.info("key_created", account=user_id, key=created.key)
-        return stored
-
-    async def _delete_quietly(self, user_id: int, key: str) -> None:
-        with contextlib.suppress(NotFoundError):
-            await self._client.delete_key(user_id, key)

@@ -91,12 +91,12 @@ def write_failure(path: Path, exc: OSError) -> KeyStoreWriteError:
 
 @dataclass(frozen=True)
 class StoredKey:
-    """A key the collector created for one sub-account (``created``: unix seconds)."""
+    """A key the collector created for one sub-account (``created_at``: unix seconds)."""
 
     user_id: int
     key: str
     secret: str = field(repr=False)
-    created: float | None = field(default=None, compare=False)
+    created_at: float | None = field(default=None, compare=False)
 
     @property
     def credentials(self) -> ApiCredentials:
@@ -230,8 +230,8 @@ class KeyStore:
 
     def put(self, stored: StoredKey) -> None:
         """Remember ``stored`` durably before returning; KeyStoreWriteError if it cannot be."""
-        if stored.created is None:
-            stored = replace(stored, created=time.time())
+        if stored.created_at is None:
+            stored = replace(stored, created_at=time.time())
         row = self._row(stored)
         self._locked_write(lambda: self._commit(stored.user_id, stored, row))
 
@@ -295,8 +295,8 @@ class KeyStore:
     def _row(self, stored: StoredKey) -> bytes:
         token = self._fernet.encrypt(stored.secret.encode()).decode()
         entry: dict[str, Any] = {"user_id": stored.user_id, "key": stored.key, "secret": token}
-        if stored.created is not None:
-            entry["created"] = int(stored.created)
+        if stored.created_at is not None:
+            entry["created"] = stored.created_at
         return orjson.dumps(entry) + b"\n"
 
     def _apply(self, user_id: int, stored: StoredKey | None, row: bytes | None) -> None:

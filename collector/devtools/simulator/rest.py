@@ -12,6 +12,7 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
+from urllib.parse import parse_qsl
 
 import orjson
 
@@ -51,8 +52,7 @@ def _require(body: dict[str, Any], *names: str) -> None:
 
 
 def _query(request: HttpRequest) -> dict[str, str]:
-    pairs = (p.partition("=") for p in request.query.split("&") if p)
-    return {k: v for k, _, v in pairs}
+    return dict(parse_qsl(request.query, keep_blank_values=True))
 
 
 def _page(rows: list[Any], request: HttpRequest) -> list[Any]:
@@ -143,6 +143,8 @@ def set_status(status: str) -> Route:
 
 def create_key(state: BrokerState, req: HttpRequest, _args: list[str]) -> Any:
     body = _json(req)
+    if isinstance(body.get("user_id"), int):  # the SDK types it as int
+        body["user_id"] = str(body["user_id"])
     _require(body, "user_id")
     user_id = _account(state, body["user_id"])
     perms = body.get("perms", [])
@@ -150,8 +152,11 @@ def create_key(state: BrokerState, req: HttpRequest, _args: list[str]) -> Any:
         isinstance(p, dict) and isinstance(p.get("name"), str) for p in perms
     ):
         raise SimError(400, "INVALID_PARAM_VALUE", "perms must be a list of {name, read_only}")
+    key_type = body.get("type", 1)
+    if key_type not in (1, 2, 3):
+        raise SimError(400, "INVALID_PARAM_VALUE", f"type must be 1, 2 or 3, got {key_type!r}")
     key = state.create_key(
-        user_id, str(body.get("name", "")), perms, list(body.get("ip_whitelist", []))
+        user_id, str(body.get("name", "")), perms, list(body.get("ip_whitelist", [])), key_type
     )
     return (201, {**key.as_json(), "secret": key.secret})
 
@@ -182,7 +187,7 @@ def update_key(state: BrokerState, req: HttpRequest, args: list[str]) -> Any:
 
 
 def delete_key(state: BrokerState, _req: HttpRequest, args: list[str]) -> Any:
-    state.keys.pop(_key(state, args).key)
+    state.delete_key(_key(state, args).key)
     return (204, None)
 
 
@@ -318,7 +323,7 @@ class RestApi:
         suffix = f" {user}" if user is not None else ""
         limit_headers = self._rate_limit(f"{request.method} {name}{suffix}")
         self.state.calls[f"{request.method} {name}"] += 1
-        fault = self.state.take_fault(path)
+        fault = self.state.take_fault(path, request.method)
         if fault is not None and not fault.drop_response:
             raise SimError(fault.status, fault.label, "injected fault")
         result = route(self.state, request, args)
@@ -372,7 +377,7 @@ class RestApi:
             secret,
             request.method,
             request.path,
-            request.query,
+            signing.signed_query(request.query),  # Gate checks the query decoded
             request.body,
             stamp,
         )
@@ -392,6 +397,8 @@ class RestApi:
         }
         if window.used >= self.state.rate_limit:
             headers["X-Gate-RateLimit-Requests-Remain"] = "0"
+            if self.state.rate_reset_now:  # Gate's "just the current timestamp", in s
+                headers["X-Gate-RateLimit-Reset-Timestamp"] = str(int(now))
             raise _RateLimited(headers)
         window.used += 1
         headers["X-Gate-RateLimit-Requests-Remain"] = str(self.state.rate_limit - window.used)

@@ -116,19 +116,25 @@ class SimKey:
     perms: list[dict[str, Any]]
     ip_whitelist: list[str]
     created_at: int
+    # Gate's clock time from which the key is accepted ("up to 5 minutes").
+    active_at: float = 0.0
+    type: int = 1
+    last_access: int = 0
 
     def as_json(self) -> dict[str, Any]:
-        """The key without its secret, as list/get answer it."""
+        """The key without its secret, typed as Gate's SDK types it (ints, not strings)."""
         return {
-            "user_id": str(self.user_id),
+            "user_id": self.user_id,
             "name": self.name,
-            "type": 2,
+            "type": self.type,
             "mode": 1,
             "perms": self.perms,
             "key": self.key,
             "ip_whitelist": self.ip_whitelist,
-            "created_at": str(self.created_at),
-            "updated_at": str(self.created_at),
+            "state": 1,
+            "created_at": self.created_at,
+            "updated_at": self.created_at,
+            "last_access": self.last_access,
         }
 
 
@@ -142,6 +148,8 @@ class Fault:
     label: str = "TOO_BUSY"
     # True: do the work, then drop the connection without an answer.
     drop_response: bool = False
+    # Only requests of this method ("": any).
+    method: str = ""
 
 
 @dataclass
@@ -186,6 +194,18 @@ class BrokerState:
     burst_finished: float | None = None
     burst_sent: int = 0
     ws_events: Counter[str] = field(default_factory=Counter)
+    # Keys: a new key is refused for this long; keys without an IP binding expire
+    # after key_lifetime (Gate: 90 days); a key lacking a permission named here is
+    # refused on the WebSocket.
+    key_activation_delay: float = 0.0
+    key_lifetime: float | None = None
+    required_perms: frozenset[str] = frozenset()
+    # Deletions per key id, and those of a key a subscription was using right then.
+    deleted: Counter[str] = field(default_factory=Counter)
+    deleted_in_use: Counter[str] = field(default_factory=Counter)
+    keys_in_use: Counter[str] = field(default_factory=Counter)
+    # 429 answers carry a reset of "now" in seconds (Gate outside a window), not ms.
+    rate_reset_now: bool = False
 
     def now(self) -> float:
         """Gate's idea of the current time."""
@@ -212,9 +232,15 @@ class BrokerState:
         ]
 
     def create_key(
-        self, user_id: int, name: str, perms: list[dict[str, Any]], ip_whitelist: list[str]
+        self,
+        user_id: int,
+        name: str,
+        perms: list[dict[str, Any]],
+        ip_whitelist: list[str],
+        key_type: int = 1,
     ) -> SimKey:
         """A new key for ``user_id`` (the caller checked the account exists)."""
+        now = self.now()
         key = SimKey(
             user_id=user_id,
             key=secrets.token_hex(16),
@@ -222,7 +248,9 @@ class BrokerState:
             name=name,
             perms=perms,
             ip_whitelist=ip_whitelist,
-            created_at=int(self.now()),
+            created_at=int(now),
+            active_at=now + self.key_activation_delay,
+            type=key_type,
         )
         self.keys[key.key] = key
         self.calls["keys_created"] += 1
@@ -236,9 +264,37 @@ class BrokerState:
         """Delete a key behind the collector's back (as an operator would on Gate's site)."""
         self.keys.pop(key, None)
 
-    def take_fault(self, path: str) -> Fault | None:
-        """The first armed fault matching ``path``, consuming one of its uses."""
+    def delete_key(self, key: str) -> None:
+        """Delete a key through the API, counting it (and whether a session was using it)."""
+        self.keys.pop(key, None)
+        self.deleted[key] += 1
+        if self.keys_in_use[key] > 0:
+            self.deleted_in_use[key] += 1
+
+    def key_refusal(self, key: SimKey, peer: str | None) -> str | None:
+        """Why Gate would refuse ``key`` used from ``peer`` now (an auth error text), or None."""
+        now = self.now()
+        if now < key.active_at:
+            return '{"label":"INVALID_KEY","message":"Invalid key provided"}'
+        if (
+            self.key_lifetime is not None
+            and not key.ip_whitelist
+            and now >= key.created_at + self.key_lifetime
+        ):
+            return '{"label":"INVALID_KEY","message":"API key expired"}'
+        if key.ip_whitelist and peer not in key.ip_whitelist:
+            return f'{{"label":"FORBIDDEN","message":"Request IP not in whitelist: {peer}"}}'
+        granted = {str(p.get("name")) for p in key.perms}
+        missing = sorted(self.required_perms - granted)
+        if missing:
+            return f'{{"label":"FORBIDDEN","message":"API key lacks the permission {missing[0]}"}}'
+        return None
+
+    def take_fault(self, path: str, method: str = "") -> Fault | None:
+        """The first armed fault matching ``path`` (and method), consuming one of its uses."""
         for fault in self.faults:
+            if fault.method and method and fault.method != method:
+                continue
             if fault.count > 0 and path.startswith(fault.path_prefix):
                 fault.count -= 1
                 return fault

@@ -117,6 +117,9 @@ class _Connection:
         account = self.state.accounts.get(key.user_id)
         if account is None or account.status != "enabled":
             raise _Refused(4, "INVALID_KEY: the account is disabled")
+        refusal = self.state.key_refusal(key, self._peer())
+        if refusal is not None:
+            raise _Refused(4, refusal)
         sent = message.get("time")
         if type(sent) is not int or abs(self.state.now() - sent) > TIME_WINDOW:
             raise _Refused(2, "REQUEST_EXPIRED: time is out of the 60s window")
@@ -124,6 +127,10 @@ class _Connection:
         if not signing.signatures_match(expected, str(auth.get("SIGN"))):
             raise _Refused(4, "INVALID_SIGNATURE: signature mismatch")
         return account
+
+    def _peer(self) -> str | None:
+        remote = self.ws.remote
+        return None if isinstance(remote, str) else str(remote.address)
 
     def _start_pusher(
         self, account: SimSubAccount, channel: str, payload: list[str], key: str
@@ -144,11 +151,13 @@ class _Connection:
         key: str,
     ) -> None:
         self.state.active[account.gate_id] += 1
+        self.state.keys_in_use[key] += 1
         try:
             with scope:
                 await self._push_loop(account, channel, payload, key)
         finally:
             self.state.active[account.gate_id] -= 1
+            self.state.keys_in_use[key] -= 1
 
     async def _push_loop(
         self, account: SimSubAccount, channel: str, payload: list[str], key: str
@@ -161,7 +170,12 @@ class _Connection:
         sent_version = account.version  # a subscribe delivers no state by itself
         while True:
             await trio.sleep(self.state.push_interval)
-            if key not in self.state.keys or account.status != "enabled":
+            known = self.state.keys.get(key)
+            if (
+                known is None
+                or account.status != "enabled"
+                or self.state.key_refusal(known, self._peer()) is not None
+            ):
                 await self.ws.aclose(code=1008, reason="key revoked or account disabled")
                 return
             if account.ws_faults and await self._play_fault(account, channel):
