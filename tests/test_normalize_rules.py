@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from collector.gate.protocol import ASSET_DETAIL, ASSETS, Update
+from collector.gate.sequence import Gap
 from collector.points import schema
 from collector.points.lineproto import FloatText
 from collector.points.normalize import Normalizer
@@ -70,3 +71,29 @@ def test_assets_values_that_are_numbers_not_strings_are_kept() -> None:
         "u": 5,
         "refresh_time": 7,
     }
+
+
+def test_u_equal_to_the_account_is_its_identity_and_another_account_is_rejected() -> None:
+    norm = Normalizer(ACCOUNT, "x")
+    for _ in range(2):
+        out = norm.normalize(detail(ACCOUNT, {"BTC": {"a": "1"}}))
+        assert (out.gaps, out.rejected, len(out.points)) == ([], None, 1)
+    out = norm.normalize(detail(ACCOUNT + 1, {"BTC": {"a": "1"}}))
+    assert out.points == []
+    assert out.rejected == (
+        "u=100002 on unified.asset_detail is not account 100001: the key belongs to another account"
+    )
+
+
+def test_an_update_without_any_time_is_rejected_with_the_reason() -> None:
+    update = Update(ASSETS, [{"u": 1, "r": "1"}], None, None)
+    out = Normalizer(ACCOUNT, "x").normalize(update)
+    assert (out.points, out.rejected) == ([], "no time_ms, t or time to stamp the point with")
+
+
+def test_a_gap_is_reported_with_its_point() -> None:
+    norm = Normalizer(ACCOUNT, "x")
+    norm.normalize(detail(10, {"BTC": {"a": "1"}}))
+    out = norm.normalize(detail(13, {"BTC": {"a": "2"}}))
+    assert out.gaps == [Gap(ASSET_DETAIL, "sequence", 11, 13, 2)]
+    assert out.resubscribe
