@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -48,6 +49,8 @@ def simulator(tmp_path: Path) -> Iterator[RunningSimulator]:
     )
     try:
         assert process.stdout is not None
+        readable, _, _ = select.select([process.stdout], [], [], 30)
+        assert readable, "the simulator did not print its URLs within 30 s"
         ready = json.loads(process.stdout.readline())
         assert ready["ws_url"].startswith("ws://127.0.0.1:")
         yield RunningSimulator(ready["rest_url"], creds)

@@ -113,3 +113,9 @@ def test_the_message_names_status_label_request_and_gates_words() -> None:
 def test_without_a_request_the_message_leaves_it_out() -> None:
     assert str(error_for(503, "TOO_BUSY", "busy")) == "Gate answered 503 TOO_BUSY: busy"
     assert error_for(503, "TOO_BUSY", "busy").request == ""
+
+
+def test_an_error_made_directly_has_no_request() -> None:
+    error = GateAPIError(500, "X", "m")
+    assert error.request == ""
+    assert str(error) == "Gate answered 500 X: m"

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 
+import orjson
 import pytest
 
 from collector.gate import protocol
 from collector.gate.protocol import ErrorKind, classify, is_clock_error
+from collector.gate.signing import ApiCredentials, ws_signature
 
 AUTH, ARGUMENT, SERVER = ErrorKind.AUTH, ErrorKind.ARGUMENT, ErrorKind.SERVER
 
@@ -77,3 +79,62 @@ def test_an_error_code_that_is_not_an_int_is_none() -> None:
         {"channel": protocol.ASSETS, "event": "subscribe", "error": {"code": "4", "message": "x"}}
     )
     assert protocol.parse(raw) == protocol.Error(protocol.ASSETS, "subscribe", None, "x", SERVER)
+
+
+def test_unsubscribe_is_signed_over_its_own_channel_payload_and_time() -> None:
+    creds = ApiCredentials("key-1", "secret-1")
+    request = orjson.loads(protocol.unsubscribe(protocol.ASSET_DETAIL, ["BTC"], 1716796362, creds))
+    assert request == {
+        "time": 1716796362,
+        "channel": protocol.ASSET_DETAIL,
+        "event": "unsubscribe",
+        "payload": ["BTC"],
+        "auth": {
+            "method": "api_key",
+            "KEY": "key-1",
+            "SIGN": ws_signature("secret-1", protocol.ASSET_DETAIL, "unsubscribe", 1716796362),
+        },
+    }
+
+
+def _frame(**body: object) -> str:
+    return json.dumps(body)
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (_frame(channel=protocol.ASSETS, event="update", error="bad"), "error is not an object"),
+        (
+            _frame(channel=protocol.ASSETS, event="update", result=[{}, 3]),
+            "result is not an object or an array of objects",
+        ),
+        (
+            _frame(channel=protocol.ASSET_DETAIL, event="update", result={"dts": [1]}),
+            "dts is not an object",
+        ),
+        ("x" * 300, "not JSON"),
+        (_frame(channel="spot.balances", event="update"), "unknown channel 'spot.balances'"),
+        (_frame(channel=protocol.ASSETS, event="frobnicate"), "unknown event 'frobnicate'"),
+    ],
+)
+def test_an_invalid_frame_says_exactly_why_and_shows_its_start(raw: str, reason: str) -> None:
+    assert protocol.parse(raw) == protocol.Invalid(reason, raw[:200])
+
+
+def test_an_invalid_binary_frame_shows_its_start_as_text() -> None:
+    raw = b"\xff" + b"y" * 300
+    assert protocol.parse(raw) == protocol.Invalid("not JSON", ("\ufffd" + "y" * 300)[:200])
+
+
+def test_an_update_keeps_its_channel_time_and_time_ms() -> None:
+    raw = _frame(
+        time=1716796362,
+        time_ms=1716796362915,
+        channel=protocol.ASSET_DETAIL,
+        event="update",
+        result={"u": 1, "dts": {}},
+    )
+    assert protocol.parse(raw) == protocol.Update(
+        protocol.ASSET_DETAIL, [{"u": 1, "dts": {}}], 1716796362, 1716796362915
+    )

@@ -21,6 +21,8 @@ NOW = 1_716_796_362.0
         ("100000000000", 100000000000.0),  # exactly the threshold: still seconds
         ("100000000001", 100000000.001),  # just past it: milliseconds
         ("1.5", 1.5),
+        ("1", 1.0),
+        ("0.5", 0.5),
         (None, None),
         ("", None),
         ("soon", None),
@@ -75,6 +77,8 @@ def test_retry_after_a_past_http_date_is_zero() -> None:
         (NOW - 5, None, MIN_REFUSAL_WAIT),  # a reset in the past
         (None, None, MIN_REFUSAL_WAIT),
         (None, 0.0, MIN_REFUSAL_WAIT),
+        (None, 1.0, 1.0),  # a short Retry-After is believed
+        (None, 0.5, 0.5),
     ],
 )
 def test_refusal_wait_without_jitter(reset: float | None, retry: float | None, wait: float) -> None:

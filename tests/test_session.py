@@ -6,6 +6,7 @@ for anything about time (a 45 s watchdog passes instantly), no real sleeps.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ import trio.testing
 import trustme
 from structlog.testing import capture_logs
 
+from collector.backoff import backoff_delay
 from collector.config import GateSettings
 from collector.devtools.simulator import Simulator
 from collector.devtools.simulator.state import WsFault
@@ -71,6 +73,7 @@ async def start(
         wall_clock=wall_clock,
         other_accounts=other_accounts,
         on_resync=lambda _account, reason: run.resyncs.append(reason),
+        rng=random.Random(account),  # backoff jitter: the same run every time
     )
     run = Run(session)
 
@@ -177,8 +180,9 @@ async def test_silence_triggers_the_watchdog(
     await trio.sleep(2.5)
     sim.state.accounts[ACCOUNT].ws_faults.append(WsFault("silence", seconds=1000))
     silent_from = trio.current_time()
-    while run.session.stats.reconnects == 0:
-        await trio.sleep(1)
+    with trio.fail_after(120):
+        while run.session.stats.reconnects == 0:
+            await trio.sleep(1)
     waited = trio.current_time() - silent_from
     assert 44 <= waited <= 48
     before = len(run.points)
@@ -326,11 +330,12 @@ async def test_unreachable_gate_backs_off_exponentially(
         send,
         timing=TIMING,
         wall_clock=wall_clock,
+        rng=random.Random(7),
     )
     with trio.move_on_after(60):
         await session.run()
     # 0.5-1, 1-2, 2-4, then 4-8 s each: about 10 attempts in a minute, not thousands.
-    assert 6 <= session.stats.reconnects <= 16
+    assert session.stats.reconnects == attempts_within(60, TIMING, random.Random(7))
     assert not session.stats.connected
 
 
@@ -417,6 +422,15 @@ async def mute_gate(nursery: trio.Nursery) -> str:
     return f"ws://127.0.0.1:{listeners[0].socket.getsockname()[1]}/v4/ws/unified"
 
 
+def attempts_within(seconds: float, timing: SessionTiming, rng: random.Random) -> int:
+    """Connection attempts that fail at once and back off with ``rng``, in ``seconds``."""
+    attempts, elapsed = 0, 0.0
+    while elapsed < seconds:
+        attempts += 1
+        elapsed += backoff_delay(attempts, timing.backoff_base, timing.backoff_max, rng)
+    return attempts
+
+
 def unanswered_session(
     url: str, wall_clock: Callable[[], float], account: int = ACCOUNT, **kwargs: Any
 ) -> AccountSession:
@@ -436,11 +450,15 @@ async def test_a_handshake_that_never_completes_times_out_and_retries(
     mute_gate: str, autojump_clock: trio.testing.MockClock, wall_clock: Callable[[], float]
 ) -> None:
     timing = SessionTiming(connect_timeout=5, backoff_base=1, backoff_max=2)
-    session = unanswered_session(mute_gate, wall_clock, timing=timing)
+    session = unanswered_session(mute_gate, wall_clock, timing=timing, rng=random.Random(7))
     with trio.move_on_after(60):
         await session.run()
     # Each attempt gives up after 5 s, waits 0.5-2 s, tries again: not stuck on the first.
-    assert 7 <= session.stats.reconnects <= 12
+    rng, attempts, elapsed = random.Random(7), 0, 5.0
+    while elapsed < 60:
+        attempts += 1
+        elapsed += backoff_delay(attempts, 1, 2, rng) + 5
+    assert session.stats.reconnects == attempts
 
 
 async def test_sessions_sharing_a_connect_limiter_handshake_one_at_a_time(
