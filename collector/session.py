@@ -135,7 +135,17 @@ class AccountSession:
         self._normalizer = Normalizer(account, label, other_accounts)
         self._log = log.bind(account=account)
         self._close_reason: str | AuthenticationFailed | None = None
+        self._currencies_changed = trio.Event()
         self.stats = SessionStats()
+
+    def change_currencies(self, gate: GateSettings) -> None:
+        """SIGHUP: subscribe ``asset_detail`` again with ``gate.currencies``.
+
+        The live connection is kept and read all along (a reconnect would lose
+        the frames in flight); a later connection subscribes with them anyway.
+        """
+        self._gate = gate
+        self._currencies_changed.set()
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -214,6 +224,7 @@ class AccountSession:
                 return
         nursery.start_soon(self._pinger, ws)
         nursery.start_soon(self._watchdog, nursery.cancel_scope)
+        nursery.start_soon(self._resubscriber, ws)
         await self._read(ws)
 
     async def _close(self, ws: WebSocketConnection) -> None:
@@ -247,6 +258,22 @@ class AccountSession:
             await trio.sleep(self._timing.ping_interval)
             if not await self._send(ws, protocol.ping(int(self._wall_clock()))):
                 return
+
+    async def _resubscriber(self, ws: WebSocketConnection) -> None:
+        subscribed = list(self._gate.currencies)
+        while True:
+            self._currencies_changed = trio.Event()
+            await self._currencies_changed.wait()
+            now = int(self._wall_clock())
+            leave = protocol.request(
+                protocol.ASSET_DETAIL, "unsubscribe", subscribed, now, self._creds
+            )
+            if not await self._send(ws, leave):
+                return
+            subscribed = list(self._gate.currencies)
+            if not await self._send(ws, self._subscribe(protocol.ASSET_DETAIL)):
+                return
+            self._log.info("resubscribed", channel=protocol.ASSET_DETAIL, currencies=subscribed)
 
     async def _watchdog(self, scope: trio.CancelScope) -> None:
         timeout = self._timing.frame_timeout

@@ -62,6 +62,7 @@ class _Slot:
     stats: SessionStats
     local_address: str | None
     replacements: int = 0
+    session: AccountSession | None = None  # the running one, for a SIGHUP
 
 
 @dataclass
@@ -171,6 +172,27 @@ class Supervisor:
             if account_id not in report.failed:
                 self._start(wanted[account_id])
 
+    def reload(self, settings: Settings) -> None:
+        """SIGHUP: new settings; sessions follow what they use.
+
+        New currencies: each session subscribes again on its live connection. A
+        new ``ws_url``: each session closes politely (unsubscribe, close) and
+        connects to it; its counters carry over.
+        """
+        old_gate, self._settings = self._settings.gate, settings
+        if settings.gate.currencies != old_gate.currencies:
+            for slot in self._slots.values():
+                if slot.session is not None:
+                    slot.session.change_currencies(settings.gate)
+        if settings.gate.ws_url == old_gate.ws_url or self._nursery is None:
+            return
+        for account_id, old in list(self._slots.items()):
+            old.scope.cancel()
+            slot = _Slot(old.account, trio.CancelScope(), old.stats, old.local_address)
+            self._slots[account_id] = slot
+            self._nursery.start_soon(self._run_slot, slot)
+        log.info("sessions_restarted", sessions=len(self._slots), reason="configuration reloaded")
+
     # -- capacity and addresses ---------------------------------------------------------
 
     def _addresses(self) -> list[str | None]:
@@ -229,7 +251,8 @@ class Supervisor:
         with slot.scope:
             while True:
                 try:
-                    await self._session(slot).run()
+                    slot.session = self._session(slot)
+                    await slot.session.run()
                 except AuthenticationFailed as exc:
                     if not await self._recover_key(slot, exc):
                         return

@@ -166,3 +166,62 @@ def test_genkey_prints_a_usable_master_key(tmp_path: Path) -> None:
     from collector.keys import KeyStore
 
     assert len(KeyStore.open(tmp_path, result.stdout.strip())) == 0
+
+
+def test_version_prints_name_and_package_version() -> None:
+    from importlib import metadata
+
+    result = run(["--version"])
+    assert result.returncode == 0
+    assert result.stdout == f"gate-collector {metadata.version('gate-collector')}\n"
+
+
+def test_every_option_of_every_command_has_help_text() -> None:
+    import argparse
+
+    from collector.app.cli import _parser
+
+    parser = _parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    missing = [
+        f"{name} {action.option_strings or action.dest}"
+        for name, command in [("", parser), *sub.choices.items()]
+        for action in command._actions
+        if not action.help and not isinstance(action, argparse._SubParsersAction)
+    ]
+    assert missing == []
+    assert len(sub.choices) == 6
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--log-level", "debug", "--config", "C", "check"],
+        ["check", "--log-level", "debug", "--config", "C"],
+        ["--config", "C", "check", "--log-level", "debug"],
+    ],
+)
+def test_global_options_go_before_or_after_the_command(args: list[str]) -> None:
+    from collector.app.cli import _parser
+
+    parsed = _parser().parse_args(args)
+    assert (parsed.command, parsed.log_level, str(parsed.config)) == ("check", "debug", "C")
+
+
+def test_log_level_after_the_command_is_accepted(tmp_path: Path) -> None:
+    config = config_file(tmp_path, "http://127.0.0.1:1/api/v4", "http://127.0.0.1:1")
+    # A missing broker key is an error: at level "error" it is still said, and
+    # the same command with "--log-level" after "check" is accepted, not refused.
+    result = run(["check", "--config", str(config), "--log-level", "error"])
+    assert result.returncode == 2, result.stderr
+    assert "unrecognized arguments" not in result.stderr
+    assert "GATE_API_KEY" in result.stderr
+
+
+def test_a_command_that_needs_the_config_says_so(tmp_path: Path) -> None:
+    result = run(["check"])
+    assert result.returncode == 2
+    assert (
+        result.stderr
+        == "gate-collector: `gate-collector check` needs --config PATH (the TOML file)\n"
+    )

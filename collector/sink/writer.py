@@ -132,7 +132,25 @@ class Sink:
         self._queued_points = 0
         self._inflight: list[str] | None = None
         self._work = trio.Event()
+        self._settled = trio.Event()  # set (and replaced) whenever a batch is settled
         self.stats = SinkStats()
+
+    async def retarget(self, settings: InfluxSettings) -> None:
+        """SIGHUP: write what is buffered to the old target (within the shutdown
+        timeout), then send everything after it to ``settings``' target."""
+        self._cut()
+        with trio.move_on_after(self._shutdown_timeout):
+            while self._queue or self._inflight is not None:
+                await self._settled.wait()
+        self._settings = settings
+        self._url, self._params, self._headers = write_request(settings)
+        auth = settings.username, settings.password
+        self._auth = (
+            httpx.BasicAuth(auth[0], auth[1].get_secret_value())
+            if settings.api == "v1" and auth[0] and auth[1] is not None
+            else None
+        )
+        log.info("influx_target", url=self._url, params=self._params)
 
     # -- intake --------------------------------------------------------------
 
@@ -260,6 +278,8 @@ class Sink:
         # and sent again later is not counted twice.
         self.stats.points_written += settled.written
         self.stats.points_rejected += settled.rejected
+        self._settled.set()
+        self._settled = trio.Event()
 
     async def _write(self, lines: list[str]) -> _Settled:
         """Deliver ``lines`` under the response policy; returns once they are settled."""

@@ -118,6 +118,8 @@ class BrokerState:
     # Added to the clock: a positive value is a Gate whose clock runs ahead of ours.
     skew: float = 0.0
     calls: Counter[str] = field(default_factory=Counter)
+    # Fault: /broker/sub_accounts answers the first page whatever the offset.
+    repeat_first_page: bool = False
     next_gate_id: int = 100_001
     # WebSocket side
     push_interval: float = 1.0
