@@ -18,7 +18,7 @@ from pathlib import Path
 import trio
 
 from collector import logging
-from collector.app import commands, demo
+from collector.app import check, commands, demo
 from collector.app.daemon import run_daemon
 from collector.app.failures import exit_code_for
 from collector.config import ConfigError, load_settings
@@ -165,7 +165,7 @@ async def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "check":
         assert config is not None
-        return await commands.check(config)
+        return await check.check(config)
     if args.command == "accounts":
         assert config is not None
         return await commands.accounts(config, as_json=args.json, provision=args.provision)
