@@ -40,6 +40,8 @@ log = get_logger(__name__)
 REPLACE_BACKOFF: Final = (5.0, 900.0)
 CRASH_BACKOFF: Final = (1.0, 300.0)
 STATUS_INTERVAL: Final = 5.0
+# Start time asked of systemd at a time (EXTEND_TIMEOUT_USEC), renewed until ready.
+START_EXTENSION: Final = 90.0
 # TLS + WebSocket handshakes in flight at once. Starting thousands of sessions at
 # once would make every handshake slow, time out and retry: a storm, not a start.
 CONNECT_CONCURRENCY: Final = 64
@@ -118,6 +120,7 @@ class Supervisor:
             raise StartupError(f"cannot list sub-accounts at start: {exc}") from None
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            nursery.start_soon(self._extend_start_timeout)
             await self._reconcile(accounts)
             self._notifier.ready(self.status_line())
             self.ready.set()
@@ -131,6 +134,16 @@ class Supervisor:
                     log.error("discovery_failed", error=str(exc), hint="retrying at next refresh")
                     continue
                 await self._reconcile(accounts)
+
+    async def _extend_start_timeout(self) -> None:
+        """Until ready: ask systemd for more start time (provisioning 10,000 keys takes
+        minutes at Gate's rate limits, more than any fixed TimeoutStartSec)."""
+        while not self.ready.is_set():
+            self._notifier.extend_timeout(
+                START_EXTENSION, f"starting: {len(self._slots)} sessions, provisioning keys"
+            )
+            with trio.move_on_after(START_EXTENSION / 3):
+                await self.ready.wait()
 
     async def _heartbeat(self) -> None:
         interval = min(STATUS_INTERVAL, self._notifier.watchdog_interval or STATUS_INTERVAL)

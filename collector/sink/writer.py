@@ -288,6 +288,10 @@ class Sink:
             response = await self._post(lines)
             settled = None if response is None else await self._settle(lines, response)
             if settled is not None:
+                if failures:  # the one line that says the outage is over, and what is left
+                    log.info(
+                        "influx_recovered", failed_attempts=failures, **self._backlog(len(lines))
+                    )
                 return settled
             failures += 1
             self.stats.write_errors += 1
@@ -308,10 +312,24 @@ class Sink:
                 timeout=self._settings.timeout,
             )
         except httpx.HTTPError as exc:
-            log.warning("influx_unreachable", url=self._url, error=repr(exc), points=len(lines))
+            log.warning(
+                "influx_unreachable",
+                url=self._url,
+                error=repr(exc),
+                points=len(lines),
+                **self._backlog(),
+            )
             return None
         self.stats.write_time_ms = round((trio.current_time() - start) * 1000, 3)
         return response
+
+    def _backlog(self, settled: int = 0) -> dict[str, int]:
+        """Points waiting (but ``settled`` ones), in memory and spooled, for outage lines."""
+        spooled = self._spool.points if self._spool is not None else 0
+        return {
+            "backlog_points": self.buffered_points - settled + spooled,
+            "spooled_points": spooled,
+        }
 
     async def _settle(self, lines: list[str], response: httpx.Response) -> _Settled | None:
         """The outcome of one answer; None: keep the lines and try again."""
