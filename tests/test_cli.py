@@ -332,3 +332,30 @@ def test_a_command_that_needs_the_config_says_so(tmp_path: Path) -> None:
         result.stderr
         == "gate-collector: `gate-collector check` needs --config PATH (the TOML file)\n"
     )
+
+
+def test_run_once_prints_one_snapshot_per_enabled_account_and_writes_nothing(
+    tmp_path: Path, simulator: RunningSimulator, influxdb: InfluxServer
+) -> None:
+    influxdb.create_database("once")
+    config = config_file(
+        tmp_path, simulator.rest_url, influxdb.url, simulator.ws_url, 'database = "once"\n'
+    )
+    env = {
+        "CREDENTIALS_DIRECTORY": str(simulator.credentials),
+        "GATE_COLLECTOR_MASTER_KEY": generate_master_key(),
+    }
+    assert run(["accounts", "--config", str(config), "--provision"], env).returncode == 0
+    result = run(["run", "--once", "--config", str(config)], env)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assets = [line for line in lines if line.startswith("gate_unified_assets,")]
+    details = [line for line in lines if line.startswith("gate_unified_asset_detail,")]
+    assert len(assets) == 8 and len(lines) == 8 + 8 * 3
+    assert len({line.split(",")[1] for line in assets}) == 8  # one per account
+    assert all("unified_account_total_equity=" in line for line in assets)
+    assert all(",currency=" in line and "available=" in line for line in details)
+    answer = influxdb.query("SELECT count(*) FROM /.*/", db="once")
+    assert "series" not in answer["results"][0]  # type: ignore[index]
+    alias = run(["run", "--test", "--config", str(config)], env)  # Telegraf's name for it
+    assert alias.returncode == 0 and len(alias.stdout.splitlines()) == len(lines)

@@ -18,7 +18,7 @@ from pathlib import Path
 import trio
 
 from collector import logging
-from collector.app import check, commands, demo
+from collector.app import check, commands, demo, once
 from collector.app.daemon import run_daemon
 from collector.app.failures import exit_code_for
 from collector.config import ConfigError, load_settings
@@ -87,7 +87,14 @@ def _parser() -> argparse.ArgumentParser:
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help_text, description=help_text, parents=common)
 
-    command("run", "run the collector (the systemd service runs this); SIGHUP reloads")
+    run = command("run", "run the collector (the systemd service runs this); SIGHUP reloads")
+    run.add_argument(
+        "--once",
+        "--test",
+        action="store_true",
+        help="take one REST snapshot per enabled account of this shard, print it as line "
+        "protocol on stdout, write nothing to InfluxDB, exit",
+    )
     command("check", "validate the config, reach Gate and InfluxDB; changes nothing")
     accounts = command("accounts", "list sub-accounts with status and key state")
     accounts.add_argument("--json", action="store_true", help="one JSON document on stdout")
@@ -132,11 +139,11 @@ def _simulate_parser(simulate: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     args = _parser().parse_args(argv)
-    if args.command == "run":
+    if args.command == "run" and not args.once:
         # The service logs to stdout (journald, Docker and Kubernetes collect it).
         logging.configure(args.log_level or "info", stream=sys.stdout, fmt=args.log_format)
     else:
-        # stdout stays clean for --json, tables and the demo's progress.
+        # stdout stays clean for --json, tables, line protocol and the demo's progress.
         level = "warning" if args.command == "demo" else args.log_level or "info"
         logging.configure(level, stream=sys.stderr, fmt=args.log_format)
     try:
@@ -158,6 +165,8 @@ async def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
         assert config is not None
         settings = load_settings(config)
+        if args.once:
+            return await once.run_once(settings)
         # The command line wins over [log].
         level = args.log_level or settings.log.level or "info"
         logging.configure(level, sys.stdout, args.log_format or settings.log.format)

@@ -16,7 +16,7 @@ from typing import Any, Final
 import orjson
 
 from collector.devtools.simulator.httpserver import HttpRequest, HttpResponse
-from collector.devtools.simulator.state import BrokerState
+from collector.devtools.simulator.state import BrokerState, unified_account
 from collector.gate import signing
 
 PREFIX: Final = signing.REST_PREFIX
@@ -229,6 +229,13 @@ def list_transfers(state: BrokerState, req: HttpRequest, _args: list[str]) -> An
     return _page(rows, req)
 
 
+def unified_accounts(state: BrokerState, _req: HttpRequest, args: list[str]) -> Any:
+    """Signed with the sub-account's own key: ``args[0]`` is its user id."""
+    return unified_account(state.accounts[int(args[0])], state.now())
+
+
+# Routes a sub-account's own key may call (every other one needs the broker key).
+SUB_ACCOUNT_ROUTES: Final = frozenset({"unified_accounts"})
 _ID: Final = r"([^/]+)"
 ROUTES: Final[list[tuple[str, re.Pattern[str], str, Route]]] = [
     ("GET", re.compile(r"/broker/info"), "info", info),
@@ -245,6 +252,7 @@ ROUTES: Final[list[tuple[str, re.Pattern[str], str, Route]]] = [
     ("DELETE", re.compile(rf"/broker/sub_account_keys/{_ID}/{_ID}"), "key", delete_key),
     ("POST", re.compile(r"/broker/sub_account_transfers"), "transfers", create_transfer),
     ("GET", re.compile(r"/broker/sub_account_transfers"), "transfers", list_transfers),
+    ("GET", re.compile(r"/unified/accounts"), "unified_accounts", unified_accounts),
 ]
 
 
@@ -281,7 +289,9 @@ class RestApi:
             raise SimError(404, "NOT_FOUND", f"no such path: {request.path}")
         path = request.path[len(PREFIX) :]
         route, name, args = self._route(request.method, path)
-        self._authenticate(request)
+        user = self._authenticate(request, sub_account=name in SUB_ACCOUNT_ROUTES)
+        if user is not None:
+            args = [str(user), *args]
         limit_headers = self._rate_limit(f"{request.method} {name}")
         self.state.calls[f"{request.method} {name}"] += 1
         fault = self.state.take_fault(path)
@@ -307,16 +317,21 @@ class RestApi:
             raise SimError(405, "METHOD_NOT_ALLOWED", f"{method} not allowed on {path}")
         raise SimError(404, "NOT_FOUND", f"no such path: {path}")
 
-    def _authenticate(self, request: HttpRequest) -> None:
+    def _authenticate(self, request: HttpRequest, sub_account: bool = False) -> int | None:
+        """Check the signature; the user id when a sub-account's own key signed."""
         key = request.headers.get("key")
         stamp = request.headers.get("timestamp")
         sign = request.headers.get("sign")
         if not key or not stamp or not sign:
             raise SimError(401, "MISSING_REQUIRED_HEADER", "KEY, Timestamp and SIGN are required")
+        secret, user = self.state.broker.secret, None
         if key != self.state.broker.key:
-            if key in self.state.keys:
+            if key in self.state.keys and sub_account:
+                secret, user = self.state.keys[key].secret, self.state.keys[key].user_id
+            elif key in self.state.keys:
                 raise SimError(403, "FORBIDDEN", "broker permission required")
-            raise SimError(401, "INVALID_KEY", "Invalid key provided")
+            else:
+                raise SimError(401, "INVALID_KEY", "Invalid key provided")
         try:
             sent = float(stamp)
         except ValueError:
@@ -328,7 +343,7 @@ class RestApi:
                 f"gap between request Timestamp and server time exceeds {int(TIME_WINDOW)}",
             )
         expected = signing.rest_signature(
-            self.state.broker.secret,
+            secret,
             request.method,
             request.path,
             request.query,
@@ -337,6 +352,7 @@ class RestApi:
         )
         if not signing.signatures_match(expected, sign):
             raise SimError(401, "INVALID_SIGNATURE", "Signature mismatch")
+        return user
 
     def _rate_limit(self, endpoint: str) -> dict[str, str]:
         now = self.state.now()
