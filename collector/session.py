@@ -219,12 +219,13 @@ class AccountSession:
         self.stats.connected = True
         self.stats.last_frame_at = now
         self._log.info("session_connected")
+        subscribed = list(self._gate.currencies)  # what Gate is asked for below
         for channel in protocol.CHANNELS:
             if not await self._send(ws, self._subscribe(channel)):
                 return
         nursery.start_soon(self._pinger, ws)
         nursery.start_soon(self._watchdog, nursery.cancel_scope)
-        nursery.start_soon(self._resubscriber, ws)
+        nursery.start_soon(self._resubscriber, ws, subscribed)
         await self._read(ws)
 
     async def _close(self, ws: WebSocketConnection) -> None:
@@ -259,11 +260,11 @@ class AccountSession:
             if not await self._send(ws, protocol.ping(int(self._wall_clock()))):
                 return
 
-    async def _resubscriber(self, ws: WebSocketConnection) -> None:
-        subscribed = list(self._gate.currencies)
+    async def _resubscriber(self, ws: WebSocketConnection, subscribed: list[str]) -> None:
         while True:
             self._currencies_changed = trio.Event()
-            await self._currencies_changed.wait()
+            if list(self._gate.currencies) == subscribed:  # else: changed while subscribing
+                await self._currencies_changed.wait()
             now = int(self._wall_clock())
             leave = protocol.request(
                 protocol.ASSET_DETAIL, "unsubscribe", subscribed, now, self._creds
