@@ -194,6 +194,13 @@ class HttpSettings(_Section):
         return value
 
 
+class LogSettings(_Section):
+    """``[log]``: level and format when the command line does not give them (SIGHUP re-reads)."""
+
+    level: Literal["debug", "info", "warning", "error"] | None = None
+    format: Literal["json", "journal", "console"] | None = None
+
+
 class Settings(_Section):
     """The whole configuration."""
 
@@ -202,6 +209,7 @@ class Settings(_Section):
     state: StateSettings = Field(default_factory=StateSettings)
     influx: InfluxSettings = Field(default_factory=InfluxSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
 
 
 def parse_shard(value: str) -> tuple[int, int]:
@@ -264,6 +272,10 @@ def _read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(handle)
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist; pass --config PATH") from None
+    except IsADirectoryError:
+        raise ConfigError(f"--config {path} is a directory; pass the TOML file in it") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
 
@@ -280,9 +292,24 @@ def _merge_credentials(raw: dict[str, Any], env: Mapping[str, str]) -> None:
     if not directory:
         return
     for filename, (section, key) in CREDENTIAL_FILES.items():
-        file = Path(directory) / filename
-        if file.is_file():
-            _set(raw, section, key, file.read_text().strip())
+        _set_credential(raw, Path(directory) / filename, section, key)
+
+
+def _set_credential(raw: dict[str, Any], file: Path, section: str, key: str) -> None:
+    try:
+        if not file.is_file():
+            return
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read credential file {file}: {exc.strerror}; the collector's user "
+            "must be able to read $CREDENTIALS_DIRECTORY"
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(
+            f"credential file {file} is not UTF-8 text; write the bare value into it"
+        ) from None
+    _set(raw, section, key, text.strip())
 
 
 def _merge_environment(raw: dict[str, Any], env: Mapping[str, str]) -> None:
@@ -370,4 +397,10 @@ def broker_credentials(settings: Settings) -> ApiCredentials:
 
 def http_client(verify: str | bool = True, timeout: float = 10.0) -> httpx.AsyncClient:
     """The one kind of HTTP client the collector uses (Gate and InfluxDB alike)."""
-    return httpx.AsyncClient(verify=verify, timeout=timeout)
+    try:
+        return httpx.AsyncClient(verify=verify, timeout=timeout)
+    except OSError as exc:  # verify is gate.ca_file: missing, unreadable, not PEM
+        raise ConfigError(
+            f"gate.ca_file {verify}: {exc.strerror or exc}; point it at a readable PEM "
+            "CA bundle, or remove it to use the system's CAs"
+        ) from None

@@ -19,7 +19,8 @@ _MICROSECONDS: Final = 1_000_000
 
 
 class Notifier:
-    """Sends ``READY=1``, ``STATUS=...``, ``WATCHDOG=1``, ``STOPPING=1`` to systemd."""
+    """Sends ``READY=1``, ``STATUS=...``, ``WATCHDOG=1``, ``EXTEND_TIMEOUT_USEC=...``,
+    ``STOPPING=1`` to systemd."""
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         env = os.environ if environ is None else environ
@@ -52,6 +53,10 @@ class Notifier:
     def status(self, status: str) -> None:
         """``STATUS=...``."""
         self.notify(f"STATUS={status}")
+
+    def extend_timeout(self, seconds: float, status: str) -> None:
+        """``EXTEND_TIMEOUT_USEC``: starting takes longer (provisioning keys), do not kill it."""
+        self.notify(f"EXTEND_TIMEOUT_USEC={int(seconds * _MICROSECONDS)}", f"STATUS={status}")
 
     def watchdog(self) -> None:
         """``WATCHDOG=1``: the main loop is alive."""

@@ -160,7 +160,17 @@ class AccountSession:
             rng=self._rng,
         )
         self._wake = trio.Event()
+        self._currencies_changed = trio.Event()
         self.stats = SessionStats()
+
+    def change_currencies(self, gate: GateSettings) -> None:
+        """SIGHUP: subscribe ``asset_detail`` again with ``gate.currencies``.
+
+        The live connection is kept and read all along (a reconnect would lose
+        the frames in flight); a later connection subscribes with them anyway.
+        """
+        self._gate = gate
+        self._currencies_changed.set()
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -237,9 +247,11 @@ class AccountSession:
         self.stats.last_frame_at = trio.current_time()
         self._log.info("session_open")
         self._subs.reset()
+        subscribed = list(self._gate.currencies)  # what the subscriber asks Gate for
         nursery.start_soon(self._subscriber, ws)
         nursery.start_soon(self._pinger, ws)
         nursery.start_soon(self._watchdog, nursery.cancel_scope)
+        nursery.start_soon(self._resubscriber, ws, subscribed)
         await self._read(ws)
 
     async def _close(self, ws: WebSocketConnection) -> None:
@@ -328,6 +340,22 @@ class AccountSession:
             await trio.sleep(self._timing.ping_interval)
             if not await self._send(ws, protocol.ping(int(self._wall_clock()))):
                 return
+
+    async def _resubscriber(self, ws: WebSocketConnection, subscribed: list[str]) -> None:
+        while True:
+            self._currencies_changed = trio.Event()
+            if list(self._gate.currencies) == subscribed:  # else: changed while subscribing
+                await self._currencies_changed.wait()
+            now = int(self._wall_clock())
+            leave = protocol.request(
+                protocol.ASSET_DETAIL, "unsubscribe", subscribed, now, self._creds
+            )
+            if not await self._send(ws, leave):
+                return
+            subscribed = list(self._gate.currencies)
+            if not await self._send(ws, self._subscribe(protocol.ASSET_DETAIL)):
+                return
+            self._log.info("resubscribed", channel=protocol.ASSET_DETAIL, currencies=subscribed)
 
     async def _watchdog(self, scope: trio.CancelScope) -> None:
         timeout = self._timing.frame_timeout

@@ -51,6 +51,8 @@ log = get_logger(__name__)
 REPLACE_BACKOFF: Final = (5.0, 900.0)
 CRASH_BACKOFF: Final = (1.0, 300.0)
 STATUS_INTERVAL: Final = 5.0
+# Start time asked of systemd at a time (EXTEND_TIMEOUT_USEC), renewed until ready.
+START_EXTENSION: Final = 90.0
 # TLS + WebSocket handshakes in flight at once. Starting thousands of sessions at
 # once would make every handshake slow, time out and retry: a storm, not a start.
 CONNECT_CONCURRENCY: Final = 64
@@ -84,6 +86,7 @@ class _Slot:
     nursery: trio.Nursery | None = None
     # The running session task: its cancel scope and an event set when it ended.
     drive: tuple[trio.CancelScope, trio.Event] | None = None
+    session: AccountSession | None = None  # the running one, for a SIGHUP
 
 
 @dataclass
@@ -161,6 +164,7 @@ class Supervisor:
             self._nursery = nursery
             if self._snapshots is not None:
                 nursery.start_soon(self._snapshots.run)
+            nursery.start_soon(self._extend_start_timeout)
             await self._reconcile(accounts)
             self._notifier.ready(self.status_line())
             self.ready.set()
@@ -174,6 +178,16 @@ class Supervisor:
                     log.error("discovery_failed", error=str(exc), hint="retrying at next refresh")
                     continue
                 await self._reconcile(accounts)
+
+    async def _extend_start_timeout(self) -> None:
+        """Until ready: ask systemd for more start time (provisioning 10,000 keys takes
+        minutes at Gate's rate limits, more than any fixed TimeoutStartSec)."""
+        while not self.ready.is_set():
+            self._notifier.extend_timeout(
+                START_EXTENSION, f"starting: {len(self._slots)} sessions, provisioning keys"
+            )
+            with trio.move_on_after(START_EXTENSION / 3):
+                await self.ready.wait()
 
     async def _heartbeat(self) -> None:
         interval = min(STATUS_INTERVAL, self._notifier.watchdog_interval or STATUS_INTERVAL)
@@ -215,6 +229,27 @@ class Supervisor:
             else:
                 self.stats.keyless.pop(account_id, None)
             self._start(wanted[account_id], fresh_key=account_id in report.created)
+
+    def reload(self, settings: Settings) -> None:
+        """SIGHUP: new settings; sessions follow what they use.
+
+        New currencies: each session subscribes again on its live connection. A
+        new ``ws_url``: each session closes politely (unsubscribe, close) and
+        connects to it; its counters carry over.
+        """
+        old_gate, self._settings = self._settings.gate, settings
+        if settings.gate.currencies != old_gate.currencies:
+            for slot in self._slots.values():
+                if slot.session is not None:
+                    slot.session.change_currencies(settings.gate)
+        if settings.gate.ws_url == old_gate.ws_url or self._nursery is None:
+            return
+        for account_id, old in list(self._slots.items()):
+            old.scope.cancel()
+            slot = _Slot(old.account, trio.CancelScope(), old.stats, old.local_address)
+            self._slots[account_id] = slot
+            self._nursery.start_soon(self._run_slot, slot)
+        log.info("sessions_restarted", sessions=len(self._slots), reason="configuration reloaded")
 
     # -- capacity and addresses ---------------------------------------------------------
 
@@ -314,7 +349,8 @@ class Supervisor:
                         return
                     before = stats.points
                     try:
-                        await self._session(slot, stored, stats).run()
+                        session = slot.session = self._session(slot, stored, stats)
+                        await session.run()
                     except AuthenticationFailed as exc:
                         if stats.points > before:
                             self._provisioner.mark_working(stored.key)

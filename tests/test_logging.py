@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
+from pathlib import Path
 
+import pytest
 import structlog
 
 from collector import logging
@@ -16,7 +19,7 @@ FERNET = "gAAAAABl" + "x" * 60
 
 def render(json_mode: bool, **event: object) -> str:
     out = io.StringIO()
-    logging.configure("debug", stream=out, json=json_mode)
+    logging.configure("debug", stream=out, fmt="json" if json_mode else "console")
     structlog.get_logger("t").info("something", **event)
     return out.getvalue()
 
@@ -41,9 +44,9 @@ def test_signatures_and_fernet_tokens_are_masked_inside_any_text() -> None:
     assert "***" in line
 
 
-def test_json_lines_carry_the_journald_priority() -> None:
+def test_journal_lines_carry_the_journald_priority() -> None:
     out = io.StringIO()
-    logging.configure("debug", stream=out, json=True)
+    logging.configure("debug", stream=out, fmt="journal")
     log = structlog.get_logger("t")
     log.error("bad", account=1)
     log.warning("meh")
@@ -55,7 +58,7 @@ def test_json_lines_carry_the_journald_priority() -> None:
 
 def test_exceptions_render_without_locals() -> None:
     out = io.StringIO()
-    logging.configure("debug", stream=out, json=True)
+    logging.configure("debug", stream=out, fmt="json")
 
     def fail(api_secret: str) -> None:
         raise ValueError("boom")
@@ -72,3 +75,39 @@ def test_exceptions_render_without_locals() -> None:
 def test_console_mode_is_readable_and_redacted() -> None:
     line = render(False, secret="hunter2", account=5)
     assert "something" in line and "account=5" in line and "hunter2" not in line
+
+
+def test_json_lines_parse_as_json_when_not_under_journald(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+    with (tmp_path / "out.log").open("w") as out:  # a pipe to Docker is no tty either
+        logging.configure("info", stream=out)
+        structlog.get_logger("t").warning("meh", account=7)
+    (line,) = (tmp_path / "out.log").read_text().splitlines()
+    assert json.loads(line)["account"] == 7
+
+
+def test_journal_format_is_the_default_only_on_journalds_own_stream(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with (tmp_path / "journal").open("w") as journal, (tmp_path / "other").open("w") as other:
+        stat = os.fstat(journal.fileno())
+        monkeypatch.setenv("JOURNAL_STREAM", f"{stat.st_dev}:{stat.st_ino}")
+        assert logging.default_format(journal) == "journal"
+        # Inherited by a child that writes elsewhere: plain JSON there.
+        assert logging.default_format(other) == "json"
+        monkeypatch.setenv("JOURNAL_STREAM", "garbage")
+        assert logging.default_format(journal) == "json"
+
+
+def test_set_level_changes_the_level_and_keeps_the_format() -> None:
+    out = io.StringIO()
+    logging.configure("info", stream=out, fmt="journal")
+    log = structlog.get_logger("t")
+    log.debug("hidden")
+    logging.set_level("debug")
+    log.debug("shown")
+    (line,) = out.getvalue().splitlines()
+    assert line.startswith("<7>") and json.loads(line[3:])["event"] == "shown"
+    assert logging.current_level() == "debug"

@@ -77,6 +77,10 @@ def test_units_carry_the_service_contract(name: str) -> None:
         "DynamicUser=yes",
         "LoadCredentialEncrypted=gate-api-secret:",
         "LoadCredentialEncrypted=master-key:",
+        "LoadCredentialEncrypted=influx-password:",
+        "LoadCredentialEncrypted=influx-token:",
+        "RestartPreventExitStatus=2",  # a config problem is not restarted in a loop
+        "ExecReload=/bin/kill -HUP $MAINPID",  # SIGHUP reloads, it no longer kills
     ):
         assert line in text
     assert re.search(r"^WatchdogSec=\d+", text, re.M)

@@ -1,52 +1,161 @@
-"""The ``gate-collector`` command."""
+"""The ``gate-collector`` command.
+
+Exit codes (README, "Exit codes"): 0 done; 1 Gate or InfluxDB unreachable or
+refusing; 2 configuration or local files (a bad config, a master key that does
+not open the key store, an unreadable or unwritable path); 130 interrupted.
+Every failure at start is one plain line on stderr saying what to do, never a
+traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
 
 import trio
 
 from collector import logging
-from collector.app import commands, demo, influx_setup, keys_cmd, plan, top
+from collector.app import check, commands, demo, influx_setup, keys_cmd, once, plan, top
 from collector.app.daemon import run_daemon
+from collector.app.failures import exit_code_for
 from collector.config import ConfigError, load_settings
-from collector.gate.errors import GateError
-from collector.keys import KeyStoreError
-from collector.supervisor import StartupError
+from collector.logging import LOG_FORMATS, LOG_LEVELS
+
+PROG = "gate-collector"
+# Commands that read the configuration file.
+NEEDS_CONFIG = frozenset({"run", "check", "accounts", "influx-setup"})
+
+
+def version() -> str:
+    """The installed package's version."""
+    try:
+        return metadata.version("gate-collector")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _global_options(suppress: bool) -> argparse.ArgumentParser:
+    """``--config``, ``--log-level``, ``--log-format``: valid before or after the command.
+
+    The copy after the command has no defaults (SUPPRESS), so it only overrides
+    what was actually given there.
+    """
+    parent = argparse.ArgumentParser(add_help=False)
+
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if suppress else value
+
+    parent.add_argument(
+        "--config",
+        type=Path,
+        default=default(None),
+        metavar="PATH",
+        help="the TOML configuration file (run, check, accounts)",
+    )
+    parent.add_argument(
+        "--log-level",
+        default=default(None),
+        choices=LOG_LEVELS,
+        help="least severe log level written (default: [log] level, else info; "
+        "SIGHUP applies [log] level)",
+    )
+    parent.add_argument(
+        "--log-format",
+        default=default(None),
+        choices=LOG_FORMATS,
+        help="json lines; journal: json with journald's <N> priority prefix; console: "
+        "for people (default: console on a tty, journal under journald, else json)",
+    )
+    return parent
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="gate-collector",
+        prog=PROG,
         description="Gate.io broker sub-accounts' unified account data into InfluxDB.",
+        parents=[_global_options(suppress=False)],
+        epilog="exit codes: 0 ok, 1 Gate/InfluxDB unreachable or refusing, "
+        "2 configuration or local files, 130 interrupted",
     )
-    parser.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    parser.add_argument("--version", action="version", version=f"{PROG} {version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = [_global_options(suppress=True)]
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_text, description=help_text, parents=common)
+
+    run = command("run", "run the collector (the systemd service runs this); SIGHUP reloads")
+    run.add_argument(
+        "--once",
+        "--test",
+        action="store_true",
+        help="take one REST snapshot per enabled account of this shard, print it as line "
+        "protocol on stdout, write nothing to InfluxDB, exit",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    run = sub.add_parser("run", help="run the collector (the systemd service runs this)")
-    run.add_argument("--config", type=Path, required=True)
-
-    check = sub.add_parser("check", help="validate the config, reach Gate and InfluxDB")
-    check.add_argument("--config", type=Path, required=True)
-
-    accounts = sub.add_parser("accounts", help="list sub-accounts with status and key state")
-    accounts.add_argument("--config", type=Path, required=True)
+    command("check", "validate the config, reach Gate and InfluxDB; changes nothing")
+    accounts = command("accounts", "list sub-accounts with status and key state")
     accounts.add_argument("--json", action="store_true", help="one JSON document on stdout")
     accounts.add_argument(
         "--provision", action="store_true", help="create missing read-only keys first"
     )
+    _simulate_parser(command("simulate", "run the Gate look-alike (for tests and demos)"))
+    demo_parser = command(
+        "demo", "everything on this machine: simulated Gate, InfluxDB, the collector"
+    )
+    demo_parser.add_argument(
+        "--accounts", type=int, default=36, help="simulated sub-accounts (default: 36)"
+    )
+    demo_parser.add_argument(
+        "--duration", type=float, default=20.0, help="seconds to run (0: until Ctrl-C)"
+    )
+    command("genkey", "print a new master key for the key store")
+    keys_cmd.add_parser(sub)
+    _influx_setup_parser(
+        command("influx-setup", "create retention policies and 1 m / 1 h downsampling (1.x)")
+    )
+    _plan_parser(command("plan", "how accounts spread over shards; the safe shard count"))
+    watch = command("top", "a live view of a running collector's /status")
+    watch.add_argument(
+        "--url", default="http://127.0.0.1:9108", help="the collector's [http] listen"
+    )
+    watch.add_argument("--interval", type=float, default=1.0, help="seconds between redraws")
+    return parser
 
-    simulate = sub.add_parser("simulate", help="run the Gate look-alike (for tests and demos)")
-    simulate.add_argument("--accounts", type=int, default=20)
-    simulate.add_argument("--disabled-every", type=int, default=5)
-    simulate.add_argument("--host", default="127.0.0.1")
-    simulate.add_argument("--rest-port", type=int, default=0)
-    simulate.add_argument("--ws-port", type=int, default=0)
+
+def _influx_setup_parser(setup: argparse.ArgumentParser) -> None:
+    setup.add_argument("--raw", default="30d", help="keep raw points this long (default 30d)")
+    setup.add_argument("--minute", default="180d", help="keep 1-minute data (default 180d)")
+    setup.add_argument("--hour", default="INF", help="keep 1-hour data (default INF: forever)")
+
+
+def _plan_parser(planner: argparse.ArgumentParser) -> None:
+    source = planner.add_mutually_exclusive_group(required=True)
+    source.add_argument("--accounts", type=int, help="plan for N random account ids")
+    source.add_argument(
+        "--accounts-from-gate", type=Path, metavar="CONFIG", help="the broker's enabled accounts"
+    )
+    planner.add_argument("--shards", type=int, required=True, help="shards to plan for")
+    planner.add_argument("--per-ip", type=int, default=300, help="Gate's connections per IP")
+    planner.add_argument("--addresses", type=int, default=1, help="egress IPs per shard")
+    planner.add_argument("--seed", type=int, default=0, help="for --accounts N")
+
+
+def _simulate_parser(simulate: argparse.ArgumentParser) -> None:
+    simulate.add_argument(
+        "--accounts", type=int, default=20, help="simulated sub-accounts (default: 20)"
+    )
+    simulate.add_argument(
+        "--disabled-every",
+        type=int,
+        default=5,
+        help="every Nth sub-account is disabled (default: 5; 0: none)",
+    )
+    simulate.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    simulate.add_argument("--rest-port", type=int, default=0, help="REST port (0: any free)")
+    simulate.add_argument("--ws-port", type=int, default=0, help="WebSocket port (0: any free)")
     simulate.add_argument(
         "--credentials-dir",
         type=Path,
@@ -54,72 +163,50 @@ def _parser() -> argparse.ArgumentParser:
         help="where to write the broker key files gate-api-key / gate-api-secret (mode 0600)",
     )
 
-    demo = sub.add_parser(
-        "demo", help="everything on this machine: simulated Gate, InfluxDB, the collector"
-    )
-    demo.add_argument("--accounts", type=int, default=36)
-    demo.add_argument(
-        "--duration", type=float, default=20.0, help="seconds to run (0: until Ctrl-C)"
-    )
-
-    sub.add_parser("genkey", help="print a new master key for the key store")
-    keys_cmd.add_parser(sub)
-
-    setup = sub.add_parser(
-        "influx-setup", help="create retention policies and 1 m / 1 h downsampling (InfluxDB 1.x)"
-    )
-    setup.add_argument("--config", type=Path, required=True)
-    setup.add_argument("--raw", default="30d", help="keep raw points this long (default 30d)")
-    setup.add_argument("--minute", default="180d", help="keep 1-minute data (default 180d)")
-    setup.add_argument("--hour", default="INF", help="keep 1-hour data (default INF: forever)")
-
-    planner = sub.add_parser("plan", help="how accounts spread over shards; the safe shard count")
-    source = planner.add_mutually_exclusive_group(required=True)
-    source.add_argument("--accounts", type=int, help="plan for N random account ids")
-    source.add_argument(
-        "--accounts-from-gate", type=Path, metavar="CONFIG", help="the broker's enabled accounts"
-    )
-    planner.add_argument("--shards", type=int, required=True)
-    planner.add_argument("--per-ip", type=int, default=300, help="Gate's connections per IP")
-    planner.add_argument("--addresses", type=int, default=1, help="egress IPs per shard")
-    planner.add_argument("--seed", type=int, default=0, help="for --accounts N")
-
-    top = sub.add_parser("top", help="a live view of a running collector's /status")
-    top.add_argument("--url", default="http://127.0.0.1:9108", help="the collector's [http] listen")
-    top.add_argument("--interval", type=float, default=1.0, help="seconds between redraws")
-    return parser
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     args = _parser().parse_args(argv)
-    if args.command == "run":
-        # The service logs to stdout: journald keeps the <N> priority prefix.
-        logging.configure(args.log_level, stream=sys.stdout)
+    if args.command == "run" and not args.once:
+        # The service logs to stdout (journald, Docker and Kubernetes collect it).
+        logging.configure(args.log_level or "info", stream=sys.stdout, fmt=args.log_format)
     else:
-        # stdout stays clean for --json, tables and the demo's progress.
-        level = "warning" if args.command in ("demo", "top") else args.log_level
-        logging.configure(level, stream=sys.stderr)
+        # stdout stays clean for --json, tables, line protocol and the demo's progress.
+        quiet = args.command in ("demo", "top")
+        level = "warning" if quiet else args.log_level or "info"
+        logging.configure(level, stream=sys.stderr, fmt=args.log_format)
     try:
         return trio.run(_dispatch, args)
-    except (ConfigError, KeyStoreError) as exc:
-        print(f"gate-collector: {exc}", file=sys.stderr)
-        return 2
-    except (StartupError, GateError) as exc:
-        print(f"gate-collector: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    except BaseException as exc:  # every known failure becomes one line and a code
+        verdict = exit_code_for(exc)
+        if verdict is None:
+            raise
+        code, message = verdict
+        if message:
+            print(f"{PROG}: {message}", file=sys.stderr)
+        return code
 
 
 async def _dispatch(args: argparse.Namespace) -> int:
+    config: Path | None = args.config
+    if args.command in NEEDS_CONFIG and config is None:
+        raise ConfigError(f"`{PROG} {args.command}` needs --config PATH (the TOML file)")
     if args.command == "run":
-        await run_daemon(load_settings(args.config))
+        assert config is not None
+        settings = load_settings(config)
+        if args.once:
+            return await once.run_once(settings)
+        # The command line wins over [log].
+        level = args.log_level or settings.log.level or "info"
+        logging.configure(level, sys.stdout, args.log_format or settings.log.format)
+        await run_daemon(settings, config_path=config)
         return 0
     if args.command == "check":
-        return await commands.check(args.config)
+        assert config is not None
+        return await check.check(config)
     if args.command == "accounts":
-        return await commands.accounts(args.config, as_json=args.json, provision=args.provision)
+        assert config is not None
+        return await commands.accounts(config, as_json=args.json, provision=args.provision)
     if args.command == "simulate":
         return await commands.simulate(
             args.accounts,
@@ -136,7 +223,8 @@ async def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "keys":
         return keys_cmd.run(args)
     if args.command == "influx-setup":
-        return await influx_setup.main(args.config, args.raw, args.minute, args.hour)
+        assert config is not None
+        return await influx_setup.main(config, args.raw, args.minute, args.hour)
     if args.command == "top":
         return await top.run(args.url, args.interval)
     if args.command == "plan":

@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 import trio
 
@@ -21,7 +20,6 @@ from collector.gate.errors import AuthError, GateError
 from collector.gate.models import SubAccount
 from collector.gate.signing import ApiCredentials
 from collector.keys import KeyPolicy, KeyProvisioner, KeyStore, generate_master_key
-from collector.sink.request import ping_request
 from collector.snapshots import NotUnifiedError, SnapshotClient
 from collector.supervisor import owns
 
@@ -32,41 +30,6 @@ async def open_broker(settings: Settings) -> AsyncIterator[BrokerClient]:
     creds = broker_credentials(settings)
     async with http_client(settings.gate.ca_file or True) as http:
         yield BrokerClient(http, creds, base_url=settings.gate.rest_url)
-
-
-async def check(config: Path) -> int:
-    """Validate the config, reach Gate with the broker key and InfluxDB: exit 0 or 1."""
-    settings = load_settings(config)
-    print(f"ok: {config} is valid")
-    try:
-        async with open_broker(settings) as broker:
-            info = await broker.info()
-        print(f"ok: Gate broker API at {settings.gate.rest_url} (broker id {info.id})")
-    except GateError as exc:
-        print(f"FAIL: Gate broker API at {settings.gate.rest_url}: {exc}")
-        return 1
-    if settings.state.master_key is None:
-        print("FAIL: no master key (GATE_COLLECTOR_MASTER_KEY or credential 'master-key')")
-        return 1
-    KeyStore.open(settings.state.path, settings.state.master_key.get_secret_value())
-    print(f"ok: key store in {settings.state.path} opens with the master key")
-    problem = await _check_influx(settings)
-    if problem:
-        print(f"FAIL: InfluxDB at {settings.influx.url}: {problem}")
-        return 1
-    print(f"ok: InfluxDB at {settings.influx.url} answers /ping")
-    return 0
-
-
-async def _check_influx(settings: Settings) -> str | None:
-    try:
-        async with http_client(timeout=settings.influx.timeout) as http:
-            response = await ping_request(settings.influx).send(http, "GET")
-    except httpx.HTTPError as exc:
-        return f"cannot connect ({exc!r}); is it running? check influx.url"
-    if response.status_code not in (200, 204):
-        return f"/ping answered {response.status_code}"
-    return None
 
 
 def _account_row(

@@ -1,5 +1,7 @@
 """``gate-collector run``: the supervisor and the sink in one trio nursery.
 
+SIGHUP reloads the configuration (:mod:`collector.app.reload`); a summary line
+is logged every minute (:mod:`collector.app.summary`).
 SIGTERM or SIGINT cancels the sessions (each unsubscribes and closes), then the
 points channel closes and the sink writes what is buffered within its deadline
 and spools the rest; the process exits 0. It exits non-zero only on what it
@@ -13,13 +15,16 @@ import gc
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
 import httpx
 import trio
 
+from collector.app.reload import Reloader
+from collector.app.summary import SUMMARY_INTERVAL, Summary
 from collector.config import InfluxSettings, Settings, broker_credentials, http_client
 from collector.gate.broker import BrokerClient
 from collector.health import Notifier
@@ -78,6 +83,8 @@ async def ensure_database(http: httpx.AsyncClient, influx: InfluxSettings) -> No
 async def run_daemon(
     settings: Settings,
     *,
+    config_path: Path | None = None,
+    summary_interval: float = SUMMARY_INTERVAL,
     notifier: Notifier | None = None,
     timing: SessionTiming | None = None,
     on_start: Callable[[Daemon], None] | None = None,
@@ -149,7 +156,14 @@ async def run_daemon(
                 )
                 nursery.start_soon(_serve_endpoint, observed, listeners, endpoint)
             try:
-                await _until_stopped(supervisor, stop)
+                await _until_stopped(
+                    supervisor,
+                    stop,
+                    [
+                        *_reloader(config_path, settings, supervisor, sink),
+                        Summary(supervisor, sink, spool, summary_interval).run,
+                    ],
+                )
             finally:
                 stats.cancel()
                 notify.stopping()
@@ -194,7 +208,25 @@ async def _serve_endpoint(
         await serve_endpoint(observed, listeners)
 
 
-async def _until_stopped(supervisor: Supervisor, stop: trio.Event | None) -> None:
+def _reloader(
+    config_path: Path | None, settings: Settings, supervisor: Supervisor, sink: Sink
+) -> list[Callable[[], Awaitable[None]]]:
+    """The SIGHUP watcher, when there is a file to read again."""
+    if config_path is None:
+        return []
+
+    async def apply_sink(new: Settings) -> None:
+        await sink.retarget(new.influx)
+
+    return [Reloader(config_path, settings, supervisor.reload, apply_sink).watch]
+
+
+async def _until_stopped(
+    supervisor: Supervisor,
+    stop: trio.Event | None,
+    extras: Sequence[Callable[[], Awaitable[None]]] = (),
+) -> None:
+    """Run the supervisor (and ``extras``, e.g. SIGHUP) until a signal or ``stop``."""
     failure: StartupError | None = None
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
@@ -212,6 +244,8 @@ async def _until_stopped(supervisor: Supervisor, stop: trio.Event | None) -> Non
 
             nursery.start_soon(watch_signals)
             nursery.start_soon(watch_stop)
+            for extra in extras:
+                nursery.start_soon(extra)
             try:
                 await supervisor.run()
             except StartupError as exc:  # raised plainly, not inside an exception group

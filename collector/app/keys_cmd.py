@@ -16,11 +16,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     keys = sub.add_parser("keys", help="list or repair the key store (never shows secrets)")
     actions = keys.add_subparsers(dest="keys_command", required=True)
     listing = actions.add_parser("list", help="account ids, key ids and when each was stored")
-    listing.add_argument("--config", type=Path, required=True)
+    listing.add_argument("--config", type=Path, required=True, help="the TOML configuration file")
     repair = actions.add_parser(
         "repair", help="keep every readable key of a store with corrupt lines (old file kept)"
     )
-    repair.add_argument("--config", type=Path, required=True)
+    repair.add_argument("--config", type=Path, required=True, help="the TOML configuration file")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -61,6 +61,9 @@ SKEW_WARNING_SECONDS: Final = 30.0
 # The Date header has whole seconds: below this, a "skew" is only that rounding.
 SKEW_RESOLUTION_SECONDS: Final = 2.0
 DEFAULT_PAGE_SIZE: Final = 100
+# A list that has not ended after this many pages is Gate looping, not a broker:
+# 10,000 pages of 100 is a million sub-accounts.
+MAX_PAGES: Final = 10_000
 # Wait this much past a rate-limit reset: the header has ms resolution, clocks jitter.
 RESET_MARGIN_SECONDS: Final = 0.05
 
@@ -248,18 +251,30 @@ class BrokerClient:
 
     async def _pages(self, path: str, params: dict[str, Any], page_size: int) -> AsyncIterator[Any]:
         offset = 0
-        while True:
+        previous: list[Any] | None = None  # the ids of the page before
+        for number in range(1, MAX_PAGES + 1):
             page = _as_list(
                 await self._call(
                     "GET", path, params={**params, "limit": page_size, "offset": offset}
                 ),
                 path,
             )
+            ids = [_row_id(row) for row in page]
+            if ids and ids == previous:
+                raise BadResponseError(
+                    f"GET {path}: page {number} (offset {offset}) repeats the page before; "
+                    "Gate's paging is broken, stopping instead of looping forever"
+                )
             for row in page:
                 yield row
             if len(page) < page_size:
                 return
+            previous = ids
             offset += len(page)
+        raise BadResponseError(
+            f"GET {path}: more than {MAX_PAGES} pages of {page_size}; Gate's paging looks "
+            "broken, stopping instead of looping forever"
+        )
 
     async def _call(
         self,
@@ -436,6 +451,13 @@ def _error(response: httpx.Response, endpoint: str) -> GateAPIError:
         label = str(body.get("label", ""))
         message = str(body.get("message", ""))
     return error_for(response.status_code, label, message, request=endpoint)
+
+
+def _row_id(row: Any) -> Any:
+    """What identifies a listed row (the whole row when it names no id)."""
+    if isinstance(row, dict):
+        return row.get("user_id", row.get("id", row))
+    return row
 
 
 def _as_list(data: Any, what: str) -> list[Any]:

@@ -103,6 +103,7 @@ class Sink:
         self._work = trio.Event()
         self._spill_wanted = trio.Event()
         self._stats = SinkStats()
+        self._settled = trio.Event()  # set (and replaced) whenever a batch is settled
 
     @property
     def stats(self) -> SinkStats:
@@ -132,6 +133,26 @@ class Sink:
             schema.STAT_WRITE_TIME_MS: stats.write_time_ms,
             schema.STAT_BUFFER_SIZE: stats.buffer_size,
             schema.STAT_SPOOL_BYTES: stats.spool_bytes,
+        }
+
+    async def retarget(self, settings: InfluxSettings) -> None:
+        """SIGHUP: write what is buffered to the old target (within the shutdown
+        timeout), then send everything after it to ``settings``' target."""
+        if self._batcher.cut():
+            self._after_cut()
+        with trio.move_on_after(self._shutdown_timeout):
+            while self._batcher.points or self._inflight is not None:
+                await self._settled.wait()
+        self._settings = settings
+        self._request = write_request(settings)
+        log.info("influx_target", url=self._request.url, params=self._request.params)
+
+    def _backlog(self, settled: int = 0) -> dict[str, int]:
+        """Points waiting (but ``settled`` ones), in memory and spooled, for outage lines."""
+        spooled = self._spool.points if self._spool is not None else 0
+        return {
+            "backlog_points": self.buffered_points - settled + spooled,
+            "spooled_points": spooled,
         }
 
     @property
@@ -269,6 +290,8 @@ class Sink:
         if settled is not None:
             self._stats.points_written += settled.written
             self._stats.points_rejected += settled.rejected
+        self._settled.set()
+        self._settled = trio.Event()
 
     async def _send(
         self, lines: Batch, stored: bytes | None, *, may_spill: bool
@@ -284,6 +307,10 @@ class Sink:
                 return (first or _Settled()) + (second or _Settled())
             if verdict.action is not Action.RETRY:
                 self._failing_since = None
+                if failures:  # the one line that says the outage is over, and what is left
+                    log.info(
+                        "influx_recovered", failed_attempts=failures, **self._backlog(len(lines))
+                    )
                 return _Settled(verdict.written, verdict.rejected)
             failures += 1
             self._stats.write_errors += 1
@@ -311,7 +338,11 @@ class Sink:
         except httpx.HTTPError as exc:
             verdict = decide(None, {}, "", len(lines), self._clock())
             log.warning(
-                verdict.event or "", url=self._request.url, error=repr(exc), points=len(lines)
+                verdict.event or "",
+                url=self._request.url,
+                error=repr(exc),
+                points=len(lines),
+                **self._backlog(),
             )
             return verdict
         self._stats.write_time_ms = round((trio.current_time() - start) * 1000, 3)

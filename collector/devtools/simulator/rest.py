@@ -116,7 +116,10 @@ def create_sub_account(state: BrokerState, req: HttpRequest, _args: list[str]) -
 
 
 def list_sub_accounts(state: BrokerState, req: HttpRequest, _args: list[str]) -> Any:
-    return _page([a.as_json() for a in state.accounts.values()], req)
+    rows = [a.as_json() for a in state.accounts.values()]
+    if state.repeat_first_page:  # a broken Gate: every offset gets the first page
+        return rows[: int(_query(req).get("limit", "100"))]
+    return _page(rows, req)
 
 
 def get_sub_account(state: BrokerState, _req: HttpRequest, args: list[str]) -> Any:
@@ -362,7 +365,8 @@ class RestApi:
         elif key != self.state.broker.key:
             if key in self.state.keys:
                 raise SimError(403, "FORBIDDEN", "broker permission required")
-            raise SimError(401, "INVALID_KEY", "Invalid key provided")
+            else:
+                raise SimError(401, "INVALID_KEY", "Invalid key provided")
         try:
             sent = float(stamp)
         except ValueError:

@@ -105,6 +105,38 @@ class SimSubAccount:
         return body
 
 
+def unified_account(account: SimSubAccount, now: float) -> dict[str, Any]:
+    """``GET /unified/accounts`` for one account (the shape of Gate's documentation)."""
+    scale = 1 + (account.gate_id % 97) / 10
+    balances = {
+        currency: {
+            "available": f"{1000.0 * (i + 1):.6f}",
+            "freeze": "0",
+            "equity": f"{1000.0 * (i + 1):.6f}",
+            "total_liab": "0",
+            "margin_balance": f"{1000.0 * (i + 1):.6f}",
+        }
+        for i, currency in enumerate(account.currencies)
+    }
+    total = f"{617985.29 * scale:.2f}"
+    return {
+        "user_id": account.gate_id,
+        "refresh_time": int(now),
+        "locked": False,
+        "balances": balances,
+        "total": total,
+        "unified_account_total": total,
+        "unified_account_total_equity": total,
+        "unified_account_total_liab": "0",
+        "total_margin_balance": total,
+        "total_available_margin": total,
+        "total_initial_margin_rate": "9999.99",
+        "total_maintenance_margin_rate": "9999.99",
+        "leverage": "3",
+        "spot_hedge": False,
+    }
+
+
 @dataclass
 class SimKey:
     """A sub-account API key; ``secret`` is shown only when created."""
@@ -167,6 +199,8 @@ class BrokerState:
     # Added to the clock: a positive value is a Gate whose clock runs ahead of ours.
     skew: float = 0.0
     calls: Counter[str] = field(default_factory=Counter)
+    # Fault: /broker/sub_accounts answers the first page whatever the offset.
+    repeat_first_page: bool = False
     next_gate_id: int = 100_001
     # WebSocket side: pushers look for changes every ``push_interval`` and push only
     # when the account changed since their last push (Gate pushes only on change).
