@@ -27,9 +27,10 @@ from collector.devtools.simulator.state import Fault
 from collector.gate.broker import BrokerClient, RetryPolicy
 from collector.gate.protocol import ASSETS as WS_ASSETS
 from collector.keys import KeyStore, generate_master_key
+from collector.placement import owns as in_shard
 from collector.points import schema
 from collector.points.lineproto import Point
-from collector.supervisor import REPLACE_BACKOFF, UPKEEP_INTERVAL, Supervisor, in_shard
+from collector.supervisor import REPLACE_BACKOFF, UPKEEP_INTERVAL, Supervisor
 
 ACTIVATION = 60.0
 GRACE = 300.0
