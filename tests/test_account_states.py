@@ -18,7 +18,6 @@ import trio
 from collector import status
 from collector.config import Settings
 from collector.devtools.simulator import Simulator
-from collector.devtools.simulator.state import Fault
 from collector.gate.broker import BrokerClient
 from collector.gate.protocol import ASSET_DETAIL, ASSETS
 from collector.keys import KeyStore, generate_master_key
@@ -56,10 +55,8 @@ async def supervisor(
     accounts[REFUSED_DETAIL].refuse[ASSET_DETAIL] = 3
     accounts[FORBIDDEN].refuse[ASSET_DETAIL] = 4
     accounts[NOT_UNIFIED].unified = False
-    # Gate refuses the key listing of one account: it gets no key, hence no session.
-    sim.state.faults.append(
-        Fault(f"/broker/sub_account_keys/{KEYLESS}", 1, 400, "INVALID_PARAM_VALUE")
-    )
+    # Gate refuses to create a key for one account: it stays keyless (retried with backoff).
+    accounts[KEYLESS].refuse_keys = True
     settings = Settings.model_validate(
         {
             "gate": {"rest_url": sim.rest_url, "ws_url": sim.ws_url},

@@ -85,6 +85,7 @@ async def start(
             retry=RetryPolicy(base_delay=0.1, max_delay=1.0),
         )
         store = KeyStore.open(state_dir, generate_master_key())
+        store.io_in_thread = False  # autojump clock: no thread may run while it jumps
         send, receive = trio.open_memory_channel[list[Point]](100_000)
         counted: Counter[tuple[str, str]] = Counter()
 

@@ -406,7 +406,7 @@ def test_keys_list_shows_ids_and_times_never_secrets(
 ) -> None:
     store = KeyStore.open(tmp_path / "state", master_key)
     secret = "s" * 30 + "must-not-show"
-    store.put(StoredKey(100007, "key-of-100007", secret, created=1_700_000_000))
+    store.put(StoredKey(100007, "key-of-100007", secret, created_at=1_700_000_000))
     result = cli(["keys", "list", "--config", str(config)], master_key)
     assert result.returncode == 0, result.stderr
     assert "100007" in result.stdout and "key-of-100007" in result.stdout

@@ -150,6 +150,8 @@ def create_key(state: BrokerState, req: HttpRequest, _args: list[str]) -> Any:
         body["user_id"] = str(body["user_id"])
     _require(body, "user_id")
     user_id = _account(state, body["user_id"])
+    if state.accounts[user_id].refuse_keys:
+        raise SimError(400, "INVALID_PARAM_VALUE", "no more API keys for this sub-account")
     perms = body.get("perms", [])
     if not isinstance(perms, list) or not all(
         isinstance(p, dict) and isinstance(p.get("name"), str) for p in perms

@@ -53,6 +53,7 @@ class SimSubAccount:
     # Seconds between changes; None: the simulator's ``change_interval``; 0: never.
     change_interval: float | None = None
     unified: bool = True  # False: /unified/accounts refuses, as for a classic account
+    refuse_keys: bool = False  # True: Gate refuses to create a key for this account
     # channel -> Gate error code with which its subscribes are refused: 1, 2 or 3
     # (``result.status: "fail"``), or 4 with a FORBIDDEN label (no permission).
     refuse: dict[str, int] = field(default_factory=dict)
