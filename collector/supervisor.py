@@ -41,7 +41,6 @@ from collector.keys import KeyPolicy, KeyProvisioner, KeyStore, KeyStoreError, S
 from collector.logging import get_logger
 from collector.points import schema
 from collector.points.lineproto import Point
-from collector.points.schema import STAT_KEY_STORE_WRITE_ERRORS
 from collector.points.totals import SessionState
 from collector.session import AccountSession, AuthenticationFailed, SessionStats, SessionTiming
 from collector.snapshots import SnapshotClient, SnapshotScheduler
@@ -567,30 +566,35 @@ class Supervisor:
     def status_line(self) -> str:
         """``connected/total`` for systemd's STATUS=."""
         connected = sum(1 for s in self._slots.values() if s.stats.connected)
+        sessions = self._session_count()
         over = len(self.stats.over_capacity)
         extra = f", {over} over capacity" if over else ""
         by_state = status.counts(self.account_states())
         for state in (status.REFUSED, status.FORBIDDEN, status.NOT_UNIFIED, status.KEYLESS):
             if by_state[state]:
                 extra += f", {by_state[state]} {state.replace('_', ' ')}"
-        return f"{connected}/{len(self._slots)} sessions connected{extra}"
+        return f"{connected}/{sessions} sessions connected{extra}"
+
+    def _session_count(self) -> int:
+        """Slots that have a session: a keyless account's slot only retries its key."""
+        return sum(1 for account in self._slots if account not in self.stats.keyless)
 
     def stats_fields(self) -> dict[str, float | int]:
         """The session share of ``collector_stats``."""
         slots = [s.stats for s in self._slots.values()]
         return {
-            "sessions_total": len(slots),
-            "sessions_connected": sum(1 for s in slots if s.connected),
-            "sessions_over_capacity": len(self.stats.over_capacity),
-            "frames_received": sum(s.frames for s in slots),
-            "frames_invalid": sum(s.frames_invalid for s in slots),
-            "frames_rejected": sum(s.frames_rejected for s in slots),
-            "fields_invalid": sum(s.fields_invalid for s in slots),
-            "gate_errors": sum(s.errors for s in slots),
-            "reconnects": sum(s.reconnects for s in slots),
-            "gaps": sum(s.gaps for s in slots),
-            "key_replacements": self.stats.key_replacements,
-            STAT_KEY_STORE_WRITE_ERRORS: self._store.write_errors,
+            schema.STAT_SESSIONS_TOTAL: self._session_count(),
+            schema.STAT_SESSIONS_CONNECTED: sum(1 for s in slots if s.connected),
+            schema.STAT_SESSIONS_OVER_CAPACITY: len(self.stats.over_capacity),
+            schema.STAT_FRAMES_RECEIVED: sum(s.frames for s in slots),
+            schema.STAT_FRAMES_INVALID: sum(s.frames_invalid for s in slots),
+            schema.STAT_FRAMES_REJECTED: sum(s.frames_rejected for s in slots),
+            schema.STAT_FIELDS_INVALID: sum(s.fields_invalid for s in slots),
+            schema.STAT_GATE_ERRORS: sum(s.errors for s in slots),
+            schema.STAT_RECONNECTS: sum(s.reconnects for s in slots),
+            schema.STAT_GAPS: sum(s.gaps for s in slots),
+            schema.STAT_KEY_REPLACEMENTS: self.stats.key_replacements,
+            schema.STAT_KEY_STORE_WRITE_ERRORS: self._store.write_errors,
             **self._truth_fields(),
             schema.STAT_KEY_ROTATIONS: self.stats.key_rotations,
             schema.STAT_KEY_ERRORS: self.stats.key_errors,

@@ -129,6 +129,7 @@ async def test_every_account_says_what_it_is_and_refusals_recover(
     assert all(now[a].last_snapshot_age is not None for a in healthy)
     assert fields[schema.STAT_SNAPSHOT_FAILURES] >= 1  # the account not in unified mode
     assert supervisor.stats.key_replacements == 0  # refusals are never key churn
+    # the keyless account has a slot (it retries its key) but no session
     assert f"{len(healthy) + 1}/8 sessions connected" in supervisor.status_line()
 
     for account in (REFUSED_ASSETS, REFUSED_DETAIL):
