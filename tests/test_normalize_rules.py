@@ -96,4 +96,5 @@ def test_a_gap_is_reported_with_its_point() -> None:
     norm.normalize(detail(10, {"BTC": {"a": "1"}}))
     out = norm.normalize(detail(13, {"BTC": {"a": "2"}}))
     assert out.gaps == [Gap(ASSET_DETAIL, "sequence", 11, 13, 2)]
-    assert out.resubscribe
+    assert out.resync is True  # a gap asks for a REST snapshot, not a resubscribe
+    assert norm.normalize(detail(14, {"BTC": {"a": "3"}})).resync is False

@@ -85,15 +85,36 @@ def test_refusal_wait_without_jitter(reset: float | None, retry: float | None, w
     assert refusal_wait(reset=reset, retry=retry, now=NOW, jitter=0.0, cap=60.0) == wait
 
 
-@pytest.mark.parametrize(("jitter", "wait"), [(0.0, 8.0), (0.5, 9.0), (0.999, 9.998)])
-def test_jitter_spreads_over_a_quarter_of_the_wait(jitter: float, wait: float) -> None:
-    got = refusal_wait(reset=None, retry=8.0, now=NOW, jitter=jitter, cap=60.0)
-    assert got == pytest.approx(wait)
+@pytest.mark.parametrize(
+    ("reset", "jitter", "wait"),
+    [
+        (None, 0.0, 10.0),
+        (None, 0.5, 11.25),
+        (None, 0.75, 11.875),
+        (NOW, 0.5, 11.25),  # a reset that is now: the same jittered window
+        (NOW - 5, 0.75, 11.875),  # a reset in the past
+    ],
+)
+def test_jitter_spreads_over_a_quarter_of_the_wait(
+    reset: float | None, jitter: float, wait: float
+) -> None:
+    got = refusal_wait(reset=reset, retry=None, now=NOW, jitter=jitter, cap=60.0)
+    assert got == wait
+
+
+@pytest.mark.parametrize(
+    ("reset", "retry", "wait"),
+    [(None, 8.0, 8.0), (NOW + 20, None, 20.0), (NOW + 20, 8.0, 8.0)],
+)
+def test_a_told_wait_is_kept_exactly_without_jitter(
+    reset: float | None, retry: float | None, wait: float
+) -> None:
+    assert refusal_wait(reset=reset, retry=retry, now=NOW, jitter=0.999, cap=60.0) == wait
 
 
 @pytest.mark.parametrize(
     ("retry", "jitter", "wait"),
-    [(3600.0, 0.0, 60.0), (59.0, 0.9, 60.0), (60.0, 0.0, 60.0), (50.0, 0.0, 50.0)],
+    [(3600.0, 0.0, 60.0), (59.0, 0.9, 59.0), (60.0, 0.0, 60.0), (50.0, 0.0, 50.0)],
 )
 def test_the_cap_bounds_even_a_huge_retry_after(retry: float, jitter: float, wait: float) -> None:
     assert refusal_wait(reset=None, retry=retry, now=NOW, jitter=jitter, cap=60.0) == wait
@@ -101,6 +122,10 @@ def test_the_cap_bounds_even_a_huge_retry_after(retry: float, jitter: float, wai
 
 def test_the_cap_bounds_a_far_reset() -> None:
     assert refusal_wait(reset=NOW + 86400, retry=None, now=NOW, jitter=0.0, cap=60.0) == 60.0
+
+
+def test_the_cap_bounds_the_jittered_window() -> None:
+    assert refusal_wait(reset=None, retry=None, now=NOW, jitter=0.75, cap=11.0) == 11.0
 
 
 @settings(max_examples=300, deadline=None)
