@@ -314,16 +314,35 @@ def test_every_option_of_every_command_has_help_text() -> None:
 
     from collector.app.cli import _parser
 
-    parser = _parser()
-    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    missing = [
-        f"{name} {action.option_strings or action.dest}"
-        for name, command in [("", parser), *sub.choices.items()]
-        for action in command._actions
-        if not action.help and not isinstance(action, argparse._SubParsersAction)
-    ]
+    missing: list[str] = []
+    commands: list[str] = []
+
+    def walk(name: str, parser: argparse.ArgumentParser) -> None:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        for action in parser._actions:
+            if not action.help and not isinstance(action, argparse._SubParsersAction):
+                missing.append(f"{name} {action.option_strings or action.dest}")
+        for sub in subs:
+            for child, command in sub.choices.items():
+                walk(f"{name} {child}".strip(), command)
+        if name and not subs:
+            commands.append(name)
+
+    walk("", _parser())
     assert missing == []
-    assert len(sub.choices) == 6
+    assert sorted(commands) == [
+        "accounts",
+        "check",
+        "demo",
+        "genkey",
+        "influx-setup",
+        "keys list",
+        "keys repair",
+        "plan",
+        "run",
+        "simulate",
+        "top",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -38,7 +38,7 @@ async def test_an_outage_logs_its_backlog_and_the_recovery_is_one_line(
     influxdb.create_database(database)
     common: dict[str, Any] = {"database": database, "batch_size": 10, "flush_interval": 0.05}
     down = InfluxSettings(url=f"http://127.0.0.1:{free_port()}", **common)
-    sink = Sink(http, down, None, stats_interval=0, backoff=(0.05, 0.2), shutdown_timeout=0.5)
+    sink = Sink(http, down, None, backoff=(0.05, 0.2), shutdown_timeout=0.5)
     send, receive = trio.open_memory_channel[list[Point]](100)
     with capture_logs() as logs:
         async with trio.open_nursery() as nursery:
