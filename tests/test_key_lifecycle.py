@@ -25,6 +25,7 @@ from collector.config import Settings
 from collector.devtools.simulator import Simulator
 from collector.devtools.simulator.state import Fault
 from collector.gate.broker import BrokerClient, RetryPolicy
+from collector.gate.protocol import ASSET_DETAIL as WS_DETAIL
 from collector.gate.protocol import ASSETS as WS_ASSETS
 from collector.keys import KeyStore, generate_master_key
 from collector.placement import owns as in_shard
@@ -59,6 +60,9 @@ async def lsim(nursery: trio.Nursery, wall_clock: Callable[[], float]) -> Simula
     simulator = Simulator.create(accounts=6, clock=wall_clock)
     simulator.state.key_activation_delay = ACTIVATION
     simulator.state.push_interval = PUSH_INTERVAL
+    # Gate pushes only what changed: every account changes at each push, so a key
+    # that works delivers data (the lifecycle's proof that Gate activated it).
+    simulator.state.change_interval = PUSH_INTERVAL
     await simulator.start(nursery)
     return simulator
 
@@ -267,8 +271,8 @@ async def test_old_keys_are_rotated_without_losing_an_update(
 @pytest.mark.parametrize(
     ("accounts", "why"),
     [
-        ({"key_ip_whitelist": ["203.0.113.7"]}, "key_refused_ip"),
-        ({}, "key_refused_permission"),
+        ({"key_ip_whitelist": ["203.0.113.7"]}, "Request IP not in whitelist: 127.0.0.1"),
+        ({}, "API key lacks the permission unified"),
     ],
 )
 async def test_refusals_no_new_key_can_cure_are_loud_and_never_churn_keys(
@@ -286,9 +290,23 @@ async def test_refusals_no_new_key_can_cure_are_loud_and_never_churn_keys(
         await trio.sleep(3 * GRACE)
     assert lsim.state.calls["keys_created"] == 6  # one key each, never another
     assert sum(lsim.state.active.values()) == 0
-    assert running.supervisor.stats.key_config_refusals >= 6
+    # Gate refuses the subscribe (code 4, FORBIDDEN): the session holds both channels
+    # forbidden and retries them slowly (first refusal, then every FORBIDDEN_RETRY =
+    # 300 s: 3 tries each in 900 s); the supervisor sees no refused key at all.
+    sessions = running.supervisor.session_stats()
+    assert set(sessions) == enabled(lsim)
+    for stats in sessions.values():
+        assert (stats.subscription, stats.connected) == ("forbidden", False)
+        assert why in stats.subscription_reason
+        assert stats.refusals == 2 * 3
+    assert running.supervisor.stats.key_config_refusals == 0
     assert running.supervisor.stats.key_replacements == 0
-    assert {e["account"] for e in logs if e["event"] == why} == enabled(lsim)
+    # Loud once per channel, not at every slow retry.
+    forbidden = [e for e in logs if e["event"] == "subscription_forbidden"]
+    assert all(why in e["reason"] for e in forbidden)
+    assert Counter((e["account"], e["channel"]) for e in forbidden) == {
+        (a, c): 1 for a in enabled(lsim) for c in (WS_ASSETS, WS_DETAIL)
+    }
 
 
 async def test_keys_bound_to_the_collectors_address_work_and_are_never_rotated(
