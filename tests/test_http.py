@@ -191,7 +191,7 @@ async def test_metrics_equal_collector_stats_and_ready_after_discovery(
         ready = await wait_ready(http, url, 200, "sessions connected")
         assert ready.status_code == 200
         with trio.fail_after(30):
-            while (await http.get(f"{url}/status")).json()["sessions"].get("connected") != 18:
+            while (await http.get(f"{url}/status")).json()["sessions"].get("active") != 18:
                 await trio.sleep(0.1)
         status, metrics = await consistent_read(http, url)
         values = metric_values(metrics)
@@ -201,7 +201,7 @@ async def test_metrics_equal_collector_stats_and_ready_after_discovery(
         assert status["stats"]["sessions_connected"] == 18
         families = {f.name: f for f in text_string_to_metric_families(metrics)}
         by_state = {s.labels["state"]: s.value for s in families[PREFIX + "sessions"].samples}
-        assert by_state == {"connected": 18}
+        assert by_state == {"active": 18}
         assert families[PREFIX + "build_info"].samples[0].labels["shard"] == "0/1"
         assert (await http.get(f"{url}/healthz")).status_code == 200
         assert len(status["accounts"]) == 18

@@ -22,18 +22,18 @@ def test_render_puts_the_worst_accounts_first() -> None:
     status = {
         "ready": False,
         "reason": "over capacity",
-        "sessions": {"connected": 2, "over_capacity": 1},
+        "sessions": {"active": 2, "over_capacity": 1},
         "rates": {"frames_received_per_s": 3.5, "points_written_per_s": 7.0},
         "stats": {"buffer_size": 12, "spool_bytes": 0},
         "accounts": [
-            {"account": 1, "state": "connected", "gaps": 0, "reconnects": 0, "frames": 9},
-            {"account": 2, "state": "connected", "gaps": 4, "reconnects": 1, "frames": 9},
+            {"account": 1, "state": "active", "gaps": 0, "reconnects": 0, "frames": 9},
+            {"account": 2, "state": "active", "gaps": 4, "reconnects": 1, "frames": 9},
             {"account": 3, "state": "over_capacity"},
         ],
     }
     screen = render(status, "http://x").splitlines()
     assert "NOT READY: over capacity" in screen
-    assert "sessions  connected 2  over_capacity 1" in screen
+    assert "sessions  active 2  over_capacity 1" in screen
     assert "updates/s        3.5" in screen[4]
     rows = [line.split()[0] for line in screen[-3:]]
     assert rows == ["3", "2", "1"]
@@ -67,9 +67,7 @@ async def test_top_shows_the_sessions_and_quits_on_q(
             command,
         )
         with trio.fail_after(30):
-            while "sessions  connected 18" not in (
-                screen := tmux("capture-pane", "-p", "-t", "top")
-            ):
+            while "sessions  active 18" not in (screen := tmux("capture-pane", "-p", "-t", "top")):
                 await trio.sleep(0.1)
         assert "ready: 18/18 sessions connected" in screen
         assert "shard 0/1" in screen

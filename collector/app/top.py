@@ -19,16 +19,18 @@ import httpx
 import orjson
 import trio
 
+from collector import status as account_status
+
 CLEAR_HOME: Final = "\x1b[H\x1b[2J"
 WORST: Final = 10
-STATE_ORDER: Final = ("connected", "connecting", "over_capacity")
+STATE_ORDER: Final = account_status.STATES  # the states /status counts, active first
 
 
 def _worst_first(row: dict[str, Any]) -> tuple[int, int, int, float]:
-    """Not connected first, then the most gaps, reconnects, the longest silence."""
+    """Not active first, then the most gaps, reconnects, the longest silence."""
     age = row.get("last_frame_age")
     return (
-        row.get("state") == "connected",
+        row.get("state") == account_status.ACTIVE,
         -int(row.get("gaps", 0)),
         -int(row.get("reconnects", 0)),
         -(age if isinstance(age, int | float) else float("inf")),
