@@ -17,6 +17,10 @@ Every account with a session is also read by REST snapshots
 gap, and every ``accounts.snapshot_interval``. :meth:`Supervisor.account_states`
 says per account whether it is active, refused (why), not in unified mode or
 keyless (:mod:`collector.status`).
+
+Rooms: per-account work runs in :mod:`collector.slot_runner` (the session loop,
+upkeep, rotation) and :mod:`collector.key_lifecycle` (create, grace, replace,
+retire); what is shown is assembled in :mod:`collector.supervisor_view`.
 """
 
 from __future__ import annotations
