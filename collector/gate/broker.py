@@ -31,7 +31,7 @@ import trio
 from pydantic import BaseModel, ValidationError
 
 from collector.backoff import backoff_delay
-from collector.gate import ratelimit, signing
+from collector.gate import signing
 from collector.gate.errors import (
     BadResponseError,
     ClockSkewError,
@@ -53,6 +53,7 @@ from collector.gate.models import (
     TransferDirection,
     TransferSpec,
 )
+from collector.gate.quota import Quotas
 from collector.logging import get_logger
 
 log = get_logger(__name__)
@@ -65,7 +66,6 @@ DEFAULT_PAGE_SIZE: Final = 100
 # 10,000 pages of 100 is a million sub-accounts.
 MAX_PAGES: Final = 10_000
 # Wait this much past a rate-limit reset: the header has ms resolution, clocks jitter.
-RESET_MARGIN_SECONDS: Final = 0.05
 
 M = TypeVar("M", bound=BaseModel)
 _ID_SEGMENT: Final = re.compile(r"[0-9]+|[0-9a-fA-F]{16,}")
@@ -87,12 +87,6 @@ class RetryPolicy:
     max_rate_limit_wait: float = 60.0
 
 
-@dataclass
-class _Limit:
-    remaining: int
-    reset_at: float  # wall-clock seconds
-
-
 class BrokerClient:
     """Every endpoint of the Broker API document, typed."""
 
@@ -112,7 +106,11 @@ class BrokerClient:
         self._retry = retry or RetryPolicy()
         self._wall_clock = wall_clock
         self._rng = rng or random.Random()
-        self._limits: dict[str, _Limit] = {}
+        self._quotas = Quotas(
+            lambda: self._wall_clock() + self.clock_skew,
+            self._rng,
+            self._retry.max_rate_limit_wait,
+        )
         self.clock_skew = 0.0
         self.requests_sent = 0
 
@@ -309,7 +307,7 @@ class BrokerClient:
         failures = rate_waits = 0
         skew_retried = False
         while True:
-            await self._wait_for_quota(endpoint)
+            await self._quotas.take(endpoint)
             try:
                 response = await self._send_once(method, path, params, content)
             except httpx.TransportError as exc:
@@ -321,13 +319,14 @@ class BrokerClient:
                     ) from None
                 await self._backoff(failures, endpoint, repr(exc))
                 continue
-            self._observe(endpoint, response)
+            self._observe_skew(response)
+            self._quotas.observe(endpoint, response.headers)
             if response.is_success:
                 return response
             error = _error(response, endpoint)
             if isinstance(error, RateLimitedError) and rate_waits < self._retry.rate_limit_waits:
                 rate_waits += 1
-                await self._wait_after_429(endpoint, response)
+                self._quotas.refused(endpoint, response.headers)
                 continue
             if isinstance(error, ClockSkewError) and not skew_retried:
                 skew_retried = True
@@ -356,19 +355,6 @@ class BrokerClient:
         self.requests_sent += 1
         return await self._http.send(request)
 
-    def _observe(self, endpoint: str, response: httpx.Response) -> None:
-        self._observe_skew(response)
-        remain = response.headers.get("X-Gate-RateLimit-Requests-Remain")
-        reset = ratelimit.reset_timestamp(response.headers.get("X-Gate-RateLimit-Reset-Timestamp"))
-        if remain is None or not remain.isdigit() or reset is None:
-            return
-        known = self._limits.get(endpoint)
-        remaining = int(remain)
-        if known is not None and abs(known.reset_at - reset) < 0.5:
-            # Answers to concurrent requests arrive out of order: trust the lowest count.
-            remaining = min(remaining, known.remaining)
-        self._limits[endpoint] = _Limit(remaining, reset)
-
     def _observe_skew(self, response: httpx.Response) -> None:
         date = response.headers.get("Date")
         if not date:
@@ -391,37 +377,6 @@ class BrokerClient:
                 "but fix the clock (NTP / systemd-timesyncd)",
             )
         self.clock_skew = skew
-
-    async def _wait_for_quota(self, endpoint: str) -> None:
-        """Take one request from the endpoint's quota, sleeping until its reset if none is left."""
-        while (limit := self._limits.get(endpoint)) is not None:
-            wait = limit.reset_at + RESET_MARGIN_SECONDS - (self._wall_clock() + self.clock_skew)
-            if wait <= 0:
-                del self._limits[endpoint]  # a new window: the next answer tells its quota
-                return
-            if limit.remaining > 0:
-                limit.remaining -= 1
-                return
-            log.debug("rate_limit_wait", endpoint=endpoint, seconds=round(wait, 2))
-            await trio.sleep(min(wait, self._retry.max_rate_limit_wait))
-
-    async def _wait_after_429(self, endpoint: str, response: httpx.Response) -> None:
-        now = self._wall_clock() + self.clock_skew
-        reset = ratelimit.reset_timestamp(response.headers.get("X-Gate-RateLimit-Reset-Timestamp"))
-        retry = ratelimit.retry_after(response.headers.get("Retry-After"), now)
-        wait = ratelimit.refusal_wait(
-            reset=reset,
-            retry=retry,
-            now=now,
-            jitter=self._rng.random(),
-            cap=self._retry.max_rate_limit_wait,
-        )
-        log.warning(
-            "rate_limited", endpoint=endpoint, reset=reset, retry_after=retry, wait_seconds=wait
-        )
-        # Every task calling this endpoint now waits, not just this one; a reset that
-        # is now or past (Gate's value outside a limit) still waits a window.
-        self._limits[endpoint] = _Limit(0, now + wait)
 
     async def _backoff(self, failures: int, endpoint: str, reason: str) -> None:
         delay = backoff_delay(failures, self._retry.base_delay, self._retry.max_delay, self._rng)

@@ -1,0 +1,83 @@
+"""Per-endpoint rate-limit bookkeeping of the Broker REST client.
+
+Gate's ``X-Gate-RateLimit-*`` headers are remembered per endpoint; a request
+takes one from its endpoint's quota and, when none is left (or after a 429),
+waits until the reset instead of retrying in a storm. Header parsing is pure
+(:mod:`collector.gate.ratelimit`); this holds the state and the waits.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+import trio
+
+from collector.gate import ratelimit
+from collector.logging import get_logger
+
+log = get_logger(__name__)
+
+RESET_MARGIN_SECONDS: Final = 0.05
+
+
+@dataclass
+class _Limit:
+    remaining: int
+    reset_at: float  # wall-clock seconds
+
+
+class Quotas:
+    """The known quota of each endpoint; ``clock`` is our clock corrected to Gate's."""
+
+    def __init__(self, clock: Callable[[], float], rng: random.Random, max_wait: float) -> None:
+        self._clock = clock
+        self._rng = rng
+        self._max_wait = max_wait
+        self._limits: dict[str, _Limit] = {}
+
+    def observe(self, endpoint: str, headers: Mapping[str, str]) -> None:
+        """Remember the quota an answer announced."""
+        remain = headers.get("X-Gate-RateLimit-Requests-Remain")
+        reset = ratelimit.reset_timestamp(headers.get("X-Gate-RateLimit-Reset-Timestamp"))
+        if remain is None or not remain.isdigit() or reset is None:
+            return
+        known = self._limits.get(endpoint)
+        remaining = int(remain)
+        if known is not None and abs(known.reset_at - reset) < 0.5:
+            # Answers to concurrent requests arrive out of order: trust the lowest count.
+            remaining = min(remaining, known.remaining)
+        self._limits[endpoint] = _Limit(remaining, reset)
+
+    async def take(self, endpoint: str) -> None:
+        """Take one request from the endpoint's quota, sleeping until its reset if none is left."""
+        while (limit := self._limits.get(endpoint)) is not None:
+            wait = limit.reset_at + RESET_MARGIN_SECONDS - self._clock()
+            if wait <= 0:
+                del self._limits[endpoint]  # a new window: the next answer tells its quota
+                return
+            if limit.remaining > 0:
+                limit.remaining -= 1
+                return
+            log.debug("rate_limit_wait", endpoint=endpoint, seconds=round(wait, 2))
+            await trio.sleep(min(wait, self._max_wait))
+
+    def refused(self, endpoint: str, headers: Mapping[str, str]) -> None:
+        """After a 429: every task calling this endpoint waits, not just this one."""
+        now = self._clock()
+        reset = ratelimit.reset_timestamp(headers.get("X-Gate-RateLimit-Reset-Timestamp"))
+        retry = ratelimit.retry_after(headers.get("Retry-After"), now)
+        wait = ratelimit.refusal_wait(
+            reset=reset,
+            retry=retry,
+            now=now,
+            jitter=self._rng.random(),
+            cap=self._max_wait,
+        )
+        log.warning(
+            "rate_limited", endpoint=endpoint, reset=reset, retry_after=retry, wait_seconds=wait
+        )
+        # A reset that is now or past (Gate's value outside a limit) still waits a window.
+        self._limits[endpoint] = _Limit(0, now + wait)

@@ -1,0 +1,162 @@
+"""Runs the slots: one session loop per account, its upkeep and key rotation.
+
+Each slot keeps one :class:`~collector.session.AccountSession` up with the
+account's stored key (:mod:`collector.key_lifecycle` finds, waits for or replaces
+it), restarts it with backoff after a crash, and once the session delivers
+data retires replaced keys and rotates an old one (make before break).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+import trio
+
+from collector.backoff import backoff_delay
+from collector.config import GateSettings
+from collector.gate.errors import GateError
+from collector.key_lifecycle import KeyLifecycle
+from collector.keys import KeyProvisioner, KeyStore, StoredKey
+from collector.logging import get_logger
+from collector.points.lineproto import Point
+from collector.session import AccountSession, AuthenticationFailed, SessionStats, SessionTiming
+from collector.slot import Slot, SupervisorStats, label, merge_counters
+from collector.snapshots import SnapshotScheduler
+
+log = get_logger(__name__)
+
+CRASH_BACKOFF: Final = (1.0, 300.0)
+# How often a slot looks after its key: retire replaced keys, rotate old ones.
+UPKEEP_INTERVAL: Final = 30.0
+
+
+@dataclass
+class SlotRunner:
+    """What every slot's tasks need, passed in by the supervisor (no back-reference)."""
+
+    gate: Callable[[], GateSettings]  # the current settings (a SIGHUP may change them)
+    store: KeyStore
+    provisioner: KeyProvisioner
+    keys: KeyLifecycle
+    points: trio.MemorySendChannel[list[Point]]
+    known: set[int]  # every sub-account id of the broker (one shared set)
+    stats: SupervisorStats
+    snapshots: SnapshotScheduler | None
+    rng: random.Random
+    gate_clock: Callable[[], float]
+    connect_limiter: trio.CapacityLimiter
+    session_factory: Callable[..., AccountSession]
+    timing: SessionTiming | None
+
+    async def run(self, slot: Slot) -> None:
+        """The slot's session and its key upkeep, until its scope is cancelled."""
+        with slot.scope:
+            async with trio.open_nursery() as nursery:
+                slot.nursery = nursery
+                slot.drive = self._launch(slot, slot.stats)
+                nursery.start_soon(self._upkeep, slot)
+
+    def _launch(self, slot: Slot, stats: SessionStats) -> tuple[trio.CancelScope, trio.Event]:
+        assert slot.nursery is not None
+        scope, done = trio.CancelScope(), trio.Event()
+        slot.nursery.start_soon(self._drive, slot, stats, scope, done)
+        return scope, done
+
+    async def _drive(
+        self, slot: Slot, stats: SessionStats, scope: trio.CancelScope, done: trio.Event
+    ) -> None:
+        """Keep one session up with the account's stored key until cancelled."""
+        account_id = slot.account.gate_id
+        crashes = 0
+        try:
+            with scope:
+                while True:
+                    stored = await self.keys.key_for(slot)
+                    if stored is None:
+                        return
+                    before = stats.points
+                    try:
+                        session = slot.session = self._session(slot, stored, stats)
+                        await session.run()
+                    except AuthenticationFailed as exc:
+                        if stats.points > before:
+                            self.provisioner.mark_working(stored.key)
+                        if not await self.keys.recover_key(slot, stored, exc):
+                            return
+                    except (GateError, OSError, trio.BrokenResourceError) as exc:
+                        crashes += 1
+                        delay = backoff_delay(crashes, *CRASH_BACKOFF, self.rng)
+                        log.error(
+                            "session_failed",
+                            account=account_id,
+                            error=repr(exc),
+                            wait_seconds=round(delay, 1),
+                        )
+                        await trio.sleep(delay)
+        finally:
+            done.set()
+
+    def _session(self, slot: Slot, stored: StoredKey, stats: SessionStats) -> AccountSession:
+        session = self.session_factory(
+            slot.account.gate_id,
+            label(slot.account),
+            stored.credentials,
+            self.gate(),
+            self.points,
+            timing=self.timing,
+            local_address=slot.local_address,
+            other_accounts=self.known,  # the tracker checks its own id first
+            wall_clock=self.gate_clock,
+            connect_limiter=self.connect_limiter,
+            on_resync=self.snapshots.request if self.snapshots is not None else None,
+        )
+        session.stats = stats  # counters survive restarts of the session
+        return session
+
+    async def _upkeep(self, slot: Slot) -> None:
+        """Once the session delivers data: delete replaced keys, rotate an old key."""
+        await trio.sleep(self.rng.uniform(0, UPKEEP_INTERVAL))
+        seen = slot.stats.points
+        while True:
+            await trio.sleep(UPKEEP_INTERVAL)
+            working, seen = slot.stats.points > seen, slot.stats.points
+            if not working:
+                continue
+            slot.refusals = 0
+            await self.keys.retire(slot)
+            stored = self.store.get(slot.account.gate_id)
+            due = None if stored is None else self.provisioner.rotation_due_in(stored)
+            if due == 0:
+                await self._rotate(slot)
+            seen = slot.stats.points
+
+    async def _rotate(self, slot: Slot) -> None:
+        """A successor key, its session up beside the old one, then the old one stopped."""
+        account_id = slot.account.gate_id
+        try:
+            await self.provisioner.create(account_id)
+        except GateError as exc:  # tried again at the next upkeep
+            self.stats.key_errors += 1
+            log.error("key_rotate_failed", account=account_id, error=str(exc))
+            return
+        assert slot.drive is not None
+        old_scope, old_done = slot.drive
+        stats = SessionStats()
+        slot.drive = self._launch(slot, stats)
+        # The new key may need Gate's activation grace; the old session keeps the data
+        # flowing meanwhile (a refused new key is replaced by its own session task).
+        while True:
+            await trio.sleep(1.0)
+            if stats.points:
+                break
+        old_scope.cancel()
+        await old_done.wait()
+        merge_counters(stats, slot.stats)
+        slot.stats = stats
+        slot.retire_pending = True
+        self.stats.key_rotations += 1
+        log.info("key_rotated", account=account_id)
+        await self.keys.retire(slot)

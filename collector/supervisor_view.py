@@ -1,0 +1,185 @@
+"""What the supervisor shows: status line, ``collector_stats`` fields, per-account states and rows.
+
+Pure functions of the supervisor's slots, counters and snapshot scheduler (no
+I/O, no copies of big structures): cheap enough for every stats flush or HTTP
+request. :class:`collector.supervisor.Supervisor` calls them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from collector import status
+from collector.points import schema
+from collector.points.totals import SessionState
+from collector.slot import Slot, SupervisorStats, label
+from collector.snapshots import SnapshotScheduler
+
+
+def status_line(slots: Mapping[int, Slot], stats: SupervisorStats, by_state: dict[str, int]) -> str:
+    """``connected/total`` for systemd's STATUS=."""
+    connected = sum(1 for s in slots.values() if s.stats.connected)
+    sessions = session_count(slots, stats)
+    over = len(stats.over_capacity)
+    extra = f", {over} over capacity" if over else ""
+    for state in (status.REFUSED, status.FORBIDDEN, status.NOT_UNIFIED, status.KEYLESS):
+        if by_state[state]:
+            extra += f", {by_state[state]} {state.replace('_', ' ')}"
+    return f"{connected}/{sessions} sessions connected{extra}"
+
+
+def session_count(slots: Mapping[int, Slot], stats: SupervisorStats) -> int:
+    """Slots that have a session: a keyless account's slot only retries its key."""
+    return sum(1 for account in slots if account not in stats.keyless)
+
+
+def stats_fields(
+    slots: Mapping[int, Slot],
+    stats: SupervisorStats,
+    store_write_errors: int,
+    snapshots: SnapshotScheduler | None,
+    by_state: dict[str, int],
+) -> dict[str, float | int]:
+    """The session share of ``collector_stats``."""
+    sessions = [s.stats for s in slots.values()]
+    return {
+        schema.STAT_SESSIONS_TOTAL: session_count(slots, stats),
+        schema.STAT_SESSIONS_CONNECTED: sum(1 for s in sessions if s.connected),
+        schema.STAT_SESSIONS_OVER_CAPACITY: len(stats.over_capacity),
+        schema.STAT_FRAMES_RECEIVED: sum(s.frames for s in sessions),
+        schema.STAT_FRAMES_INVALID: sum(s.frames_invalid for s in sessions),
+        schema.STAT_FRAMES_REJECTED: sum(s.frames_rejected for s in sessions),
+        schema.STAT_FIELDS_INVALID: sum(s.fields_invalid for s in sessions),
+        schema.STAT_GATE_ERRORS: sum(s.errors for s in sessions),
+        schema.STAT_RECONNECTS: sum(s.reconnects for s in sessions),
+        schema.STAT_GAPS: sum(s.gaps for s in sessions),
+        schema.STAT_KEY_REPLACEMENTS: stats.key_replacements,
+        schema.STAT_KEY_STORE_WRITE_ERRORS: store_write_errors,
+        **_truth_fields(snapshots, by_state),
+        schema.STAT_KEY_ROTATIONS: stats.key_rotations,
+        schema.STAT_KEY_ERRORS: stats.key_errors,
+        schema.STAT_KEY_CONFIG_REFUSALS: stats.key_config_refusals,
+    }
+
+
+def _truth_fields(
+    snapshots: SnapshotScheduler | None, by_state: dict[str, int]
+) -> dict[str, float | int]:
+    """Snapshot counters and how many accounts are in each state."""
+    totals = snapshots.totals if snapshots is not None else None
+    return {
+        schema.STAT_SNAPSHOTS: totals.taken if totals else 0,
+        schema.STAT_SNAPSHOT_FAILURES: totals.failed if totals else 0,
+        schema.STAT_SNAPSHOT_FIELDS_INVALID: totals.invalid_fields if totals else 0,
+        schema.STAT_ACCOUNTS_ACTIVE: by_state[status.ACTIVE],
+        schema.STAT_ACCOUNTS_REFUSED: by_state[status.REFUSED],
+        schema.STAT_ACCOUNTS_FORBIDDEN: by_state[status.FORBIDDEN],
+        schema.STAT_ACCOUNTS_NOT_UNIFIED: by_state[status.NOT_UNIFIED],
+        schema.STAT_ACCOUNTS_KEYLESS: by_state[status.KEYLESS],
+    }
+
+
+def session_states(
+    slots: Mapping[int, Slot], stats: SupervisorStats, now: float
+) -> dict[str, SessionState]:
+    """Per account of the shard (id as text): label and session state (gate_account_state)."""
+    states = {
+        str(a): SessionState(str(a), schema.SESSION_OVER_CAPACITY) for a in stats.over_capacity
+    }
+    for account, slot in slots.items():
+        connected = slot.stats.connected
+        state = schema.SESSION_CONNECTED if connected else schema.SESSION_DISCONNECTED
+        states[str(account)] = SessionState(
+            label(slot.account), state, slot.stats.last_frame_age(now)
+        )
+    return states
+
+
+def account_states(
+    slots: Mapping[int, Slot],
+    stats: SupervisorStats,
+    snapshots: SnapshotScheduler | None,
+    now: float,
+) -> list[status.AccountState]:
+    """One :class:`~collector.status.AccountState` per account: with a session, then keyless."""
+    keyless = stats.keyless  # a slot still waiting for its first key is keyless
+    states = [
+        _slot_state(account, slot, snapshots, now)
+        for account, slot in slots.items()
+        if account not in keyless
+    ]
+    states.extend(
+        status.AccountState(account, name, *status.decide(keyless=True))
+        for account, name in keyless.items()
+    )
+    return states
+
+
+def _slot_state(
+    account: int, slot: Slot, snapshots: SnapshotScheduler | None, now: float
+) -> status.AccountState:
+    snap = snapshots.status(account) if snapshots is not None else None
+    stats = slot.stats
+    state, reason = status.decide(
+        snapshot_state=snap.state if snap else "",
+        snapshot_reason=snap.reason if snap else "",
+        subscription=stats.subscription,
+        subscription_reason=stats.subscription_reason,
+    )
+    return status.AccountState(
+        account=account,
+        label=label(slot.account),
+        state=state,
+        reason=reason,
+        connected=stats.connected,
+        snapshots=snap.taken if snap else 0,
+        snapshot_failures=snap.failed if snap else 0,
+        last_data_age=None if stats.last_data_at is None else now - stats.last_data_at,
+        last_snapshot_age=None if snap is None or snap.last_at is None else now - snap.last_at,
+    )
+
+
+def account_rows(
+    states: list[status.AccountState],
+    slots: Mapping[int, Slot],
+    stats: SupervisorStats,
+    now: float,
+) -> list[dict[str, object]]:
+    """One row per owned account for ``/status``: its state and its session counters."""
+    rows = [
+        _account_row(state, slots.get(state.account), now)
+        for state in sorted(states, key=lambda s: s.account)
+    ]
+    rows += [{"account": a, "state": "over_capacity"} for a in sorted(stats.over_capacity)]
+    return rows
+
+
+def _account_row(state: status.AccountState, slot: Slot | None, now: float) -> dict[str, object]:
+    """What ``/status`` shows of one account; add new per-account state here."""
+    row: dict[str, object] = {
+        "account": state.account,
+        "label": state.label,
+        "state": state.state,
+        "reason": state.reason,
+        "connected": state.connected,
+        "snapshots": state.snapshots,
+        "snapshot_failures": state.snapshot_failures,
+        "last_data_age": _rounded(state.last_data_age),
+        "last_snapshot_age": _rounded(state.last_snapshot_age),
+    }
+    if slot is not None:
+        stats = slot.stats
+        row.update(
+            address=slot.local_address,
+            frames=stats.frames,
+            points=stats.points,
+            reconnects=stats.reconnects,
+            gaps=stats.gaps,
+            errors=stats.errors,
+            last_frame_age=_rounded(stats.last_frame_age(now)),
+        )
+    return row
+
+
+def _rounded(age: float | None) -> float | None:
+    return None if age is None else round(age, 1)
