@@ -50,3 +50,37 @@ def test_a_batch_put_back_comes_first_and_drain_takes_all_in_order() -> None:
     batcher.put_back(first)
     assert batcher.drain() == [lines(2), lines(2, start=2), lines(1, start=4)]
     assert batcher.points == 0
+
+
+def test_exactly_a_batch_size_of_lines_is_cut_at_once() -> None:
+    batcher = Batcher(batch_size=4, buffer_limit=100)
+    assert batcher.add(lines(4)) is True
+    assert (batcher.batches, batcher.points) == (1, 4)
+
+
+def test_points_count_what_next_takes_and_put_back_returns() -> None:
+    batcher = Batcher(batch_size=2, buffer_limit=100)
+    batcher.add(lines(5))
+    assert batcher.points == 5
+    first = batcher.next()
+    assert first is not None
+    assert batcher.points == 3
+    batcher.put_back(first)
+    assert batcher.points == 5
+
+
+def test_exactly_at_the_bound_nothing_overflows() -> None:
+    batcher = Batcher(batch_size=10, buffer_limit=20)
+    batcher.add(lines(20))
+    assert batcher.overflow() == []
+    assert batcher.overflow(held_elsewhere=1) == [lines(10)]
+
+
+def test_pending_lines_count_against_the_bound() -> None:
+    batcher = Batcher(batch_size=10, buffer_limit=25)
+    batcher.add(lines(20))
+    batcher.add(lines(5, start=20))
+    assert batcher.overflow() == []
+    batcher.add(lines(1, start=25))
+    assert batcher.overflow() == [lines(10)]
+    assert batcher.points == 16

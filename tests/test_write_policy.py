@@ -41,6 +41,15 @@ PARTIAL_TAGS = (
 )
 HTML = "<html><head><title>400 Bad Request</title></head><body>nginx</body></html>"
 V2_422 = '{"code":"unprocessable entity","message":"failure writing points: field type"}'
+V1_WITH_CODE = '{"code":"invalid","error":"unable to parse \'m f=\': missing field value"}'
+NOT_A_STRING = '{"error":{"text":"unable to parse"}}'
+# The hints an operator reads, pinned by text.
+URL_HINT = (
+    "this answer is not InfluxDB's: check influx.url (a proxy, a wrong port?); "
+    "data is kept and retried"
+)
+AUTH_HINT = "check influx.username/password or token; data is kept and retried"
+DB_HINT = "check influx.database/bucket (and influx.url); data is kept and retried"
 
 
 @dataclass(frozen=True)
@@ -57,48 +66,70 @@ class Case:
     headers: tuple[tuple[str, str], ...] = ()
     retry_after: float | None = None
     event: str | None = None
+    level: str = "error"
+    hint: str = ""
 
 
 CASES = [
     Case("204 empty", 204, "", 10, Action.WRITTEN, written=10),
     Case("200 json", 200, '{"results":[]}', 10, Action.WRITTEN, written=10),
+    Case("299: still 2xx", 299, "", 10, Action.WRITTEN, written=10),
     Case("204 partial write", 204, PARTIAL_TAGS, 10, Action.WRITTEN, 7, 3,
          event="influx_partial_write"),
     Case("400 partial: type conflict", 400, PARTIAL_TYPE, 10, Action.WRITTEN, 9, 1,
          event="influx_partial_write"),
     Case("400 influx error: all refused", 400, INFLUX_400, 10, Action.REJECTED, 0, 10,
          event="influx_rejected_lines"),
+    Case("400 v1 error beside a code: the error wins", 400, V1_WITH_CODE, 10,
+         Action.REJECTED, 0, 10, event="influx_rejected_lines"),
+    Case("400 error not a string: not influx, kept", 400, NOT_A_STRING, 10, Action.RETRY,
+         event="influx_write_not_influx", hint=URL_HINT),
     Case("400 html: not influx, kept", 400, HTML, 10, Action.RETRY,
-         event="influx_write_not_influx"),
+         event="influx_write_not_influx", hint=URL_HINT),
     Case("400 empty: not influx, kept", 400, "", 10, Action.RETRY,
-         event="influx_write_not_influx"),
-    Case("400 plain text", 400, "Bad Request", 10, Action.RETRY, event="influx_write_not_influx"),
+         event="influx_write_not_influx", hint=URL_HINT),
+    Case("400 plain text", 400, "Bad Request", 10, Action.RETRY, event="influx_write_not_influx",
+         hint=URL_HINT),
     Case("401", 401, '{"error":"authorization failed"}', 10, Action.RETRY,
-         event="influx_write_refused"),
-    Case("403", 403, "", 10, Action.RETRY, event="influx_write_refused"),
+         event="influx_write_refused", hint=AUTH_HINT),
+    Case("403", 403, "", 10, Action.RETRY, event="influx_write_refused", hint=AUTH_HINT),
     Case("404", 404, '{"error":"database not found: \\"x\\""}', 10, Action.RETRY,
-         event="influx_write_refused"),
+         event="influx_write_refused", hint=DB_HINT),
     Case("413 batch", 413, '{"error":"Request Entity Too Large"}', 10, Action.SPLIT,
-         event="influx_batch_split"),
+         event="influx_batch_split", level="info"),
     Case("413 single line", 413, "", 1, Action.REJECTED, 0, 1, event="influx_line_too_large"),
     Case("422 influx v2 body", 422, V2_422, 10, Action.REJECTED, 0, 10,
          event="influx_rejected_lines"),
     Case("422 influx v1 body", 422, INFLUX_400, 4, Action.REJECTED, 0, 4,
          event="influx_rejected_lines"),
-    Case("422 html", 422, HTML, 4, Action.RETRY, event="influx_write_not_influx"),
-    Case("429 no Retry-After", 429, "", 10, Action.RETRY, event="influx_write_failed"),
+    Case("422 html", 422, HTML, 4, Action.RETRY, event="influx_write_not_influx",
+         hint=URL_HINT),
+    Case("429 no Retry-After", 429, "", 10, Action.RETRY, event="influx_write_failed",
+         level="warning"),
     Case("429 Retry-After 7", 429, "", 10, Action.RETRY, headers=(("retry-after", "7"),),
-         retry_after=7.0, event="influx_write_failed"),
+         retry_after=7.0, event="influx_write_failed", level="warning"),
     Case("429 Retry-After a day: capped", 429, "", 10, Action.RETRY,
          headers=(("retry-after", "86400"),), retry_after=MAX_RETRY_AFTER,
-         event="influx_write_failed"),
+         event="influx_write_failed", level="warning"),
     Case("429 Retry-After as a date", 429, "", 10, Action.RETRY,
          headers=(("retry-after", "Tue, 14 Nov 2023 22:13:40 GMT"),), retry_after=20.0,
-         event="influx_write_failed"),
-    Case("500", 500, '{"error":"timeout"}', 10, Action.RETRY, event="influx_write_failed"),
-    Case("503 html", 503, HTML, 10, Action.RETRY, event="influx_write_failed"),
-    Case("network error", None, "", 10, Action.RETRY, event="influx_unreachable"),
-    Case("302 redirect", 302, "", 10, Action.RETRY, event="influx_write_failed"),
+         event="influx_write_failed", level="warning"),
+    Case("500", 500, '{"error":"timeout"}', 10, Action.RETRY, event="influx_write_failed",
+         level="warning"),
+    Case("503 html", 503, HTML, 10, Action.RETRY, event="influx_write_failed",
+         level="warning"),
+    Case("599: still 5xx", 599, "", 10, Action.RETRY, event="influx_write_failed",
+         level="warning"),
+    Case("network error", None, "", 10, Action.RETRY, event="influx_unreachable",
+         level="warning"),
+    Case("302 redirect", 302, "", 10, Action.RETRY, event="influx_write_failed",
+         hint=URL_HINT),
+    Case("300: not 2xx, kept", 300, "", 10, Action.RETRY, event="influx_write_failed",
+         hint=URL_HINT),
+    Case("430: not a 429", 430, "", 10, Action.RETRY, event="influx_write_failed",
+         hint=URL_HINT),
+    Case("600: not 5xx", 600, "", 10, Action.RETRY, event="influx_write_failed",
+         hint=URL_HINT),
 ]  # fmt: skip
 
 
@@ -108,6 +139,7 @@ def test_policy_table(case: Case) -> None:
     got = (verdict.action, verdict.written, verdict.rejected, verdict.retry_after, verdict.event)
     want = (case.action, case.written, case.rejected, case.retry_after, case.event)
     assert got == want
+    assert (verdict.level, verdict.hint) == (case.level, case.hint)
 
 
 def test_partial_write_names_the_series() -> None:

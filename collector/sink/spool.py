@@ -16,7 +16,6 @@ on the way is counted once in :attr:`Spool.dropped`, by reason, and logged.
 from __future__ import annotations
 
 import errno
-import gzip
 import os
 import re
 import zlib
@@ -27,11 +26,11 @@ from typing import Final
 
 from collector.fsutil import atomic_write
 from collector.logging import get_logger
+from collector.sink import gzipbody
 
 log = get_logger(__name__)
 
 _NAME: Final = re.compile(r"(\d{20})-(\d+)\.lp\.gz")
-GZIP_LEVEL: Final = 1
 CORRUPT_DIR: Final = "corrupt"
 
 # Why points were dropped (the ``reason`` of a drop, one counter each).
@@ -65,12 +64,12 @@ class Spooled:
 
 def compress(lines: list[str]) -> bytes:
     """The gzip body of a batch."""
-    return gzip.compress("\n".join(lines).encode(), compresslevel=GZIP_LEVEL)
+    return gzipbody.compress("\n".join(lines).encode())
 
 
 def decompress(body: bytes) -> list[str]:
     """The lines of a gzip body; ValueError if it holds none."""
-    text = gzip.decompress(body).decode()
+    text = gzipbody.decompress(body).decode()
     if not text:
         raise ValueError("no lines in it")
     return text.split("\n")

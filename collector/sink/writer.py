@@ -17,7 +17,6 @@ addresses the write. This loop only moves batches between them:
 
 from __future__ import annotations
 
-import gzip
 import random
 import time
 from collections import Counter
@@ -32,6 +31,7 @@ from collector.config import InfluxSettings
 from collector.logging import get_logger
 from collector.points import schema
 from collector.points.lineproto import Encoder, Point
+from collector.sink import gzipbody
 from collector.sink.batcher import Batch, Batcher
 from collector.sink.policy import BASE_BACKOFF, MAX_BACKOFF, Action, Verdict, decide, retry_delay
 from collector.sink.request import write_request
@@ -329,7 +329,7 @@ class Sink:
         if body is None:
             body = "\n".join(lines).encode()
             if self._settings.gzip:
-                body = gzip.compress(body, compresslevel=1)
+                body = gzipbody.compress(body)
         start = trio.current_time()
         try:
             response = await self._request.send(
