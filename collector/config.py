@@ -78,6 +78,9 @@ class GateSettings(_Section):
     currencies: list[str] = Field(default_factory=lambda: ["!all"], min_length=1)
     ca_file: str | None = None
     max_connections_per_ip: int = Field(default=300, gt=0)
+    # New currencies per account beyond this are dropped and counted (one account
+    # must not poison InfluxDB's max-values-per-tag for all, nor grow memory).
+    max_currencies_per_account: int = Field(default=1000, gt=0)
     source_addresses: list[str] = Field(default_factory=list)
 
     @field_validator("rest_url")

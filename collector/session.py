@@ -103,6 +103,7 @@ class SessionStats:
     frames_invalid: int = 0
     fields_invalid: int = 0
     frames_rejected: int = 0
+    points_over_currency_cap: int = 0  # new currencies past gate.max_currencies_per_account
     errors: int = 0
     reconnects: int = 0
     gaps: int = 0
@@ -148,7 +149,9 @@ class AccountSession:
         self._connect_limiter = connect_limiter
         self._wall_clock = wall_clock
         self._rng = rng or random.Random()
-        self._normalizer = Normalizer(account, label, other_accounts)
+        self._normalizer = Normalizer(
+            account, label, other_accounts, max_currencies=gate.max_currencies_per_account
+        )
         self._log = log.bind(account=account)
         self._close_reason: str | AuthenticationFailed | None = None
         self._on_resync = on_resync
@@ -407,6 +410,15 @@ class AccountSession:
     async def _on_update(self, ws: WebSocketConnection, event: protocol.Update) -> None:
         result = self._normalizer.normalize(event)
         self.stats.fields_invalid += result.invalid_fields
+        if result.over_cap:
+            if not self.stats.points_over_currency_cap:  # logged once per account
+                self._log.error(
+                    "currency_cap_reached",
+                    cap=self._normalizer.max_currencies,
+                    hint="this account sends more currencies than gate.max_currencies_per_account;"
+                    " new ones are dropped and counted (points_over_currency_cap)",
+                )
+            self.stats.points_over_currency_cap += result.over_cap
         if result.rejected is not None:
             self.stats.frames_rejected += 1
             self._log.error("frame_rejected", channel=event.channel, reason=result.rejected)

@@ -49,6 +49,7 @@ def stats_fields(
         schema.STAT_FRAMES_RECEIVED: sum(s.frames for s in sessions),
         schema.STAT_FRAMES_INVALID: sum(s.frames_invalid for s in sessions),
         schema.STAT_FRAMES_REJECTED: sum(s.frames_rejected for s in sessions),
+        schema.STAT_POINTS_OVER_CURRENCY_CAP: sum(s.points_over_currency_cap for s in sessions),
         schema.STAT_FIELDS_INVALID: sum(s.fields_invalid for s in sessions),
         schema.STAT_GATE_ERRORS: sum(s.errors for s in sessions),
         schema.STAT_RECONNECTS: sum(s.reconnects for s in sessions),

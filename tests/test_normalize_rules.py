@@ -98,3 +98,29 @@ def test_a_gap_is_reported_with_its_point() -> None:
     assert out.gaps == [Gap(ASSET_DETAIL, "sequence", 11, 13, 2)]
     assert out.resync is True  # a gap asks for a REST snapshot, not a resubscribe
     assert norm.normalize(detail(14, {"BTC": {"a": "3"}})).resync is False
+
+
+def test_new_currencies_past_the_cap_are_dropped_and_counted_the_known_ones_kept() -> None:
+    normalizer = Normalizer(7, "seven", max_currencies=2)
+    first = normalizer.normalize(
+        Update(
+            ASSET_DETAIL,
+            [{"u": 7, "t": 1, "dts": {"BTC": {"a": "1"}, "ETH": {"a": "2"}, "X1": {"a": "3"}}}],
+            None,
+            1000,
+        )
+    )
+    assert [dict(p.tags)["currency"] for p in first.points] == ["BTC", "ETH"]
+    assert first.over_cap == 1
+    later = normalizer.normalize(
+        Update(
+            ASSET_DETAIL,
+            [{"u": 7, "t": 2, "dts": {"X2": {"a": "4"}, "ETH": {"a": "5"}}}],
+            None,
+            2000,
+        )
+    )
+    assert [(dict(p.tags)["currency"], p.fields["available"]) for p in later.points] == [
+        ("ETH", "5")
+    ]
+    assert later.over_cap == 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Container
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from collector.gate.protocol import ASSET_DETAIL, ASSETS, Update
 from collector.gate.sequence import REASON_SEQUENCE, Gap, Sequence, SequenceTracker
@@ -27,6 +27,8 @@ class Normalized:
     gaps: list[Gap] = field(default_factory=list)
     invalid_fields: int = 0
     rejected: str | None = None  # the reason, when the frame must not be written
+    # Currencies left out: new to this account beyond its cap (one point each).
+    over_cap: int = 0
     resync: bool = False  # a sequence gap: take a snapshot of the account
 
 
@@ -73,13 +75,24 @@ def timestamp_ms(update: Update, result: dict[str, Any]) -> int | None:
     return None
 
 
+# Gate's unified account lists a few hundred currencies; far more is a fault.
+DEFAULT_MAX_CURRENCIES: Final = 1000
+
+
 class Normalizer:
     """Turns one account's updates into points, checking ``u`` on the way."""
 
     def __init__(
-        self, account: int, label: str, other_accounts: Container[int] = frozenset()
+        self,
+        account: int,
+        label: str,
+        other_accounts: Container[int] = frozenset(),
+        max_currencies: int = DEFAULT_MAX_CURRENCIES,
     ) -> None:
         self.account = account
+        # One account sending thousands of new currencies must not poison the batch
+        # (InfluxDB's max-values-per-tag) nor grow this cache without bound.
+        self.max_currencies = max_currencies
         self.sequence = SequenceTracker(account, other_accounts)
         self._account_tags = ((schema.TAG_ACCOUNT, str(account)), (schema.TAG_ACCOUNT_LABEL, label))
         self._detail_tags: dict[str, tuple[tuple[str, str], ...]] = {}
@@ -139,13 +152,21 @@ class Normalizer:
                 out.invalid_fields += 1
                 continue
             fields = self._numbers(values, schema.DETAIL_FIELDS, frozenset(), out)
-            if fields:
-                fields.update(common)
-                out.points.append(Point(schema.ASSET_DETAIL, self._tags(currency), fields, time_ms))
+            if not fields:
+                continue
+            tags = self._tags(currency)
+            if tags is None:
+                out.over_cap += 1
+                continue
+            fields.update(common)
+            out.points.append(Point(schema.ASSET_DETAIL, tags, fields, time_ms))
 
-    def _tags(self, currency: str) -> tuple[tuple[str, str], ...]:
+    def _tags(self, currency: str) -> tuple[tuple[str, str], ...] | None:
+        """The tags of ``currency``'s points; None for a new one past the account's cap."""
         tags = self._detail_tags.get(currency)
         if tags is None:
+            if len(self._detail_tags) >= self.max_currencies:
+                return None
             tags = self._detail_tags[currency] = (
                 *self._account_tags,
                 (schema.TAG_CURRENCY, currency),
