@@ -215,15 +215,20 @@ class Supervisor:
         for account_id in new[room:]:  # no key for an account that gets no session
             self._over_capacity(account_id)
         fits = new[:room]
-        if not fits:
+        # Slots still without a key (an unwritable store): each discovery probes it again.
+        keyless = [a for a in self.stats.keyless if a in self._slots and a in wanted]
+        if not fits and not keyless:
             return
-        report = await self._provisioner.ensure_keys([wanted[a] for a in fits])
-        for account_id in fits:
+        report = await self._provisioner.ensure_keys([wanted[a] for a in fits + keyless])
+        for account_id in fits + keyless:
             if account_id in report.failed:  # the slot retries the creation with backoff
                 self.stats.keyless[account_id] = label(wanted[account_id])
             else:
                 self.stats.keyless.pop(account_id, None)
-            self._start(wanted[account_id], fresh_key=account_id in report.created)
+            if account_id in keyless:  # its session picks the key up from the store
+                self._slots[account_id].retire_pending |= account_id in report.created
+            else:
+                self._start(wanted[account_id], fresh_key=account_id in report.created)
 
     def reload(self, settings: Settings) -> None:
         """SIGHUP: new settings; sessions follow what they use.

@@ -140,9 +140,14 @@ async def test_a_torn_tail_at_every_byte_survives_three_restarts(
         created_before = sim.state.calls["keys_created"]
         for restart in range(3):
             store = KeyStore.open(state, master_key)  # every run opens the store
-            report = await KeyProvisioner(broker, store).ensure_keys(accounts)
+            provisioner = KeyProvisioner(broker, store)
+            report = await provisioner.ensure_keys(accounts)
             assert report.created == ([torn_account] if restart == 0 else []), offset
             assert report.failed == {}
+            # The key the torn line lost is an orphan of this instance: retired as the
+            # supervisor does once the fresh key works (make before break).
+            for account in report.created:
+                assert await provisioner.retire(account) == 1, offset
         assert sim.state.calls["keys_created"] == created_before + 1, offset
         final = KeyStore.open(state, master_key)
         assert len(final) == 9
@@ -469,7 +474,9 @@ async def test_a_full_disk_keeps_the_running_sessions_and_provisions_once_space_
         await supervisor.ready.wait()
         while sum(sim.state.active.values()) < 2 * len(keyed):  # both channels each
             await trio.sleep(0.05)
-    assert set(supervisor._slots) == set(keyed)
+    # Every enabled account has its slot; those without a key wait keyless, retried.
+    assert set(supervisor._slots) == enabled
+    assert set(supervisor.stats.keyless) == enabled - set(keyed)
     for _refresh in range(2):
         await supervisor._reconcile(await supervisor._discover())
     assert sim.state.calls["keys_created"] == len(keyed)  # no churn on Gate
@@ -479,8 +486,11 @@ async def test_a_full_disk_keeps_the_running_sessions_and_provisions_once_space_
 
     filler.unlink()
     await supervisor._reconcile(await supervisor._discover())
-    assert set(supervisor._slots) == enabled
+    assert set(supervisor._slots) == enabled and supervisor.stats.keyless == {}
     assert sim.state.calls["keys_created"] == len(enabled)
+    # The instance id the full disk kept from being written went down before the keys.
+    instance = (tmpfs / "instance-id").read_text().strip()
+    assert supervisor._provisioner.policy.name == f"gate-collector-0of1-{instance}"
     with trio.fail_after(30):
         while sum(sim.state.active.values()) < 2 * len(enabled):
             await trio.sleep(0.05)

@@ -31,7 +31,7 @@ from collector.fsutil import atomic_write
 from collector.gate.broker import BrokerClient
 from collector.gate.errors import GateError, NotFoundError
 from collector.gate.models import KeyPermission, SubAccount
-from collector.keys.store import KeyStore, KeyStoreWriteError, StoredKey
+from collector.keys.store import KeyStore, KeyStoreWriteError, StoredKey, write_failure
 from collector.logging import get_logger
 
 log = get_logger(__name__)
@@ -48,10 +48,15 @@ def instance_id(state_dir: Path) -> str:
         text = path.read_text().strip()
         if len(text) == 8 and all(c in "0123456789abcdef" for c in text):
             return text
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     new = secrets.token_hex(4)
-    atomic_write(path, new.encode() + b"\n", mode=0o644)
+    save_instance_id(state_dir, new)
     return new
+
+
+def save_instance_id(state_dir: Path, instance: str) -> None:
+    """Keep ``instance`` in ``state_dir`` (OSError when it cannot be written)."""
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    atomic_write(state_dir / INSTANCE_FILE, instance.encode() + b"\n", mode=0o644)
 
 
 def owner_name(key_name: str, shard: str, instance: str) -> str:
@@ -70,12 +75,21 @@ class KeyPolicy:
     key_type: int = 1
     activation_grace: float = 300.0
     rotate_after: float = 80 * 86400.0
+    # The state dir the name's instance id is still to be written to (a full or
+    # read-only disk at start): written before the first key is created.
+    unsaved_instance: Path | None = None
 
     @classmethod
     def from_settings(cls, accounts: AccountsSettings, state_dir: Path) -> KeyPolicy:
         """The policy of this instance: its key name carries its shard and instance id."""
+        unsaved = None
+        try:
+            instance = instance_id(state_dir)
+        except OSError:  # no key is created under an id that is not kept
+            instance, unsaved = secrets.token_hex(4), state_dir
         return cls(
-            name=owner_name(accounts.key_name, accounts.shard, instance_id(state_dir)),
+            name=owner_name(accounts.key_name, accounts.shard, instance),
+            unsaved_instance=unsaved,
             permissions=tuple(accounts.key_permissions),
             ip_whitelist=tuple(accounts.key_ip_whitelist),
             key_type=accounts.key_type,
@@ -122,6 +136,7 @@ class KeyProvisioner:
         self._working: set[str] = set()
         # Why the store cannot be written (None: it can): no key is created meanwhile.
         self._store_down: str | None = None
+        self._unsaved_instance = self.policy.unsaved_instance
 
     async def ensure_keys(
         self, accounts: Iterable[SubAccount], verify: bool = False
@@ -194,6 +209,7 @@ class KeyProvisioner:
         """
         if self._store_down is not None:  # a key whose secret cannot be kept is churn
             raise KeyStoreWriteError(self._store_down)
+        self._save_instance()
         created = await self._client.create_key(
             user_id,
             self.policy.name,
@@ -213,6 +229,18 @@ class KeyProvisioner:
             raise
         log.info("key_created", account=user_id, key=created.key)
         return stored
+
+    def _save_instance(self) -> None:
+        """Keep the instance id of the key name before a key carries it."""
+        if self._unsaved_instance is None:
+            return
+        instance = self.policy.name.rsplit("-", 1)[-1]
+        try:
+            save_instance_id(self._unsaved_instance, instance)
+        except OSError as exc:
+            self._store.write_errors += 1
+            raise write_failure(self._unsaved_instance / INSTANCE_FILE, exc) from None
+        self._unsaved_instance = None
 
     async def retire(self, user_id: int) -> int:
         """Delete every key of this instance for ``user_id`` except the stored one.
