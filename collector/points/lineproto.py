@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Final, NamedTuple, cast
+from typing import Any, Final, NamedTuple, cast
 
 
 class FloatText(str):
@@ -40,6 +40,18 @@ DECIMALS: Final = re.compile(f"{_NUMBER}(?:,{_NUMBER})*")
 def float_text(text: str) -> FloatText | None:
     """``text`` as a FloatText when it is a plain finite decimal number, else None."""
     return FloatText(text) if _DECIMAL.fullmatch(text) else None
+
+
+def number_field(value: Any) -> FieldValue | None:
+    """A decimal string or JSON number from Gate -> a writable float field, else None."""
+    kind = type(value)
+    if kind is str:
+        return float_text(value)
+    if kind is float:
+        return value if value - value == 0 else None
+    if kind is int:
+        return float(value)
+    return None
 
 
 _ESCAPE_MEASUREMENT: Final = str.maketrans(

@@ -16,7 +16,13 @@ from typing import Any, Final
 from collector.gate.protocol import ASSET_DETAIL, ASSETS, Update
 from collector.gate.sequence import REASON_SEQUENCE, Gap, Sequence, SequenceTracker
 from collector.points import schema
-from collector.points.lineproto import DECIMALS, FieldValue, FloatText, Point, float_text
+from collector.points.lineproto import (
+    DECIMALS,
+    FieldValue,
+    FloatText,
+    Point,
+    number_field,
+)
 
 
 @dataclass
@@ -30,18 +36,6 @@ class Normalized:
     # Currencies left out: new to this account beyond its cap (one point each).
     over_cap: int = 0
     resync: bool = False  # a sequence gap: take a snapshot of the account
-
-
-def _number(value: Any) -> FieldValue | None:
-    """A decimal string or JSON number -> a writable float field, else None."""
-    kind = type(value)
-    if kind is str:
-        return float_text(value)
-    if kind is float:
-        return value if value - value == 0 else None
-    if kind is int:
-        return float(value)
-    return None
 
 
 def _all_decimal_strings(
@@ -185,7 +179,7 @@ class Normalizer:
         for key, raw in values.items():
             if key in skip:
                 continue
-            number = _number(raw)
+            number = number_field(raw)
             if number is None:
                 out.invalid_fields += 1
                 continue

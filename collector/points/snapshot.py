@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from collector.points import schema
-from collector.points.lineproto import FieldValue, Point, float_text
+from collector.points.lineproto import FieldValue, Point, number_field
 
 # Keys of the top level that are not values to write.
 _ASSETS_SKIP: Final = frozenset({"user_id", "refresh_time", "balances"})
@@ -37,17 +37,6 @@ class SnapshotPoints:
     points: list[Point] = field(default_factory=list)
     invalid_fields: int = 0
     user_id: int | None = None
-
-
-def _number(value: Any) -> FieldValue | None:
-    kind = type(value)
-    if kind is str:
-        return float_text(value)
-    if kind is float:
-        return value if value - value == 0 else None
-    if kind is int:
-        return float(value)
-    return None
 
 
 def _int(value: Any) -> int | None:
@@ -102,7 +91,7 @@ def _fields(
 ) -> dict[str, FieldValue]:
     fields: dict[str, FieldValue] = {}
     for key, raw in values.items():
-        number = _number(raw)
+        number = number_field(raw)
         if number is None:
             if key in known:
                 out.invalid_fields += 1
