@@ -106,38 +106,6 @@ class SimSubAccount:
         return body
 
 
-def unified_account(account: SimSubAccount, now: float) -> dict[str, Any]:
-    """``GET /unified/accounts`` for one account (the shape of Gate's documentation)."""
-    scale = 1 + (account.gate_id % 97) / 10
-    balances = {
-        currency: {
-            "available": f"{1000.0 * (i + 1):.6f}",
-            "freeze": "0",
-            "equity": f"{1000.0 * (i + 1):.6f}",
-            "total_liab": "0",
-            "margin_balance": f"{1000.0 * (i + 1):.6f}",
-        }
-        for i, currency in enumerate(account.currencies)
-    }
-    total = f"{617985.29 * scale:.2f}"
-    return {
-        "user_id": account.gate_id,
-        "refresh_time": int(now),
-        "locked": False,
-        "balances": balances,
-        "total": total,
-        "unified_account_total": total,
-        "unified_account_total_equity": total,
-        "unified_account_total_liab": "0",
-        "total_margin_balance": total,
-        "total_available_margin": total,
-        "total_initial_margin_rate": "9999.99",
-        "total_maintenance_margin_rate": "9999.99",
-        "leverage": "3",
-        "spot_hedge": False,
-    }
-
-
 @dataclass
 class SimKey:
     """A sub-account API key; ``secret`` is shown only when created."""
