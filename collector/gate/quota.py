@@ -26,7 +26,8 @@ RESET_MARGIN_SECONDS: Final = 0.05
 @dataclass
 class _Limit:
     remaining: int
-    reset_at: float  # wall-clock seconds
+    reset_at: float  # wall-clock seconds, as Gate said it (to match concurrent answers)
+    deadline: float  # the same instant on trio's clock: the waits are timed by it
 
 
 class Quotas:
@@ -49,12 +50,12 @@ class Quotas:
         if known is not None and abs(known.reset_at - reset) < 0.5:
             # Answers to concurrent requests arrive out of order: trust the lowest count.
             remaining = min(remaining, known.remaining)
-        self._limits[endpoint] = _Limit(remaining, reset)
+        self._limits[endpoint] = _Limit(remaining, reset, self._deadline(reset))
 
     async def take(self, endpoint: str) -> None:
         """Take one request from the endpoint's quota, sleeping until its reset if none is left."""
         while (limit := self._limits.get(endpoint)) is not None:
-            wait = limit.reset_at + RESET_MARGIN_SECONDS - self._clock()
+            wait = limit.deadline + RESET_MARGIN_SECONDS - trio.current_time()
             if wait <= 0:
                 del self._limits[endpoint]  # a new window: the next answer tells its quota
                 return
@@ -80,4 +81,8 @@ class Quotas:
             "rate_limited", endpoint=endpoint, reset=reset, retry_after=retry, wait_seconds=wait
         )
         # A reset that is now or past (Gate's value outside a limit) still waits a window.
-        self._limits[endpoint] = _Limit(0, now + wait)
+        self._limits[endpoint] = _Limit(0, now + wait, trio.current_time() + wait)
+
+    def _deadline(self, reset_at: float) -> float:
+        """A wall-clock reset as a trio deadline, so waits follow trio's (test) clock."""
+        return trio.current_time() + (reset_at - self._clock())
