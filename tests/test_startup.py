@@ -204,9 +204,9 @@ async def test_paging_that_repeats_a_page_is_an_error_not_a_loop(
 
 
 async def test_paging_that_never_ends_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    from collector.gate import broker as broker_module
+    from collector.gate import paging
 
-    monkeypatch.setattr(broker_module, "MAX_PAGES", 3)
+    monkeypatch.setattr(paging, "MAX_PAGES", 3)
     served: list[int] = []
 
     def endless(request: httpx.Request) -> httpx.Response:

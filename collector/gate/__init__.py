@@ -1,1 +1,2 @@
-"""Everything the collector knows about Gate, without sockets (sans-IO) except broker.py."""
+"""Everything the collector knows about Gate, without sockets (sans-IO) except the REST
+client: broker.py, transport.py, paging.py."""

@@ -1,46 +1,23 @@
-"""BrokerClient: Gate's Broker REST API over one ``httpx.AsyncClient`` (under trio).
+"""BrokerClient: every endpoint of Gate's Broker REST API, typed.
 
-What it takes care of, so callers do not:
-
-* signing every attempt afresh (``KEY`` / ``Timestamp`` / ``SIGN``) over the path
-  and query exactly as they go on the wire;
-* clock skew: each answer's ``Date`` header tells how far our clock is off
-  Gate's; timestamps are corrected by it, a skew over 30 s is logged, and a
-  ``REQUEST_EXPIRED`` is retried once with the corrected time;
-* rate limits: ``X-Gate-RateLimit-*`` headers are remembered per endpoint; when
-  none remain, or on a 429, the client waits until the reset instead of retrying
-  in a storm;
-* 5xx and network errors: capped exponential backoff with jitter, for idempotent
-  calls only (transfers are made idempotent by their ``client_order_id``).
+Each endpoint is a thin method over :class:`~collector.gate.transport.RestTransport`
+(signing, retries, rate limits, clock skew) and :mod:`~collector.gate.paging`;
+here a call is only its method, path, body and answer model.
 """
 
 from __future__ import annotations
 
-import email.utils
 import random
-import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
 import httpx
-import orjson
-import trio
 from pydantic import BaseModel, ValidationError
 
-from collector.backoff import backoff_delay
-from collector.gate import signing
-from collector.gate.errors import (
-    BadResponseError,
-    ClockSkewError,
-    GateAPIError,
-    GateError,
-    RateLimitedError,
-    ServerError,
-    error_for,
-)
+from collector.gate import paging, signing
+from collector.gate.errors import BadResponseError
 from collector.gate.models import (
     ApiKeyInfo,
     BrokerInfo,
@@ -53,42 +30,16 @@ from collector.gate.models import (
     TransferDirection,
     TransferSpec,
 )
-from collector.gate.quota import Quotas
-from collector.logging import get_logger
+from collector.gate.paging import DEFAULT_PAGE_SIZE
+from collector.gate.transport import GateUnavailableError, RestTransport, RetryPolicy
 
-log = get_logger(__name__)
-
-SKEW_WARNING_SECONDS: Final = 30.0
-# The Date header has whole seconds: below this, a "skew" is only that rounding.
-SKEW_RESOLUTION_SECONDS: Final = 2.0
-DEFAULT_PAGE_SIZE: Final = 100
-# A list that has not ended after this many pages is Gate looping, not a broker:
-# 10,000 pages of 100 is a million sub-accounts.
-MAX_PAGES: Final = 10_000
-# Wait this much past a rate-limit reset: the header has ms resolution, clocks jitter.
+__all__ = ["DEFAULT_PAGE_SIZE", "BrokerClient", "GateUnavailableError", "RetryPolicy"]
 
 M = TypeVar("M", bound=BaseModel)
-_ID_SEGMENT: Final = re.compile(r"[0-9]+|[0-9a-fA-F]{16,}")
-
-
-class GateUnavailableError(GateError):
-    """Gate could not be reached (network error) after the allowed retries."""
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How hard to try before giving up."""
-
-    attempts: int = 5
-    base_delay: float = 0.5
-    max_delay: float = 30.0
-    rate_limit_waits: int = 5
-    # Gate's windows are 10 s; a reset announced further out than this is not believed.
-    max_rate_limit_wait: float = 60.0
 
 
 class BrokerClient:
-    """Every endpoint of the Broker API document, typed."""
+    """Every endpoint of the Broker API document, typed, over one :class:`RestTransport`."""
 
     def __init__(
         self,
@@ -101,18 +52,20 @@ class BrokerClient:
         rng: random.Random | None = None,
     ) -> None:
         self._http = http
-        self._creds = creds
-        self._base = base_url.rstrip("/")
-        self._retry = retry or RetryPolicy()
-        self._wall_clock = wall_clock
-        self._rng = rng or random.Random()
-        self._quotas = Quotas(
-            lambda: self._wall_clock() + self.clock_skew,
-            self._rng,
-            self._retry.max_rate_limit_wait,
+        self._rest = RestTransport(
+            http, creds, base_url=base_url, retry=retry, wall_clock=wall_clock, rng=rng
         )
-        self.clock_skew = 0.0
-        self.requests_sent = 0
+        self._call = self._rest.call
+
+    @property
+    def clock_skew(self) -> float:
+        """Seconds Gate's clock is ahead of ours, as its last ``Date`` header said."""
+        return self._rest.clock_skew
+
+    @property
+    def requests_sent(self) -> int:
+        """Requests put on the wire so far (every attempt counts)."""
+        return self._rest.requests_sent
 
     # -- endpoints ---------------------------------------------------------
 
@@ -175,7 +128,7 @@ class BrokerClient:
     async def list_keys(self, user_id: int) -> AsyncIterator[ApiKeyInfo]:
         """``GET /broker/sub_account_keys/{id}`` (one page: the API has no paging here)."""
         data = await self._call("GET", f"/broker/sub_account_keys/{user_id}")
-        for row in _as_list(data, "list_keys"):
+        for row in paging.as_list(data, "list_keys"):
             yield _parse(ApiKeyInfo, row)
 
     async def get_key(self, user_id: int, key: str) -> ApiKeyInfo:
@@ -245,182 +198,13 @@ class BrokerClient:
         async for row in self._pages("/broker/sub_account_transfers", params, page_size):
             yield _parse(Transfer, row)
 
-    # -- transport ---------------------------------------------------------
+    # -- paging ------------------------------------------------------------
 
-    async def _pages(self, path: str, params: dict[str, Any], page_size: int) -> AsyncIterator[Any]:
-        offset = 0
-        previous: list[Any] | None = None  # the ids of the page before
-        for number in range(1, MAX_PAGES + 1):
-            page = _as_list(
-                await self._call(
-                    "GET", path, params={**params, "limit": page_size, "offset": offset}
-                ),
-                path,
-            )
-            ids = [_row_id(row) for row in page]
-            if ids and ids == previous:
-                raise BadResponseError(
-                    f"GET {path}: page {number} (offset {offset}) repeats the page before; "
-                    "Gate's paging is broken, stopping instead of looping forever"
-                )
-            for row in page:
-                yield row
-            if len(page) < page_size:
-                return
-            previous = ids
-            offset += len(page)
-        raise BadResponseError(
-            f"GET {path}: more than {MAX_PAGES} pages of {page_size}; Gate's paging looks "
-            "broken, stopping instead of looping forever"
-        )
+    def _pages(self, path: str, params: dict[str, Any], page_size: int) -> AsyncIterator[Any]:
+        async def fetch(query: dict[str, Any]) -> Any:
+            return await self._call("GET", path, params=query)
 
-    async def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: dict[str, Any] | None = None,
-        body: BaseModel | None = None,
-        idempotent: bool = True,
-    ) -> Any:
-        content = orjson.dumps(body.model_dump(exclude_none=True)) if body is not None else b""
-        response = await self._send_with_policy(method, path, params, content, idempotent)
-        if response.status_code == 204 or not response.content:
-            return None
-        try:
-            return orjson.loads(response.content)
-        except orjson.JSONDecodeError:
-            raise BadResponseError(
-                f"{method} {path}: Gate answered {response.status_code} with a body that is "
-                f"not JSON: {response.content[:200]!r}"
-            ) from None
-
-    async def _send_with_policy(
-        self,
-        method: str,
-        path: str,
-        params: dict[str, Any] | None,
-        content: bytes,
-        idempotent: bool,
-    ) -> httpx.Response:
-        endpoint = _endpoint(method, path)
-        failures = rate_waits = 0
-        skew_retried = False
-        while True:
-            await self._quotas.take(endpoint)
-            try:
-                response = await self._send_once(method, path, params, content)
-            except httpx.TransportError as exc:
-                failures += 1
-                if not idempotent or failures >= self._retry.attempts:
-                    raise GateUnavailableError(
-                        f"{endpoint}: cannot reach Gate at {self._base} ({exc!r}); "
-                        "check gate.rest_url and the network"
-                    ) from None
-                await self._backoff(failures, endpoint, repr(exc))
-                continue
-            self._observe_skew(response)
-            self._quotas.observe(endpoint, response.headers)
-            if response.is_success:
-                return response
-            error = _error(response, endpoint)
-            if isinstance(error, RateLimitedError) and rate_waits < self._retry.rate_limit_waits:
-                rate_waits += 1
-                self._quotas.refused(endpoint, response.headers)
-                continue
-            if isinstance(error, ClockSkewError) and not skew_retried:
-                skew_retried = True
-                continue
-            if isinstance(error, ServerError) and idempotent:
-                failures += 1
-                if failures < self._retry.attempts:
-                    await self._backoff(failures, endpoint, error.label or str(error.status))
-                    continue
-            raise error
-
-    async def _send_once(
-        self, method: str, path: str, params: dict[str, Any] | None, content: bytes
-    ) -> httpx.Response:
-        url = f"{self._base}{path}"
-        if params:
-            url += "?" + signing.encode_query(params)
-        request = self._http.build_request(
-            method, url, content=content, headers={"Content-Type": "application/json"}
-        )
-        raw_path, _, query = request.url.raw_path.decode("ascii").partition("?")
-        now = self._wall_clock() + self.clock_skew
-        request.headers.update(
-            signing.rest_headers(self._creds, method, raw_path, query, content, now)
-        )
-        self.requests_sent += 1
-        return await self._http.send(request)
-
-    def _observe_skew(self, response: httpx.Response) -> None:
-        date = response.headers.get("Date")
-        if not date:
-            return
-        try:
-            server = email.utils.parsedate_to_datetime(date).timestamp()
-        except (TypeError, ValueError):
-            return
-        # Date is truncated to the second: the server's clock is half a second on, on average.
-        estimate = server + 0.5 - self._wall_clock()
-        skew = estimate if abs(estimate) >= SKEW_RESOLUTION_SECONDS else 0.0
-        if (
-            abs(skew - self.clock_skew) >= SKEW_RESOLUTION_SECONDS
-            and abs(skew) > SKEW_WARNING_SECONDS
-        ):
-            log.warning(
-                "clock_skew",
-                skew_seconds=round(skew, 1),
-                hint="this machine's clock is off Gate's; signatures are corrected, "
-                "but fix the clock (NTP / systemd-timesyncd)",
-            )
-        self.clock_skew = skew
-
-    async def _backoff(self, failures: int, endpoint: str, reason: str) -> None:
-        delay = backoff_delay(failures, self._retry.base_delay, self._retry.max_delay, self._rng)
-        log.warning(
-            "gate_retry",
-            endpoint=endpoint,
-            reason=reason,
-            attempt=failures,
-            wait_seconds=round(delay, 2),
-        )
-        await trio.sleep(delay)
-
-
-def _endpoint(method: str, path: str) -> str:
-    """``GET /broker/sub_account_keys/{id}``: rate limits are per endpoint, not per id."""
-    parts = ["{}" if _ID_SEGMENT.fullmatch(p) else p for p in path.split("/")]
-    return f"{method} {'/'.join(parts)}"
-
-
-def _error(response: httpx.Response, endpoint: str) -> GateAPIError:
-    label, message = "", response.text[:200]
-    try:
-        body = orjson.loads(response.content)
-    except orjson.JSONDecodeError:
-        body = None
-    if isinstance(body, dict):
-        label = str(body.get("label", ""))
-        message = str(body.get("message", ""))
-    return error_for(response.status_code, label, message, request=endpoint)
-
-
-def _row_id(row: Any) -> Any:
-    """What identifies a listed row (the whole row when it names no id)."""
-    if isinstance(row, dict):
-        return row.get("user_id", row.get("id", row))
-    return row
-
-
-def _as_list(data: Any, what: str) -> list[Any]:
-    if not isinstance(data, list):
-        raise BadResponseError(
-            f"{what}: expected a JSON array from Gate, got {type(data).__name__}"
-        )
-    return data
+        return paging.pages(fetch, path, params, page_size)
 
 
 def _parse(model: type[M], data: Any) -> M:

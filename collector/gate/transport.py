@@ -1,0 +1,230 @@
+"""RestTransport: signed Gate REST requests over one ``httpx.AsyncClient`` (under trio).
+
+What it takes care of, so the endpoints (:mod:`collector.gate.broker`) do not:
+
+* signing every attempt afresh (``KEY`` / ``Timestamp`` / ``SIGN``) over the path
+  and query exactly as they go on the wire;
+* clock skew: each answer's ``Date`` header tells how far our clock is off
+  Gate's; timestamps are corrected by it, a skew over 30 s is logged, and a
+  ``REQUEST_EXPIRED`` is retried once with the corrected time;
+* rate limits: ``X-Gate-RateLimit-*`` headers are remembered per endpoint
+  (:mod:`collector.gate.quota`); when none remain, or on a 429, the transport
+  waits until the reset instead of retrying in a storm;
+* 5xx and network errors: capped exponential backoff with jitter, for idempotent
+  calls only (transfers are made idempotent by their ``client_order_id``).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import httpx
+import orjson
+import trio
+from pydantic import BaseModel
+
+from collector.backoff import backoff_delay
+from collector.gate import signing
+from collector.gate.errors import (
+    BadResponseError,
+    ClockSkewError,
+    GateAPIError,
+    GateError,
+    RateLimitedError,
+    ServerError,
+    error_for,
+)
+from collector.gate.quota import Quotas
+from collector.logging import get_logger
+
+log = get_logger(__name__)
+
+SKEW_WARNING_SECONDS: Final = 30.0
+# The Date header has whole seconds: below this, a "skew" is only that rounding.
+SKEW_RESOLUTION_SECONDS: Final = 2.0
+
+_ID_SEGMENT: Final = re.compile(r"[0-9]+|[0-9a-fA-F]{16,}")
+
+
+class GateUnavailableError(GateError):
+    """Gate could not be reached (network error) after the allowed retries."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try before giving up."""
+
+    attempts: int = 5
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+    rate_limit_waits: int = 5
+    # Gate's windows are 10 s; a reset announced further out than this is not believed.
+    max_rate_limit_wait: float = 60.0
+
+
+class RestTransport:
+    """One signed JSON call at a time: retries, rate-limit waits, clock-skew correction."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        creds: signing.ApiCredentials,
+        *,
+        base_url: str,
+        retry: RetryPolicy | None = None,
+        wall_clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._http = http
+        self._creds = creds
+        self._base = base_url.rstrip("/")
+        self._retry = retry or RetryPolicy()
+        self._wall_clock = wall_clock
+        self._rng = rng or random.Random()
+        self._quotas = Quotas(
+            lambda: self._wall_clock() + self.clock_skew,
+            self._rng,
+            self._retry.max_rate_limit_wait,
+        )
+        self.clock_skew = 0.0
+        self.requests_sent = 0
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        body: BaseModel | None = None,
+        idempotent: bool = True,
+    ) -> Any:
+        """Send ``body`` (as JSON) to ``path``; the decoded JSON answer (None when empty)."""
+        content = orjson.dumps(body.model_dump(exclude_none=True)) if body is not None else b""
+        response = await self._send_with_policy(method, path, params, content, idempotent)
+        if response.status_code == 204 or not response.content:
+            return None
+        try:
+            return orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            raise BadResponseError(
+                f"{method} {path}: Gate answered {response.status_code} with a body that is "
+                f"not JSON: {response.content[:200]!r}"
+            ) from None
+
+    async def _send_with_policy(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, Any] | None,
+        content: bytes,
+        idempotent: bool,
+    ) -> httpx.Response:
+        endpoint = _endpoint(method, path)
+        failures = rate_waits = 0
+        skew_retried = False
+        while True:
+            await self._quotas.take(endpoint)
+            try:
+                response = await self._send_once(method, path, params, content)
+            except httpx.TransportError as exc:
+                failures += 1
+                if not idempotent or failures >= self._retry.attempts:
+                    raise GateUnavailableError(
+                        f"{endpoint}: cannot reach Gate at {self._base} ({exc!r}); "
+                        "check gate.rest_url and the network"
+                    ) from None
+                await self._backoff(failures, endpoint, repr(exc))
+                continue
+            self._observe_skew(response)
+            self._quotas.observe(endpoint, response.headers)
+            if response.is_success:
+                return response
+            error = _error(response, endpoint)
+            if isinstance(error, RateLimitedError) and rate_waits < self._retry.rate_limit_waits:
+                rate_waits += 1
+                self._quotas.refused(endpoint, response.headers)
+                continue
+            if isinstance(error, ClockSkewError) and not skew_retried:
+                skew_retried = True
+                continue
+            if isinstance(error, ServerError) and idempotent:
+                failures += 1
+                if failures < self._retry.attempts:
+                    await self._backoff(failures, endpoint, error.label or str(error.status))
+                    continue
+            raise error
+
+    async def _send_once(
+        self, method: str, path: str, params: dict[str, Any] | None, content: bytes
+    ) -> httpx.Response:
+        url = f"{self._base}{path}"
+        if params:
+            url += "?" + signing.encode_query(params)
+        request = self._http.build_request(
+            method, url, content=content, headers={"Content-Type": "application/json"}
+        )
+        raw_path, _, query = request.url.raw_path.decode("ascii").partition("?")
+        now = self._wall_clock() + self.clock_skew
+        request.headers.update(
+            signing.rest_headers(self._creds, method, raw_path, query, content, now)
+        )
+        self.requests_sent += 1
+        return await self._http.send(request)
+
+    def _observe_skew(self, response: httpx.Response) -> None:
+        date = response.headers.get("Date")
+        if not date:
+            return
+        try:
+            server = email.utils.parsedate_to_datetime(date).timestamp()
+        except (TypeError, ValueError):
+            return
+        # Date is truncated to the second: the server's clock is half a second on, on average.
+        estimate = server + 0.5 - self._wall_clock()
+        skew = estimate if abs(estimate) >= SKEW_RESOLUTION_SECONDS else 0.0
+        if (
+            abs(skew - self.clock_skew) >= SKEW_RESOLUTION_SECONDS
+            and abs(skew) > SKEW_WARNING_SECONDS
+        ):
+            log.warning(
+                "clock_skew",
+                skew_seconds=round(skew, 1),
+                hint="this machine's clock is off Gate's; signatures are corrected, "
+                "but fix the clock (NTP / systemd-timesyncd)",
+            )
+        self.clock_skew = skew
+
+    async def _backoff(self, failures: int, endpoint: str, reason: str) -> None:
+        delay = backoff_delay(failures, self._retry.base_delay, self._retry.max_delay, self._rng)
+        log.warning(
+            "gate_retry",
+            endpoint=endpoint,
+            reason=reason,
+            attempt=failures,
+            wait_seconds=round(delay, 2),
+        )
+        await trio.sleep(delay)
+
+
+def _endpoint(method: str, path: str) -> str:
+    """``GET /broker/sub_account_keys/{id}``: rate limits are per endpoint, not per id."""
+    parts = ["{}" if _ID_SEGMENT.fullmatch(p) else p for p in path.split("/")]
+    return f"{method} {'/'.join(parts)}"
+
+
+def _error(response: httpx.Response, endpoint: str) -> GateAPIError:
+    label, message = "", response.text[:200]
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        body = None
+    if isinstance(body, dict):
+        label = str(body.get("label", ""))
+        message = str(body.get("message", ""))
+    return error_for(response.status_code, label, message, request=endpoint)
