@@ -47,8 +47,6 @@ _SECRET_PATTERNS: Final = (
 _PRIORITY: Final = {"critical": 2, "error": 3, "warning": 4, "info": 6, "debug": 7}
 
 LogFormat = Literal["json", "journal", "console"]
-LOG_FORMATS: Final = ("json", "journal", "console")
-LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 
 
 def _scrub(value: Any) -> Any:

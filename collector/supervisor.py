@@ -20,7 +20,9 @@ keyless (:mod:`collector.status`).
 
 Rooms: per-account work runs in :mod:`collector.slot_runner` (the session loop,
 upkeep, rotation) and :mod:`collector.key_lifecycle` (create, grace, replace,
-retire); what is shown is assembled in :mod:`collector.supervisor_view`.
+retire); which accounts have a slot, and on which address, is
+:mod:`collector.slot_table`; systemd's start-time and watchdog loops are
+:mod:`collector.heartbeat`; what is shown is assembled in :mod:`collector.supervisor_view`.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import Final
 
 import trio
 
-from collector import placement, status, supervisor_view
+from collector import heartbeat, placement, status, supervisor_view
 from collector.config import AccountsSettings, Settings
 from collector.gate.broker import BrokerClient
 from collector.gate.errors import GateError
@@ -45,8 +47,9 @@ from collector.logging import get_logger
 from collector.points.lineproto import Point
 from collector.points.totals import SessionState
 from collector.session import AccountSession, SessionStats, SessionTiming
-from collector.slot import Slot, SupervisorStats, label
+from collector.slot import Slot, SupervisorStats
 from collector.slot_runner import CRASH_BACKOFF, UPKEEP_INTERVAL, SlotRunner
+from collector.slot_table import SlotTable
 from collector.snapshots import SnapshotClient, SnapshotScheduler
 
 log = get_logger(__name__)
@@ -63,9 +66,6 @@ __all__ = [
     "owns",
 ]
 
-STATUS_INTERVAL: Final = 5.0
-# Start time asked of systemd at a time (EXTEND_TIMEOUT_USEC), renewed until ready.
-START_EXTENSION: Final = 90.0
 # TLS + WebSocket handshakes in flight at once. Starting thousands of sessions at
 # once would make every handshake slow, time out and retry: a storm, not a start.
 CONNECT_CONCURRENCY: Final = 64
@@ -109,12 +109,10 @@ class Supervisor:
         self._wall_clock = wall_clock
         policy = KeyPolicy.from_settings(settings.accounts, settings.state.path)
         self._provisioner = KeyProvisioner(broker, store, policy, wall_clock=wall_clock)
-        self._slots: dict[int, Slot] = {}
         self._connect_limiter = trio.CapacityLimiter(CONNECT_CONCURRENCY)
         # Every sub-account id of the broker, shared by all sessions (one set, not a
         # copy each: 10,000 copies of 10,000 ids would be gigabytes).
         self._known: set[int] = set()
-        self._nursery: trio.Nursery | None = None
         self.stats = SupervisorStats()
         self.ready = trio.Event()
         self._snapshots: SnapshotScheduler | None = None
@@ -146,6 +144,14 @@ class Supervisor:
             session_factory=session_factory,
             timing=timing,
         )
+        self._table = SlotTable(
+            lambda: self._settings.gate,
+            self._runner,
+            self._provisioner,
+            self.stats,
+            self._snapshots,
+        )
+        self._slots = self._table.slots  # the one dict of slots (tests read it)
 
     # -- the main loop -------------------------------------------------------------
 
@@ -156,14 +162,16 @@ class Supervisor:
         except GateError as exc:
             raise StartupError(f"cannot list sub-accounts at start: {exc}") from None
         async with trio.open_nursery() as nursery:
-            self._nursery = nursery
+            self._table.nursery = nursery
             if self._snapshots is not None:
                 nursery.start_soon(self._snapshots.run)
-            nursery.start_soon(self._extend_start_timeout)
+            nursery.start_soon(
+                heartbeat.extend_start_timeout, self._notifier, self.ready, self._starting
+            )
             await self._reconcile(accounts)
             self._notifier.ready(self.status_line())
             self.ready.set()
-            nursery.start_soon(self._heartbeat)
+            nursery.start_soon(heartbeat.heartbeat, self._notifier, self.status_line)
             while True:
                 await trio.sleep(self._settings.accounts.refresh_interval)
                 try:
@@ -173,22 +181,6 @@ class Supervisor:
                     log.error("discovery_failed", error=str(exc), hint="retrying at next refresh")
                     continue
                 await self._reconcile(accounts)
-
-    async def _extend_start_timeout(self) -> None:
-        """Until ready: ask systemd for more start time (provisioning 10,000 keys takes
-        minutes at Gate's rate limits, more than any fixed TimeoutStartSec)."""
-        while not self.ready.is_set():
-            self._notifier.extend_timeout(
-                START_EXTENSION, f"starting: {len(self._slots)} sessions, provisioning keys"
-            )
-            with trio.move_on_after(START_EXTENSION / 3):
-                await self.ready.wait()
-
-    async def _heartbeat(self) -> None:
-        interval = min(STATUS_INTERVAL, self._notifier.watchdog_interval or STATUS_INTERVAL)
-        while True:
-            self._notifier.notify("WATCHDOG=1", f"STATUS={self.status_line()}")
-            await trio.sleep(interval)
 
     async def _discover(self) -> dict[int, SubAccount]:
         shard = self._settings.accounts
@@ -206,29 +198,7 @@ class Supervisor:
         return wanted
 
     async def _reconcile(self, wanted: dict[int, SubAccount]) -> None:
-        for gone in [a for a in self._slots if a not in wanted]:
-            self._stop(gone, "disabled or gone")
-        for gone in [a for a in self.stats.keyless if a not in wanted]:
-            del self.stats.keyless[gone]
-        new = [a for a in sorted(wanted) if a not in self._slots]
-        room = max(0, self.capacity - len(self._slots))
-        for account_id in new[room:]:  # no key for an account that gets no session
-            self._over_capacity(account_id)
-        fits = new[:room]
-        # Slots still without a key (an unwritable store): each discovery probes it again.
-        keyless = [a for a in self.stats.keyless if a in self._slots and a in wanted]
-        if not fits and not keyless:
-            return
-        report = await self._provisioner.ensure_keys([wanted[a] for a in fits + keyless])
-        for account_id in fits + keyless:
-            if account_id in report.failed:  # the slot retries the creation with backoff
-                self.stats.keyless[account_id] = label(wanted[account_id])
-            else:
-                self.stats.keyless.pop(account_id, None)
-            if account_id in keyless:  # its session picks the key up from the store
-                self._slots[account_id].retire_pending |= account_id in report.created
-            else:
-                self._start(wanted[account_id], fresh_key=account_id in report.created)
+        await self._table.reconcile(wanted)
 
     def reload(self, settings: Settings) -> None:
         """SIGHUP: new settings; sessions follow what they use.
@@ -239,74 +209,14 @@ class Supervisor:
         """
         old_gate, self._settings = self._settings.gate, settings
         if settings.gate.currencies != old_gate.currencies:
-            for slot in self._slots.values():
-                if slot.session is not None:
-                    slot.session.change_currencies(settings.gate)
-        if settings.gate.ws_url == old_gate.ws_url or self._nursery is None:
-            return
-        for account_id, old in list(self._slots.items()):
-            old.scope.cancel()
-            slot = Slot(old.account, trio.CancelScope(), old.stats, old.local_address)
-            self._slots[account_id] = slot
-            self._nursery.start_soon(self._runner.run, slot)
-        log.info("sessions_restarted", sessions=len(self._slots), reason="configuration reloaded")
-
-    # -- capacity and addresses ---------------------------------------------------------
-
-    def _addresses(self) -> list[str | None]:
-        return list(self._settings.gate.source_addresses) or [None]
-
-    def _pick_address(self) -> tuple[bool, str | None]:
-        """(room left?, the least-used source address); None is the default route."""
-        limit = self._settings.gate.max_connections_per_ip
-        used: dict[str | None, int] = dict.fromkeys(self._addresses(), 0)
-        for slot in self._slots.values():
-            used[slot.local_address] = used.get(slot.local_address, 0) + 1
-        address, count = min(used.items(), key=lambda item: item[1])
-        return count < limit, address
-
-    # -- sessions ------------------------------------------------------------------------
-
-    def _start(self, account: SubAccount, fresh_key: bool = False) -> None:
-        has_room, address = self._pick_address()
-        if not has_room:
-            self._over_capacity(account.gate_id)
-            return
-        assert self._nursery is not None
-        self.stats.over_capacity.discard(account.gate_id)
-        # A fresh key may have a twin whose answer a crash or a reset lost: retire it.
-        slot = Slot(account, trio.CancelScope(), SessionStats(), address, retire_pending=fresh_key)
-        self._slots[account.gate_id] = slot
-        if self._snapshots is not None:
-            self._snapshots.add(account.gate_id, label(account))
-        self._nursery.start_soon(self._runner.run, slot)
-
-    def _over_capacity(self, account_id: int) -> None:
-        """Count (and log once) an account that cannot have a session."""
-        if account_id in self.stats.over_capacity:
-            return
-        self.stats.over_capacity.add(account_id)
-        log.error(
-            "over_capacity",
-            account=account_id,
-            capacity=self.capacity,
-            hint="Gate allows gate.max_connections_per_ip per address: add "
-            "gate.source_addresses or another shard (accounts.shard)",
-        )
-
-    def _stop(self, account_id: int, reason: str) -> None:
-        slot = self._slots.pop(account_id, None)
-        if slot is not None:
-            log.info("session_stop", account=account_id, reason=reason)
-            slot.scope.cancel()
-        if self._snapshots is not None:
-            self._snapshots.remove(account_id)
-        self.stats.over_capacity.discard(account_id)
+            self._table.change_currencies(settings.gate)
+        if settings.gate.ws_url != old_gate.ws_url:
+            self._table.restart_all()
 
     @property
     def capacity(self) -> int:
         """How many sessions the source addresses allow."""
-        return self._settings.gate.max_connections_per_ip * len(self._addresses())
+        return self._table.capacity
 
     def account_session_states(self) -> dict[str, SessionState]:
         """Per account of the shard (id as text): label and session state (gate_account_state)."""
@@ -321,14 +231,12 @@ class Supervisor:
         return self._wall_clock() + self._broker.clock_skew
 
     def _gone(self, slot: Slot, reason: str) -> None:
-        log.info("session_stop", account=slot.account.gate_id, reason=reason)
-        if self._slots.get(slot.account.gate_id) is slot:
-            del self._slots[slot.account.gate_id]
-            if self._snapshots is not None:
-                self._snapshots.remove(slot.account.gate_id)
-        slot.scope.cancel()
+        self._table.gone(slot, reason)
 
     # -- what is shown -----------------------------------------------------------------------
+
+    def _starting(self) -> str:
+        return f"starting: {len(self._slots)} sessions, provisioning keys"
 
     def status_line(self) -> str:
         """``connected/total`` for systemd's STATUS=."""

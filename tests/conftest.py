@@ -38,6 +38,15 @@ async def sim(nursery: trio.Nursery, wall_clock: Callable[[], float]) -> Simulat
 
 
 @pytest.fixture
+async def real_clock_sim(nursery: trio.Nursery) -> Simulator:
+    """Like ``sim`` but on the real clock (time.time()): for a supervisor, whose
+    sessions sign with time.time()."""
+    simulator = Simulator.create(accounts=12, disabled_every=4)
+    await simulator.start(nursery)
+    return simulator
+
+
+@pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
     """One HTTP client for the test."""
     async with httpx.AsyncClient(timeout=10) as client:

@@ -431,22 +431,14 @@ def test_keys_commands_without_a_master_key_are_one_plain_line(
 # -- the running collector on a full disk ------------------------------------------------------
 
 
-@pytest.fixture
-async def live_sim(nursery: trio.Nursery) -> Simulator:
-    """A simulator on the real clock: the supervisor's sessions sign with time.time()."""
-    simulator = Simulator.create(accounts=12, disabled_every=4)
-    await simulator.start(nursery)
-    return simulator
-
-
 async def test_a_full_disk_keeps_the_running_sessions_and_provisions_once_space_returns(
-    live_sim: Simulator,
+    real_clock_sim: Simulator,
     tmpfs: Path,
     master_key: str,
     nursery: trio.Nursery,
     http: httpx.AsyncClient,
 ) -> None:
-    sim = live_sim
+    sim = real_clock_sim  # the supervisor's sessions sign with time.time()
     broker = BrokerClient(http, sim.state.broker, base_url=sim.rest_url)
     store = KeyStore.open(tmpfs, master_key)
     accounts = [a async for a in broker.list_sub_accounts()]

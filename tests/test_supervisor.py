@@ -20,11 +20,9 @@ from collector.supervisor import Supervisor
 
 
 @pytest.fixture
-async def sim(nursery: trio.Nursery) -> Simulator:
-    """A simulator on the real clock: the supervisor's sessions sign with time.time()."""
-    simulator = Simulator.create(accounts=12, disabled_every=4)
-    await simulator.start(nursery)
-    return simulator
+def sim(real_clock_sim: Simulator) -> Simulator:
+    """conftest's real-clock simulator: the supervisor's sessions sign with time.time()."""
+    return real_clock_sim
 
 
 async def start_supervisor(

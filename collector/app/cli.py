@@ -5,6 +5,10 @@ refusing; 2 configuration or local files (a bad config, a master key that does
 not open the key store, an unreadable or unwritable path); 130 interrupted.
 Every failure at start is one plain line on stderr saying what to do, never a
 traceback.
+
+Only the parser is built at import: each command's module (and trio, pydantic,
+structlog behind them) is imported in its own branch once the arguments are
+parsed, so ``--version``, ``--help`` and argument errors answer at once.
 """
 
 from __future__ import annotations
@@ -12,17 +16,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from importlib import metadata
 from pathlib import Path
+from typing import Any
 
-import trio
-
-from collector import logging
-from collector.app import check, commands, demo, influx_setup, keys_cmd, once, plan, top
-from collector.app.daemon import run_daemon
-from collector.app.failures import exit_code_for
-from collector.config import ConfigError, load_settings
-from collector.logging import LOG_FORMATS, LOG_LEVELS
+from collector.logchoices import LOG_FORMATS, LOG_LEVELS
 
 PROG = "gate-collector"
 # Commands that read the configuration file.
@@ -31,10 +28,29 @@ NEEDS_CONFIG = frozenset({"run", "check", "accounts", "influx-setup"})
 
 def version() -> str:
     """The installed package's version."""
+    from importlib import metadata  # slow to import: only for --version
+
     try:
         return metadata.version("gate-collector")
     except metadata.PackageNotFoundError:
         return "unknown (not installed)"
+
+
+class _VersionAction(argparse.Action):
+    """argparse's ``version`` action, but the version is read only when asked for."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **_: Any) -> None:
+        super().__init__(
+            option_strings,
+            dest=argparse.SUPPRESS,
+            default=argparse.SUPPRESS,
+            nargs=0,
+            help="show program's version number and exit",
+        )
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any, **__: Any) -> None:
+        print(f"{PROG} {version()}")
+        parser.exit()
 
 
 def _global_options(suppress: bool) -> argparse.ArgumentParser:
@@ -80,7 +96,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog="exit codes: 0 ok, 1 Gate/InfluxDB unreachable or refusing, "
         "2 configuration or local files, 130 interrupted",
     )
-    parser.add_argument("--version", action="version", version=f"{PROG} {version()}")
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = [_global_options(suppress=True)]
 
@@ -112,7 +128,7 @@ def _parser() -> argparse.ArgumentParser:
         "--duration", type=float, default=20.0, help="seconds to run (0: until Ctrl-C)"
     )
     command("genkey", "print a new master key for the key store")
-    keys_cmd.add_parser(sub)
+    _keys_parser(sub)
     _influx_setup_parser(
         command("influx-setup", "create retention policies and 1 m / 1 h downsampling (1.x)")
     )
@@ -123,6 +139,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     watch.add_argument("--interval", type=float, default=1.0, help="seconds between redraws")
     return parser
+
+
+def _keys_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The ``keys`` sub-command and its own sub-commands."""
+    keys = sub.add_parser("keys", help="list or repair the key store (never shows secrets)")
+    actions = keys.add_subparsers(dest="keys_command", required=True)
+    listing = actions.add_parser("list", help="account ids, key ids and when each was stored")
+    listing.add_argument("--config", type=Path, required=True, help="the TOML configuration file")
+    repair = actions.add_parser(
+        "repair", help="keep every readable key of a store with corrupt lines (old file kept)"
+    )
+    repair.add_argument("--config", type=Path, required=True, help="the TOML configuration file")
 
 
 def _influx_setup_parser(setup: argparse.ArgumentParser) -> None:
@@ -167,6 +195,12 @@ def _simulate_parser(simulate: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     args = _parser().parse_args(argv)
+    # Past the parser: now the heavy imports (--version, --help and errors ended above).
+    import trio
+
+    from collector import logging
+    from collector.app.failures import exit_code_for
+
     if args.command == "run" and not args.once:
         # The service logs to stdout (journald, Docker and Kubernetes collect it).
         logging.configure(args.log_level or "info", stream=sys.stdout, fmt=args.log_format)
@@ -188,26 +222,57 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _dispatch(args: argparse.Namespace) -> int:
+    """Run the command; each imports its own module here, not at the top."""
+    from collector.config import ConfigError
+
     config: Path | None = args.config
     if args.command in NEEDS_CONFIG and config is None:
         raise ConfigError(f"`{PROG} {args.command}` needs --config PATH (the TOML file)")
     if args.command == "run":
         assert config is not None
-        settings = load_settings(config)
-        if args.once:
-            return await once.run_once(settings)
-        # The command line wins over [log].
-        level = args.log_level or settings.log.level or "info"
-        logging.configure(level, sys.stdout, args.log_format or settings.log.format)
-        await run_daemon(settings, config_path=config)
-        return 0
+        return await _run(args, config)
     if args.command == "check":
+        from collector.app import check
+
         assert config is not None
         return await check.check(config)
     if args.command == "accounts":
+        from collector.app import commands
+
         assert config is not None
         return await commands.accounts(config, as_json=args.json, provision=args.provision)
+    if args.command == "influx-setup":
+        from collector.app import influx_setup
+
+        assert config is not None
+        return await influx_setup.main(config, args.raw, args.minute, args.hour)
+    return await _dispatch_local(args)
+
+
+async def _run(args: argparse.Namespace, config: Path) -> int:
+    """``run`` (the daemon) or ``run --once``."""
+    from collector import logging
+    from collector.config import load_settings
+
+    settings = load_settings(config)
+    if args.once:
+        from collector.app import once
+
+        return await once.run_once(settings)
+    from collector.app.daemon import run_daemon
+
+    # The command line wins over [log].
+    level = args.log_level or settings.log.level or "info"
+    logging.configure(level, sys.stdout, args.log_format or settings.log.format)
+    await run_daemon(settings, config_path=config)
+    return 0
+
+
+async def _dispatch_local(args: argparse.Namespace) -> int:
+    """The commands that need no --config (``plan`` may read one of its own)."""
     if args.command == "simulate":
+        from collector.app import commands
+
         return await commands.simulate(
             args.accounts,
             args.disabled_every,
@@ -217,17 +282,24 @@ async def _dispatch(args: argparse.Namespace) -> int:
             args.credentials_dir,
         )
     if args.command == "demo":
+        from collector.app import demo
+
         return await demo.run(args.accounts, args.duration)
     if args.command == "genkey":
+        from collector.app import commands
+
         return commands.genkey()
     if args.command == "keys":
+        from collector.app import keys_cmd
+
         return keys_cmd.run(args)
-    if args.command == "influx-setup":
-        assert config is not None
-        return await influx_setup.main(config, args.raw, args.minute, args.hour)
     if args.command == "top":
+        from collector.app import top
+
         return await top.run(args.url, args.interval)
     if args.command == "plan":
+        from collector.app import plan
+
         return await plan.run(
             config=args.accounts_from_gate,
             accounts=args.accounts,

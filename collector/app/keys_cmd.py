@@ -11,18 +11,6 @@ from collector.keys.repair import RepairReport, repair_store
 from collector.keys.store import STORE_NAME, KeyStore, fernet_of
 
 
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """The ``keys`` sub-command and its own sub-commands."""
-    keys = sub.add_parser("keys", help="list or repair the key store (never shows secrets)")
-    actions = keys.add_subparsers(dest="keys_command", required=True)
-    listing = actions.add_parser("list", help="account ids, key ids and when each was stored")
-    listing.add_argument("--config", type=Path, required=True, help="the TOML configuration file")
-    repair = actions.add_parser(
-        "repair", help="keep every readable key of a store with corrupt lines (old file kept)"
-    )
-    repair.add_argument("--config", type=Path, required=True, help="the TOML configuration file")
-
-
 def run(args: argparse.Namespace) -> int:
     """Run ``keys list`` or ``keys repair``; KeyStoreError/ConfigError say what is wrong."""
     settings = load_settings(args.config)

@@ -1,0 +1,178 @@
+"""The settings: one frozen, strict model per TOML section, and the whole.
+
+Each ``[section]`` of the file is one class here; what may be set, its type, its
+default and its allowed range are all in the field declarations. Reading the
+sources and explaining what is wrong is :mod:`collector.config.load`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from collector.http.server import parse_listen
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class GateSettings(_Section):
+    """``[gate]``: where Gate is and the broker's own API key."""
+
+    rest_url: str = "https://api.gateio.ws/api/v4"
+    # Gate's current docs; the Broker-era seed says ws.gate.io (both serve the same API).
+    ws_url: str = "wss://ws.gate.com/v4/ws/unified"
+    api_key: SecretStr | None = None
+    api_secret: SecretStr | None = None
+    currencies: list[str] = Field(default_factory=lambda: ["!all"], min_length=1)
+    ca_file: str | None = None
+    max_connections_per_ip: int = Field(default=300, gt=0)
+    # New currencies per account beyond this are dropped and counted (one account
+    # must not poison InfluxDB's max-values-per-tag for all, nor grow memory).
+    max_currencies_per_account: int = Field(default=1000, gt=0)
+    source_addresses: list[str] = Field(default_factory=list)
+
+    @field_validator("rest_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with https:// (or http:// for a local simulator)")
+        return value.rstrip("/")
+
+    @field_validator("ws_url")
+    @classmethod
+    def _ws_url(cls, value: str) -> str:
+        if not value.startswith(("ws://", "wss://")):
+            raise ValueError("must start with wss:// (or ws:// for a local simulator)")
+        return value
+
+
+class AccountsSettings(_Section):
+    """``[accounts]``: which sub-accounts this instance serves and how often to look."""
+
+    shard: str = "0/1"
+    shards: int | None = Field(default=None, gt=0)
+    refresh_interval: float = Field(default=300.0, gt=0)
+    key_name: str = Field(default="gate-collector", min_length=1)
+    # REST snapshots (GET /unified/accounts): Gate pushes only on change, so every
+    # account is read in full this often (0: only on (re)subscribe and after gaps),
+    # spread over the interval, at most snapshot_rate requests/s for the instance.
+    snapshot_interval: float = Field(default=300.0, ge=0)
+    snapshot_rate: float = Field(default=20.0, gt=0)
+    # The Broker document's permission names; all read-only (see README, "Keys").
+    key_permissions: list[str] = Field(
+        default_factory=lambda: ["wallet", "spot", "futures"], min_length=1
+    )
+    # The collector's egress IPs: keys bound to them do not expire (else 90 days).
+    key_ip_whitelist: list[str] = Field(default_factory=list)
+    # The create-key body's `type`: 1 as in every example of the Broker document.
+    key_type: int = Field(default=1, ge=1, le=3)
+    # Gate: key changes "can take up to 5 minutes to take effect".
+    key_activation_grace: float = Field(default=300.0, ge=0)
+    # Keys without an IP binding expire after 90 days: replace them before that.
+    key_rotate_after: float = Field(default=80 * 86400.0, gt=0, le=89 * 86400.0)
+
+    @field_validator("shard")
+    @classmethod
+    def _shard(cls, value: str) -> str:
+        parse_shard(value)
+        return value
+
+    @property
+    def shard_index(self) -> int:
+        """``i`` of ``"i/N"``."""
+        return parse_shard(self.shard)[0]
+
+    @property
+    def shard_count(self) -> int:
+        """``N`` of ``"i/N"``."""
+        return parse_shard(self.shard)[1]
+
+
+class StateSettings(_Section):
+    """``[state]``: the key store and the spool live in ``dir``."""
+
+    dir: str = "/var/lib/gate-collector"
+    master_key: SecretStr | None = None
+
+    @property
+    def path(self) -> Path:
+        """``dir`` as a :class:`Path`."""
+        return Path(self.dir)
+
+
+class InfluxSettings(_Section):
+    """``[influx]``: where points are written (v1 or v2 write API)."""
+
+    url: str = "http://127.0.0.1:8086"
+    api: Literal["v1", "v2"] = "v1"
+    database: str = "gate"
+    retention_policy: str = ""
+    username: str = ""
+    password: SecretStr | None = None
+    org: str = ""
+    bucket: str = ""
+    token: SecretStr | None = None
+    batch_size: int = Field(default=5000, gt=0)
+    flush_interval: float = Field(default=1.0, gt=0)
+    flush_jitter: float = Field(default=0.1, ge=0)
+    buffer_limit: int = Field(default=100_000, gt=0)
+    spool_max_bytes: int = Field(default=1 << 30, gt=0)
+    # While InfluxDB is not taking writes, buffered data is on disk after this long.
+    spool_after: float = Field(default=5.0, gt=0)
+    gzip: bool = True
+    timeout: float = Field(default=10.0, gt=0)
+    create_database: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+
+class HttpSettings(_Section):
+    """``[http]``: the endpoint (/metrics /healthz /readyz /status); off when listen is ""."""
+
+    listen: str = ""
+    stall_seconds: float = Field(default=300.0, gt=0)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        if value:
+            parse_listen(value)
+        return value
+
+
+class LogSettings(_Section):
+    """``[log]``: level and format when the command line does not give them (SIGHUP re-reads)."""
+
+    level: Literal["debug", "info", "warning", "error"] | None = None
+    format: Literal["json", "journal", "console"] | None = None
+
+
+class Settings(_Section):
+    """The whole configuration."""
+
+    gate: GateSettings = Field(default_factory=GateSettings)
+    accounts: AccountsSettings = Field(default_factory=AccountsSettings)
+    state: StateSettings = Field(default_factory=StateSettings)
+    influx: InfluxSettings = Field(default_factory=InfluxSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+
+
+def parse_shard(value: str) -> tuple[int, int]:
+    """``"i/N"`` -> ``(i, N)``; ValueError with the allowed form otherwise."""
+    index, sep, count = value.partition("/")
+    if not sep or not index.isdigit() or not count.isdigit():
+        raise ValueError(f'must look like "i/N" (e.g. "0/4"), got {value!r}')
+    i, n = int(index), int(count)
+    if n < 1 or i >= n:
+        raise ValueError(f"needs 0 <= i < N and N >= 1, got {value!r}")
+    return i, n

@@ -1,0 +1,154 @@
+"""The running slots: which accounts have a session, and on which source address.
+
+Reconciling a discovery with the slots stops the sessions of accounts that were
+disabled or vanished, gives new accounts a key (:class:`~collector.keys.KeyProvisioner`)
+and starts each on the least-used source address while ``gate.max_connections_per_ip``
+leaves room there. Accounts beyond that capacity get no key and no session; they
+are logged once and counted, so the operator knows to add a shard or an address.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import trio
+
+from collector.config import GateSettings
+from collector.gate.models import SubAccount
+from collector.keys import KeyProvisioner
+from collector.logging import get_logger
+from collector.session import SessionStats
+from collector.slot import Slot, SupervisorStats, label
+from collector.slot_runner import SlotRunner
+from collector.snapshots import SnapshotScheduler
+
+log = get_logger(__name__)
+
+
+class SlotTable:
+    """The slots by account id; starts and stops their tasks in ``nursery``."""
+
+    def __init__(
+        self,
+        gate: Callable[[], GateSettings],
+        runner: SlotRunner,
+        provisioner: KeyProvisioner,
+        stats: SupervisorStats,
+        snapshots: SnapshotScheduler | None,
+    ) -> None:
+        self._gate = gate  # the current settings (a SIGHUP may change them)
+        self._runner = runner
+        self._provisioner = provisioner
+        self._stats = stats
+        self._snapshots = snapshots
+        self.slots: dict[int, Slot] = {}
+        self.nursery: trio.Nursery | None = None  # set once the supervisor runs
+
+    async def reconcile(self, wanted: dict[int, SubAccount]) -> None:
+        """Stop what is not ``wanted``; keys and sessions for what is new (capacity allowing)."""
+        for gone in [a for a in self.slots if a not in wanted]:
+            self.stop(gone, "disabled or gone")
+        for gone in [a for a in self._stats.keyless if a not in wanted]:
+            del self._stats.keyless[gone]
+        new = [a for a in sorted(wanted) if a not in self.slots]
+        room = max(0, self.capacity - len(self.slots))
+        for account_id in new[room:]:  # no key for an account that gets no session
+            self._over_capacity(account_id)
+        fits = new[:room]
+        # Slots still without a key (an unwritable store): each discovery probes it again.
+        keyless = [a for a in self._stats.keyless if a in self.slots and a in wanted]
+        if not fits and not keyless:
+            return
+        report = await self._provisioner.ensure_keys([wanted[a] for a in fits + keyless])
+        for account_id in fits + keyless:
+            if account_id in report.failed:  # the slot retries the creation with backoff
+                self._stats.keyless[account_id] = label(wanted[account_id])
+            else:
+                self._stats.keyless.pop(account_id, None)
+            if account_id in keyless:  # its session picks the key up from the store
+                self.slots[account_id].retire_pending |= account_id in report.created
+            else:
+                self._start(wanted[account_id], fresh_key=account_id in report.created)
+
+    def change_currencies(self, gate: GateSettings) -> None:
+        """New currencies: each running session subscribes again on its live connection."""
+        for slot in self.slots.values():
+            if slot.session is not None:
+                slot.session.change_currencies(gate)
+
+    def restart_all(self) -> None:
+        """A new ``ws_url``: every slot's session closes politely and connects again.
+
+        Counters carry over. Nothing to do before the supervisor runs.
+        """
+        if self.nursery is None:
+            return
+        for account_id, old in list(self.slots.items()):
+            old.scope.cancel()
+            slot = Slot(old.account, trio.CancelScope(), old.stats, old.local_address)
+            self.slots[account_id] = slot
+            self.nursery.start_soon(self._runner.run, slot)
+        log.info("sessions_restarted", sessions=len(self.slots), reason="configuration reloaded")
+
+    @property
+    def capacity(self) -> int:
+        """How many sessions the source addresses allow."""
+        return self._gate().max_connections_per_ip * len(self._addresses())
+
+    def _addresses(self) -> list[str | None]:
+        return list(self._gate().source_addresses) or [None]
+
+    def _pick_address(self) -> tuple[bool, str | None]:
+        """(room left?, the least-used source address); None is the default route."""
+        limit = self._gate().max_connections_per_ip
+        used: dict[str | None, int] = dict.fromkeys(self._addresses(), 0)
+        for slot in self.slots.values():
+            used[slot.local_address] = used.get(slot.local_address, 0) + 1
+        address, count = min(used.items(), key=lambda item: item[1])
+        return count < limit, address
+
+    def _start(self, account: SubAccount, fresh_key: bool = False) -> None:
+        has_room, address = self._pick_address()
+        if not has_room:
+            self._over_capacity(account.gate_id)
+            return
+        assert self.nursery is not None
+        self._stats.over_capacity.discard(account.gate_id)
+        # A fresh key may have a twin whose answer a crash or a reset lost: retire it.
+        slot = Slot(account, trio.CancelScope(), SessionStats(), address, retire_pending=fresh_key)
+        self.slots[account.gate_id] = slot
+        if self._snapshots is not None:
+            self._snapshots.add(account.gate_id, label(account))
+        self.nursery.start_soon(self._runner.run, slot)
+
+    def _over_capacity(self, account_id: int) -> None:
+        """Count (and log once) an account that cannot have a session."""
+        if account_id in self._stats.over_capacity:
+            return
+        self._stats.over_capacity.add(account_id)
+        log.error(
+            "over_capacity",
+            account=account_id,
+            capacity=self.capacity,
+            hint="Gate allows gate.max_connections_per_ip per address: add "
+            "gate.source_addresses or another shard (accounts.shard)",
+        )
+
+    def stop(self, account_id: int, reason: str) -> None:
+        """Cancel the account's slot (if any) and forget it."""
+        slot = self.slots.pop(account_id, None)
+        if slot is not None:
+            log.info("session_stop", account=account_id, reason=reason)
+            slot.scope.cancel()
+        if self._snapshots is not None:
+            self._snapshots.remove(account_id)
+        self._stats.over_capacity.discard(account_id)
+
+    def gone(self, slot: Slot, reason: str) -> None:
+        """A slot's account is gone (Gate says so): cancel it, forget it if still current."""
+        log.info("session_stop", account=slot.account.gate_id, reason=reason)
+        if self.slots.get(slot.account.gate_id) is slot:
+            del self.slots[slot.account.gate_id]
+            if self._snapshots is not None:
+                self._snapshots.remove(slot.account.gate_id)
+        slot.scope.cancel()
