@@ -1,4 +1,10 @@
-"""The sink: points in from a trio channel, batches out to InfluxDB (the thin I/O loop).
+"""The sink: records in from a trio channel, batches out to InfluxDB (the thin I/O loop).
+
+What comes in is a :data:`~collector.points.lineproto.Bundle` per channel item: a
+sequence of records, each either a line the hot path already wrote
+(:mod:`collector.points.direct`, for the sessions' pushes) or a
+:class:`~collector.points.lineproto.Point` (gap points, snapshots, stats, totals),
+which is encoded here. Either way one record is one point to InfluxDB.
 
 The decisions live elsewhere: :mod:`~collector.sink.batcher` cuts batches and
 bounds memory, :mod:`~collector.sink.policy` says what an answer means,
@@ -20,7 +26,7 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ParamSpec, TypeVar
 
@@ -30,7 +36,7 @@ import trio
 from collector.config import InfluxSettings
 from collector.logging import get_logger
 from collector.points import schema
-from collector.points.lineproto import Encoder, Point
+from collector.points.lineproto import Bundle, Encoder
 from collector.sink import gzipbody
 from collector.sink.batcher import Batch, Batcher
 from collector.sink.policy import BASE_BACKOFF, MAX_BACKOFF, Action, Verdict, decide, retry_delay
@@ -39,7 +45,6 @@ from collector.sink.spool import REASON_BUFFER_FULL, Spool
 
 log = get_logger(__name__)
 
-Bundle = Sequence[Point]
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
 
@@ -188,7 +193,7 @@ class Sink:
                     break
 
     def add(self, bundle: Bundle) -> None:
-        """Encode and buffer points; cut a batch when it is full."""
+        """Encode (points) and buffer lines; cut a batch when it is full."""
         encode = self._encoder.encode
         lines = [line for line in map(encode, bundle) if line is not None]
         if self._batcher.add(lines):
