@@ -42,10 +42,11 @@ from collector.logging import get_logger
 from collector.points.direct import Observer
 from collector.points.lineproto import Bundle
 from collector.points.normalize import Normalizer
+from collector.session_send import Outbox
 from collector.session_state import AuthenticationFailed, SessionStats, SessionTiming
 from collector.session_subs import SubscriptionView
 from collector.session_updates import Updates
-from collector.timers import Timers
+from collector.timers import Timers, run_beside
 from collector.ws_connect import Target, open_websocket, tls_context
 
 __all__ = [
@@ -83,12 +84,10 @@ class AccountSession:
         timers: Timers | None = None,
     ) -> None:
         self.account = account
-        self._creds = creds
         self._gate = gate
         self._timing = timing or SessionTiming()
         self._local_address = local_address
         self._connect_limiter = connect_limiter
-        self._wall_clock = wall_clock
         self._rng = rng or random.Random()
         self._log = log.bind(account=account)
         self._close_reason: str | AuthenticationFailed | None = None
@@ -104,20 +103,22 @@ class AccountSession:
         self._subs = SubscriptionView(
             self._timing, self._rng, lambda: self.stats, self._log, self._resync
         )
-        self._currencies_changed = trio.Event()
+        self._out = Outbox(
+            creds, lambda: self._gate, self._subs, self._log, self._closed_while_sending, wall_clock
+        )
         # Pings and the watchdog are deadlines in a heap driven by one task (shared
         # by the supervisor's sessions; a session on its own runs its own).
         self._own_timers = timers is None
         self._timers = timers if timers is not None else Timers()
+        timing = self._timing
         self._keepalive = KeepAlive(
             self._timers,
-            self._timing.ping_interval,
-            self._timing.frame_timeout,
-            lambda: self.stats.last_frame_at,
+            timing.ping_interval,
+            timing.frame_timeout,
+            self._last_frame,
             self._ping_due_now,
             self._silent,
         )
-        self._ping_due = False
         self._connection: trio.CancelScope | None = None
         self.stats = SessionStats()
 
@@ -128,25 +129,16 @@ class AccountSession:
         the frames in flight); a later connection subscribes with them anyway.
         """
         self._gate = gate
-        self._currencies_changed.set()
+        self._out.currencies_changed.set()
 
     # -- lifecycle -------------------------------------------------------------
 
     async def run(self) -> None:
         """Stay connected until cancelled; raise AuthenticationFailed on a refused key."""
-        if not self._own_timers:
+        if self._own_timers:
+            await run_beside(self._timers, self._run)
+        else:
             await self._run()
-            return
-        failure: AuthenticationFailed | None = None
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._timers.run)
-            try:
-                await self._run()
-            except AuthenticationFailed as exc:  # raised bare, not in an exception group
-                failure = exc
-            nursery.cancel_scope.cancel()
-        if failure is not None:
-            raise failure
 
     async def _run(self) -> None:
         failures = 0
@@ -198,19 +190,17 @@ class AccountSession:
         self.stats.last_frame_at = trio.current_time()
         self._log.info("session_open")
         self._subs.reset()
-        self._ping_due = False
         self._connection = nursery.cancel_scope
         self._keepalive.arm()
-        subscribed = list(self._gate.currencies)  # what the subscriber asks Gate for
-        nursery.start_soon(self._sender, ws)
-        nursery.start_soon(self._resubscriber, ws, subscribed)
+        nursery.start_soon(self._out.run, ws)
+        nursery.start_soon(self._out.resubscribe, ws)
         await self._read(ws)
 
     async def _close(self, ws: WebSocketConnection) -> None:
         with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
             if self._close_reason is None:  # stopped from outside: leave politely
                 for channel in protocol.CHANNELS:
-                    if not await self._send(ws, self._request(channel, "unsubscribe")):
+                    if not await self._out.send(ws, self._out.request(channel, "unsubscribe")):
                         break
             await ws.aclose()
 
@@ -218,67 +208,20 @@ class AccountSession:
 
     def _ping_due_now(self) -> None:
         """The sending task sends the ping."""
-        self._ping_due = True
+        self._out.ping_due = True
         self._subs.wake.set()
+
+    def _last_frame(self) -> float | None:
+        return self.stats.last_frame_at
+
+    def _closed_while_sending(self, reason: str) -> None:
+        self._close_reason = self._close_reason or reason
 
     def _silent(self, reason: str) -> None:
         """No frame within ``frame_timeout``: close the connection."""
         self._close_reason = reason
         if self._connection is not None:
             self._connection.cancel()
-
-    # -- sending -------------------------------------------------------------------
-
-    def _request(self, channel: str, event: str) -> bytes:
-        payload = list(self._gate.currencies) if channel == protocol.ASSET_DETAIL else []
-        now = int(self._wall_clock())
-        return protocol.request(channel, event, payload, now, self._creds)
-
-    async def _send(self, ws: WebSocketConnection, message: bytes) -> bool:
-        try:
-            await ws.send_message(message.decode())
-        except ConnectionClosed as exc:
-            self._close_reason = self._close_reason or f"closed while sending ({exc.reason})"
-            return False
-        return True
-
-    async def _sender(self, ws: WebSocketConnection) -> None:
-        """Send what the subscription machine says is due, and pings; sleep until the
-        machine's next deadline or a wake-up (an ack, a refusal, a ping due)."""
-        machine = self._subs.machine
-        while True:
-            self._subs.wake = trio.Event()  # before the work: a wake-up during a send is kept
-            now = trio.current_time()
-            self._subs.expire(now)
-            for channel in machine.due(now):
-                # Pending before the send: the ack may be read before this task resumes.
-                machine.sent(channel, trio.current_time())
-                if not await self._send(ws, self._request(channel, "subscribe")):
-                    return
-            if self._ping_due:
-                self._ping_due = False
-                if not await self._send(ws, protocol.ping(int(self._wall_clock()))):
-                    return
-            self._subs.show()
-            deadline = machine.next_deadline()
-            with trio.move_on_at(deadline if deadline is not None else float("inf")):
-                await self._subs.wake.wait()
-
-    async def _resubscriber(self, ws: WebSocketConnection, subscribed: list[str]) -> None:
-        while True:
-            self._currencies_changed = trio.Event()
-            if list(self._gate.currencies) == subscribed:  # else: changed while subscribing
-                await self._currencies_changed.wait()
-            now = int(self._wall_clock())
-            leave = protocol.request(
-                protocol.ASSET_DETAIL, "unsubscribe", subscribed, now, self._creds
-            )
-            if not await self._send(ws, leave):
-                return
-            subscribed = list(self._gate.currencies)
-            if not await self._send(ws, self._request(protocol.ASSET_DETAIL, "subscribe")):
-                return
-            self._log.info("resubscribed", channel=protocol.ASSET_DETAIL, currencies=subscribed)
 
     def _resync(self, reason: str) -> None:
         """Ask for a REST snapshot of this account: pushes come only on change."""
@@ -318,14 +261,4 @@ class AccountSession:
         if event.kind is protocol.ErrorKind.AUTH:
             self._close_reason = AuthenticationFailed(self.account, event.message)
             return
-        if self._subs.refused(event):
-            return
-        self.stats.errors += 1
-        self._log.warning(
-            "gate_error",
-            channel=event.channel,
-            event_name=event.event,
-            code=event.code,
-            message=event.message,
-            kind=event.kind.value,
-        )
+        self._subs.error(event)

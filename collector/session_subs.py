@@ -1,4 +1,4 @@
-"""A session's view of its subscriptions: Gate's acks and refusals in, state and logs out.
+"""A session's view of its subscriptions: Gate's acks and errors in, state and logs out.
 
 The I/O-free half of the subscription protocol around the pure
 :class:`~collector.gate.subscription.Subscriptions` machine: it turns acks and
@@ -67,16 +67,24 @@ class SubscriptionView:
             self.changed(change)
             self.wake.set()
 
-    def refused(self, event: protocol.Error) -> bool:
-        """A refused subscribe of one of our channels: True when it was one."""
-        if event.event != "subscribe" or event.channel not in protocol.CHANNELS:
-            return False
-        permission = event.kind is protocol.ErrorKind.PERMISSION
-        reason = f"code {event.code}: {event.message}"[:200]
-        now = trio.current_time()
-        self.changed(self.machine.refused(event.channel, now, reason, permission=permission))
-        self.wake.set()
-        return True
+    def error(self, event: protocol.Error) -> None:
+        """Gate's error (not an auth error): a refused subscribe, or counted and logged."""
+        if event.event == "subscribe" and event.channel in protocol.CHANNELS:
+            permission = event.kind is protocol.ErrorKind.PERMISSION
+            reason = f"code {event.code}: {event.message}"[:200]
+            now = trio.current_time()
+            self.changed(self.machine.refused(event.channel, now, reason, permission=permission))
+            self.wake.set()
+            return
+        self._stats().errors += 1
+        self._log.warning(
+            "gate_error",
+            channel=event.channel,
+            event_name=event.event,
+            code=event.code,
+            message=event.message,
+            kind=event.kind.value,
+        )
 
     def changed(self, change: Change) -> None:
         """Log a channel's state change once, and resync when both became active."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 import trio
@@ -70,3 +70,20 @@ class Timers:
             self._earlier = trio.Event()
             with trio.move_on_at(self._heap[0][0] if self._heap else _NEVER):
                 await self._earlier.wait()
+
+
+async def run_beside(timers: Timers, body: Callable[[], Awaitable[None]]) -> None:
+    """Run ``body`` with ``timers`` driven beside it (for a user without a shared task).
+
+    An exception of ``body`` comes out bare, not inside an exception group.
+    """
+    failure: Exception | None = None
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(timers.run)
+        try:
+            await body()
+        except Exception as exc:
+            failure = exc
+        nursery.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
