@@ -127,7 +127,7 @@ async def run_daemon(
         endpoint = trio.CancelScope()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(sink.run, receive)
-            totals = trio.CancelScope()
+            totals, stats = trio.CancelScope(), trio.CancelScope()
             if stats_interval > 0:
                 nursery.start_soon(
                     _run_totals,
@@ -137,8 +137,6 @@ async def run_daemon(
                     supervisor.account_session_states,
                     stats_interval,
                 )
-            stats = trio.CancelScope()
-            if stats_interval > 0:
                 nursery.start_soon(
                     _report_stats,
                     stats,
@@ -172,8 +170,10 @@ async def run_daemon(
                 notify.stopping()
                 endpoint.cancel()
                 log.info("stopping", status=supervisor.status_line())
-                await send.send(final_totals(tracker))  # the sessions are stopped by now
-                await send.aclose()  # the sink drains, spools the rest and returns
+                try:
+                    await send.send(final_totals(tracker))  # the sessions are stopped by now
+                finally:
+                    await send.aclose()  # the sink drains, spools the rest and returns
     notify.close()
     log.info("stopped", points_written=sink.stats.points_written, spooled_bytes=spool.bytes)
 
