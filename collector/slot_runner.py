@@ -21,10 +21,12 @@ from collector.gate.errors import GateError
 from collector.key_lifecycle import KeyLifecycle
 from collector.keys import KeyProvisioner, KeyStore, StoredKey
 from collector.logging import get_logger
-from collector.points.lineproto import Point
+from collector.points.direct import Observer
+from collector.points.lineproto import Bundle
 from collector.session import AccountSession, AuthenticationFailed, SessionStats, SessionTiming
 from collector.slot import Slot, SupervisorStats, label, merge_counters
 from collector.snapshots import SnapshotScheduler
+from collector.timers import Timers
 
 log = get_logger(__name__)
 
@@ -41,7 +43,7 @@ class SlotRunner:
     store: KeyStore
     provisioner: KeyProvisioner
     keys: KeyLifecycle
-    points: trio.MemorySendChannel[list[Point]]
+    points: trio.MemorySendChannel[Bundle]
     known: set[int]  # every sub-account id of the broker (one shared set)
     stats: SupervisorStats
     snapshots: SnapshotScheduler | None
@@ -50,6 +52,8 @@ class SlotRunner:
     connect_limiter: trio.CapacityLimiter
     session_factory: Callable[..., AccountSession]
     timing: SessionTiming | None
+    totals: Observer | None = None  # told every pushed value written (the shard's totals)
+    timers: Timers | None = None  # the one task for every session's ping and watchdog
 
     async def run(self, slot: Slot) -> None:
         """The slot's session and its key upkeep, until its scope is cancelled."""
@@ -112,6 +116,8 @@ class SlotRunner:
             wall_clock=self.gate_clock,
             connect_limiter=self.connect_limiter,
             on_resync=self.snapshots.request if self.snapshots is not None else None,
+            totals=self.totals,
+            timers=self.timers,
         )
         session.stats = stats  # counters survive restarts of the session
         return session

@@ -24,7 +24,7 @@ from __future__ import annotations
 import heapq
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -37,7 +37,7 @@ from collector.gate import signing
 from collector.gate.errors import AuthError, GateAPIError, GateError, error_for
 from collector.gate.signing import ApiCredentials
 from collector.logging import get_logger
-from collector.points.lineproto import Point
+from collector.points.lineproto import Bundle, Point
 from collector.points.snapshot import snapshot_points
 
 log = get_logger(__name__)
@@ -166,15 +166,17 @@ class SnapshotScheduler:
         self,
         client: SnapshotClient,
         creds_of: Callable[[int], ApiCredentials | None],
-        points: trio.MemorySendChannel[list[Point]],
+        points: trio.MemorySendChannel[Bundle],
         *,
         interval: float,
         rate: float,
         wall_clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         concurrency: int = CONCURRENCY,
+        observe: Callable[[Iterable[Point]], None] | None = None,
     ) -> None:
         self._client = client
+        self._observe = observe  # the shard's totals see what is sent, as pushes are seen
         self._creds_of = creds_of
         self._points = points
         self._interval = interval
@@ -301,6 +303,8 @@ class SnapshotScheduler:
             return
         self.totals.invalid_fields += result.invalid_fields
         if result.points:
+            if self._observe is not None:
+                self._observe(result.points)
             await self._points.send(result.points)
         status.taken += 1
         self.totals.taken += 1

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 import trio
 
 from collector.points import schema
-from collector.points.lineproto import Point
+from collector.points.lineproto import Bundle, Point
 
 Fields = dict[str, float | int]
 
@@ -30,7 +30,7 @@ def stats_point(
 
 
 async def report_stats(
-    send: trio.MemorySendChannel[list[Point]],
+    send: trio.MemorySendChannel[Bundle],
     sources: Sequence[Callable[[], Fields]],
     *,
     instance: str,

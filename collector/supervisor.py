@@ -44,13 +44,14 @@ from collector.health import Notifier
 from collector.key_lifecycle import GRACE_BACKOFF, REPLACE_BACKOFF, KeyLifecycle
 from collector.keys import KeyPolicy, KeyProvisioner, KeyStore
 from collector.logging import get_logger
-from collector.points.lineproto import Point
-from collector.points.totals import SessionState
+from collector.points.lineproto import Bundle
+from collector.points.totals import SessionState, TotalsTracker
 from collector.session import AccountSession, SessionStats, SessionTiming
 from collector.slot import Slot, SupervisorStats
 from collector.slot_runner import CRASH_BACKOFF, UPKEEP_INTERVAL, SlotRunner
 from collector.slot_table import SlotTable
 from collector.snapshots import SnapshotClient, SnapshotScheduler
+from collector.timers import Timers
 
 log = get_logger(__name__)
 
@@ -92,7 +93,7 @@ class Supervisor:
         settings: Settings,
         broker: BrokerClient,
         store: KeyStore,
-        points: trio.MemorySendChannel[list[Point]],
+        points: trio.MemorySendChannel[Bundle],
         *,
         notifier: Notifier | None = None,
         timing: SessionTiming | None = None,
@@ -100,6 +101,7 @@ class Supervisor:
         session_factory: Callable[..., AccountSession] = AccountSession,
         snapshot_client: SnapshotClient | None = None,
         wall_clock: Callable[[], float] = time.time,
+        totals: TotalsTracker | None = None,
     ) -> None:
         self._settings = settings
         self._broker = broker
@@ -109,6 +111,7 @@ class Supervisor:
         self._wall_clock = wall_clock
         policy = KeyPolicy.from_settings(settings.accounts, settings.state.path)
         self._provisioner = KeyProvisioner(broker, store, policy, wall_clock=wall_clock)
+        self._timers = Timers()  # one task keeps every session's ping and watchdog deadlines
         self._connect_limiter = trio.CapacityLimiter(CONNECT_CONCURRENCY)
         # Every sub-account id of the broker, shared by all sessions (one set, not a
         # copy each: 10,000 copies of 10,000 ids would be gigabytes).
@@ -125,6 +128,7 @@ class Supervisor:
                 rate=settings.accounts.snapshot_rate,
                 wall_clock=self._gate_clock,
                 rng=self._rng,
+                observe=totals.observe if totals is not None else None,
             )
         self._keys = KeyLifecycle(
             broker, store, self._provisioner, self._rng, self.stats, gone=self._gone
@@ -142,7 +146,9 @@ class Supervisor:
             gate_clock=self._gate_clock,
             connect_limiter=self._connect_limiter,
             session_factory=session_factory,
-            timing=timing,
+            timing=timing or SessionTiming(ping_interval=settings.gate.ping_interval),
+            totals=totals,
+            timers=self._timers,
         )
         self._table = SlotTable(
             lambda: self._settings.gate,
@@ -163,6 +169,7 @@ class Supervisor:
             raise StartupError(f"cannot list sub-accounts at start: {exc}") from None
         async with trio.open_nursery() as nursery:
             self._table.nursery = nursery
+            nursery.start_soon(self._timers.run)
             if self._snapshots is not None:
                 nursery.start_soon(self._snapshots.run)
             nursery.start_soon(

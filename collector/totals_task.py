@@ -1,9 +1,11 @@
-"""The tee between the sessions and the sink that keeps the shard's totals.
+"""The shard's totals on the stream to the sink, every stats interval.
 
-Every bundle on its way to the sink passes through a :class:`TotalsTracker`
-(the sink never calls upstream, and the sessions never know of totals); every
-``interval`` the shard's totals and one state point per account join the stream
-as points like any other.
+The :class:`~collector.points.totals.TotalsTracker` is fed where the values are
+already at hand, with no task between the sessions and the sink: each session's
+hot path tells it the values it wrote (:class:`collector.points.direct.Observer`)
+and the snapshot scheduler the points it sends. This task only adds, every
+``interval``, the shard's totals and one state point per account to the stream,
+as points like any other (the sink never calls upstream).
 """
 
 from __future__ import annotations
@@ -13,54 +15,42 @@ from collections.abc import Callable, Mapping
 
 import trio
 
-from collector.points.lineproto import Point
+from collector.points.lineproto import Bundle, Point
 from collector.points.totals import SessionState, TotalsTracker
 
 
 async def run_totals(
     tracker: TotalsTracker,
-    receive: trio.MemoryReceiveChannel[list[Point]],
-    forward: trio.MemorySendChannel[list[Point]],
+    send: trio.MemorySendChannel[Bundle],
     sessions: Callable[[], Mapping[str, SessionState]],
     interval: float,
     clock: Callable[[], float] = time.time,
 ) -> None:
-    """Forward every bundle, observing it; add totals every ``interval``; close ``forward``.
+    """Every ``interval``: totals and account states into ``send``, until cancelled.
 
-    Ends when ``receive`` is closed and drained, so the sink still gets every
-    bundle and the final totals before its own drain. The final point carries no
-    account states: the sessions are already stopped, and "disconnected by our
-    own shutdown" is not what a risk person should read as the accounts' state.
+    ``send`` (a clone of its own) is closed when the task ends, so the sink's
+    channel still closes once every other sender is done.
     """
-    async with forward, trio.open_nursery() as nursery:
-        if interval > 0:
-            nursery.start_soon(_tick, tracker, forward, sessions, interval, clock)
-        async for bundle in receive:
-            tracker.observe(bundle)
-            try:  # no extra schedule point per bundle while the sink keeps up
-                forward.send_nowait(bundle)
-            except trio.WouldBlock:
-                await forward.send(bundle)  # back-pressure
-        nursery.cancel_scope.cancel()
-        # no retain(): at shutdown the supervisor's view is being torn down
-        await forward.send(tracker.totals(int(clock() * 1000)))
+    async with send:
+        while True:
+            await trio.sleep(interval)
+            await send.send(snapshot(tracker, sessions(), clock))
 
 
-async def _tick(
-    tracker: TotalsTracker,
-    forward: trio.MemorySendChannel[list[Point]],
-    sessions: Callable[[], Mapping[str, SessionState]],
-    interval: float,
-    clock: Callable[[], float],
-) -> None:
-    while True:
-        await trio.sleep(interval)
-        await forward.send(_snapshot(tracker, sessions(), clock))
-
-
-def _snapshot(
+def snapshot(
     tracker: TotalsTracker, states: Mapping[str, SessionState], clock: Callable[[], float]
 ) -> list[Point]:
+    """The shard's totals and its accounts' state points, now."""
     now_ms = int(clock() * 1000)
     tracker.retain(states)
     return tracker.totals(now_ms) + tracker.account_states(states, now_ms)
+
+
+def final_totals(tracker: TotalsTracker, clock: Callable[[], float] = time.time) -> list[Point]:
+    """The last totals at shutdown, without account states.
+
+    The sessions are already stopped, and "disconnected by our own shutdown" is
+    not what a risk person should read as the accounts' state.
+    """
+    # no retain(): at shutdown the supervisor's view is being torn down
+    return tracker.totals(int(clock() * 1000))

@@ -30,8 +30,9 @@ from collector.gate.protocol import ASSETS as WS_ASSETS
 from collector.keys import KeyStore, generate_master_key
 from collector.placement import owns as in_shard
 from collector.points import schema
-from collector.points.lineproto import Point
+from collector.points.lineproto import Bundle
 from collector.supervisor import REPLACE_BACKOFF, UPKEEP_INTERVAL, Supervisor
+from tests.lines import as_points
 
 ACTIVATION = 60.0
 GRACE = 300.0
@@ -90,12 +91,12 @@ async def start(
         )
         store = KeyStore.open(state_dir, generate_master_key())
         store.io_in_thread = False  # autojump clock: no thread may run while it jumps
-        send, receive = trio.open_memory_channel[list[Point]](100_000)
+        send, receive = trio.open_memory_channel[Bundle](100_000)
         counted: Counter[tuple[str, str]] = Counter()
 
         async def drain() -> None:
             async for batch in receive:
-                for point in batch:
+                for point in as_points(batch):
                     counted[(point.measurement, dict(point.tags)[schema.TAG_ACCOUNT])] += 1
 
         supervisor = Supervisor(settings, broker, store, send, wall_clock=wall_clock)

@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 from influxdb_client import Point as ClientPoint
 from influxdb_client import WritePrecision
 
+from collector.points import schema
+from collector.points.direct import AccountLines
 from collector.points.lineproto import Encoder, FloatText, Point, encode, float_text
 
 names = st.text(min_size=1, max_size=12).filter(lambda s: not s.startswith("#"))
@@ -119,3 +121,100 @@ def test_decimal_strings_are_written_as_they_came(text: str) -> None:
 )
 def test_anything_but_a_plain_finite_decimal_is_refused(text: str) -> None:
     assert float_text(text) is None
+
+
+# -- the direct path (collector.points.direct) ----------------------------------
+
+BAD_VALUES = ("1,5", ",", "", "nan", "inf", "1_000", " 1", None, math.nan, math.inf, [1])
+finite = st.floats(min_value=-1e15, max_value=1e15, allow_nan=False)
+# Gate's texts are plain decimals: exponents of at most two digits.
+decimal = finite.filter(lambda x: x == 0 or abs(x) > 1e-90)
+gate_value = st.one_of(
+    decimal.map(lambda x: ("text", x)),  # Gate's decimal string, as the reference writes x
+    finite.map(lambda x: ("float", x)),  # a JSON number
+    st.integers(min_value=-(10**15), max_value=10**15).map(lambda n: ("int", n)),
+    st.sampled_from(BAD_VALUES).map(lambda bad: ("bad", bad)),
+)
+
+
+def float_field_text(value: float) -> str:
+    """How influxdb_client writes a float field."""
+    return reference_line("m", {}, {"f": value}, 0)[len("m f=") : -len(" 0")]
+
+
+def gate_and_reference(
+    drawn: dict[str, tuple[str, object]], names: dict[str, str]
+) -> tuple[dict[str, object], dict[str, object], int]:
+    """Gate's values by short key, the reference's by long name, and how many are bad."""
+    gate: dict[str, object] = {}
+    reference: dict[str, object] = {}
+    bad = 0
+    for key, (kind, value) in drawn.items():
+        if kind == "bad":
+            gate[key] = value
+            bad += 1
+            continue
+        gate[key] = float_field_text(value) if kind == "text" else value  # type: ignore[arg-type]
+        reference[names[key]] = float(value)  # type: ignore[arg-type]
+    return gate, reference, bad
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    label=st.text(max_size=12),
+    currencies=st.dictionaries(
+        names,
+        st.dictionaries(st.sampled_from(sorted(schema.DETAIL_FIELDS)), gate_value, max_size=8),
+        max_size=3,
+    ),
+    u=st.integers(min_value=0, max_value=2**62),
+    t=st.integers(min_value=0, max_value=2**40),
+    time_ms=st.integers(min_value=0, max_value=2**52),
+)
+def test_direct_detail_lines_equal_influxdb_client(
+    label: str,
+    currencies: dict[str, dict[str, tuple[str, object]]],
+    u: int,
+    t: int,
+    time_ms: int,
+) -> None:
+    dts: dict[str, object] = {}
+    expected: list[str] = []
+    bad_total = 0
+    for currency, drawn in currencies.items():
+        gate, reference, bad = gate_and_reference(drawn, schema.DETAIL_FIELDS)
+        dts[currency] = gate
+        bad_total += bad
+        if reference:
+            tags = {"account": "100001", "account_label": label, "currency": currency}
+            fields = {**reference, "u": u, "refresh_time": t}
+            expected.append(reference_in_order(schema.ASSET_DETAIL, tags, fields, time_ms))
+            point = Point(schema.ASSET_DETAIL, tuple(tags.items()), fields, time_ms)  # type: ignore[arg-type]
+            assert Encoder().encode(point) == expected[-1]
+    lines: list[str] = []
+    bad_seen, over_cap = AccountLines(100001, label).detail(
+        {"u": u, "t": t, "dts": dts}, time_ms, lines
+    )
+    assert lines == expected
+    assert (bad_seen, over_cap) == (bad_total, 0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    label=st.text(max_size=12),
+    drawn=st.dictionaries(st.sampled_from(sorted(schema.ASSETS_FIELDS)), gate_value, max_size=9),
+    u=st.integers(min_value=0, max_value=2**62),
+    time_ms=st.integers(min_value=0, max_value=2**52),
+)
+def test_direct_assets_line_equals_influxdb_client(
+    label: str, drawn: dict[str, tuple[str, object]], u: int, time_ms: int
+) -> None:
+    gate, reference, bad = gate_and_reference(drawn, schema.ASSETS_FIELDS)
+    lines: list[str] = []
+    result = {**gate, "u": u, "c": "12"}  # c (a count) and u are not balance fields
+    assert AccountLines(100001, label).assets(result, time_ms, lines) == bad
+    tags = {"account": "100001", "account_label": label}
+    fields = {**reference, "u": u}
+    assert lines == (
+        [reference_in_order(schema.ASSETS, tags, fields, time_ms)] if reference else []
+    )

@@ -24,8 +24,9 @@ from collector.devtools.simulator import Simulator
 from collector.devtools.simulator.state import WsFault
 from collector.gate.protocol import ASSET_DETAIL, ASSETS
 from collector.gate.signing import ApiCredentials
-from collector.points.lineproto import Point
+from collector.points.lineproto import Bundle, Point
 from collector.session import AccountSession, AuthenticationFailed, SessionTiming
+from tests.lines import as_points
 
 ACCOUNT = 100001
 TIMING = SessionTiming(ping_interval=10, frame_timeout=45, backoff_base=1, backoff_max=8)
@@ -62,7 +63,7 @@ async def start(
     **gate: Any,
 ) -> Run:
     settings = GateSettings(ws_url=sim.ws_url, **gate)
-    send, receive = trio.open_memory_channel[list[Point]](buffer)
+    send, receive = trio.open_memory_channel[Bundle](buffer)
     session = AccountSession(
         account,
         f"sub-{account}",
@@ -87,7 +88,7 @@ async def start(
 
     async def collect() -> None:
         async for bundle in receive:
-            run.points.extend(bundle)
+            run.points.extend(as_points(bundle))
 
     nursery.start_soon(drive)
     if consume:
@@ -321,7 +322,7 @@ async def test_unreachable_gate_backs_off_exponentially(
     sim: Simulator,
 ) -> None:
     settings = GateSettings(ws_url="ws://127.0.0.1:1/v4/ws/unified")
-    send, _receive = trio.open_memory_channel[list[Point]](10)
+    send, _receive = trio.open_memory_channel[Bundle](10)
     session = AccountSession(
         ACCOUNT,
         "x",
@@ -345,7 +346,7 @@ async def test_a_full_channel_applies_back_pressure(
     autojump_clock: trio.testing.MockClock,
     wall_clock: Callable[[], float],
 ) -> None:
-    send, receive = trio.open_memory_channel[list[Point]](2)
+    send, receive = trio.open_memory_channel[Bundle](2)
     settings = GateSettings(ws_url=sim.ws_url)
     session = AccountSession(
         ACCOUNT, "x", account_key(sim), settings, send, timing=TIMING, wall_clock=wall_clock
@@ -434,7 +435,7 @@ def attempts_within(seconds: float, timing: SessionTiming, rng: random.Random) -
 def unanswered_session(
     url: str, wall_clock: Callable[[], float], account: int = ACCOUNT, **kwargs: Any
 ) -> AccountSession:
-    send, _receive = trio.open_memory_channel[list[Point]](10)
+    send, _receive = trio.open_memory_channel[Bundle](10)
     return AccountSession(
         account,
         "x",

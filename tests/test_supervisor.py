@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -15,7 +16,8 @@ from collector.devtools.simulator.state import WsFault
 from collector.gate.broker import BrokerClient
 from collector.keys import KeyStore, generate_master_key
 from collector.placement import owns
-from collector.points.lineproto import Point
+from collector.points.lineproto import Bundle, Point
+from collector.session import AccountSession
 from collector.supervisor import Supervisor
 
 
@@ -131,3 +133,32 @@ async def test_an_expired_signature_is_cured_by_the_clock_not_a_new_key(
             await trio.sleep(0.05)
     assert sim.state.calls["keys_created"] == keys_before
     assert supervisor.stats.key_replacements == 0
+
+
+async def test_sessions_ping_at_the_configured_interval_from_one_shared_timer_task(
+    sim: Simulator, tmp_path: Path, nursery: trio.Nursery, http: httpx.AsyncClient
+) -> None:
+    made: list[dict[str, Any]] = []
+
+    def factory(*args: Any, **kwargs: Any) -> AccountSession:
+        made.append(kwargs)
+        return AccountSession(*args, **kwargs)
+
+    settings = Settings.model_validate(
+        {
+            "gate": {"rest_url": sim.rest_url, "ws_url": sim.ws_url, "ping_interval": 7},
+            "state": {"dir": str(tmp_path)},
+        }
+    )
+    broker = BrokerClient(http, sim.state.broker, base_url=sim.rest_url)
+    store = KeyStore.open(tmp_path, generate_master_key())
+    send, _receive = trio.open_memory_channel[Bundle](10_000)
+    supervisor = Supervisor(settings, broker, store, send, session_factory=factory)
+    nursery.start_soon(supervisor.run)
+    with trio.fail_after(30):
+        await supervisor.ready.wait()
+        while len(made) < 9:  # 9 enabled accounts
+            await trio.sleep(0.05)
+    assert {kwargs["timing"].ping_interval for kwargs in made} == {7}
+    timers = {id(kwargs["timers"]) for kwargs in made}
+    assert len(timers) == 1 and made[0]["timers"] is not None

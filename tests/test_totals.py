@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from collector.gate.protocol import ASSET_DETAIL, ASSETS, Update
 from collector.points import schema
 from collector.points.lineproto import FieldValue, FloatText, Point
+from collector.points.normalize import Normalizer
 from collector.points.totals import SessionState, TotalsTracker
 
 H = 3_600_000
@@ -110,3 +114,61 @@ def test_totals_are_floats_even_before_any_data() -> None:
     (broker,) = TotalsTracker("host", "0/1").totals(1)
     assert all(type(broker.fields[name]) is float for name in schema.BROKER_TOTAL_FIELDS)
     assert type(broker.fields[schema.TOTALS_ACCOUNTS]) is int
+
+
+# -- pushes: the hot path tells the tracker what it wrote (no line is parsed back) --------
+
+
+def _push(
+    tracker: TotalsTracker, normalizer: Normalizer, channel: str, result: dict[str, Any]
+) -> None:
+    normalizer.normalize(Update(channel, [result], None, result.pop("ms")))
+
+
+def test_pushed_values_reach_the_totals_as_written() -> None:
+    tracker = TotalsTracker("host", "0/1")
+    one = Normalizer(101, "acct-1", observer=tracker)
+    two = Normalizer(102, "acct-2", observer=tracker)
+    _push(tracker, one, ASSETS, {"u": 1, "e": "100.50", "l": "2", "R": "3.5", "ms": 10})
+    _push(tracker, two, ASSETS, {"u": 1, "e": "0.25", "T": "9", "ms": 10})
+    _push(tracker, one, ASSETS, {"u": 2, "e": "200.50", "ms": 20})  # a partial update
+    _push(tracker, one, ASSET_DETAIL, {"u": 3, "dts": {"BTC": {"a": "1.5", "f": "1,5"}}, "ms": 30})
+    _push(tracker, two, ASSET_DETAIL, {"u": 4, "dts": {"BTC": {"a": 2, "e": "nan"}}, "ms": 30})
+    points = tracker.totals(40)
+    broker = fields_of(points, schema.BROKER_TOTALS)
+    assert broker[schema.EQUITY] == 200.75
+    assert (broker[schema.LIABILITIES], broker[schema.TOTAL], broker[schema.TOTALS_ACCOUNTS]) == (
+        2.0,
+        9.0,
+        2,
+    )
+    btc = fields_of(points, schema.CURRENCY_TOTALS, currency="BTC")
+    # the bad values ("1,5", "nan") were neither written nor counted
+    assert (btc[schema.DETAIL_AVAILABLE], btc[schema.DETAIL_FREEZE], btc[schema.DETAIL_EQUITY]) == (
+        3.5,
+        0.0,
+        0.0,
+    )
+    sessions = {"101": SessionState("acct-1", schema.SESSION_CONNECTED)}
+    (state,) = tracker.account_states(sessions, 40)
+    assert state.fields[schema.MAINTENANCE_MARGIN_RATE] == 3.5
+    assert state.fields[schema.STATE_SECONDS_SINCE_UPDATE] == 0.01  # the detail push at 30 ms
+    assert dict(state.tags)[schema.TAG_ACCOUNT_LABEL] == "acct-1"
+
+
+def test_a_push_older_than_a_snapshot_does_not_undo_it_and_currencies_past_the_cap_stay_out() -> (
+    None
+):
+    tracker = TotalsTracker("host", "0/1")
+    normalizer = Normalizer(101, "acct-1", max_currencies=1, observer=tracker)
+    tracker.observe([assets("101", 50, unified_account_total_equity=FloatText("7"))])
+    _push(tracker, normalizer, ASSETS, {"u": 1, "e": "1", "ms": 40})  # late: kept out
+    _push(
+        tracker,
+        normalizer,
+        ASSET_DETAIL,
+        {"u": 2, "dts": {"BTC": {"a": "1"}, "ETH": {"a": "5"}}, "ms": 60},
+    )
+    points = tracker.totals(70)
+    assert fields_of(points, schema.BROKER_TOTALS)[schema.EQUITY] == 7.0
+    assert [dict(p.tags)[schema.TAG_CURRENCY] for p in points[1:]] == ["BTC"]  # ETH over the cap

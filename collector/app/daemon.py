@@ -15,7 +15,7 @@ import gc
 import signal
 import socket
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -31,8 +31,8 @@ from collector.health import Notifier
 from collector.http import Observed, open_listeners, serve_endpoint
 from collector.keys import KeyStore
 from collector.logging import get_logger
-from collector.points.lineproto import Point
-from collector.points.totals import TotalsTracker
+from collector.points.lineproto import Bundle
+from collector.points.totals import SessionState, TotalsTracker
 from collector.session import SessionTiming
 from collector.sink.request import query_request
 from collector.sink.spool import Spool
@@ -40,7 +40,7 @@ from collector.sink.writer import Sink
 from collector.snapshots import SnapshotClient
 from collector.stats import report_stats
 from collector.supervisor import StartupError, Supervisor
-from collector.totals_task import run_totals
+from collector.totals_task import final_totals, run_totals
 
 log = get_logger(__name__)
 
@@ -98,7 +98,9 @@ async def run_daemon(
     store = KeyStore.open(settings.state.path, master.get_secret_value() if master else None)
     spool = Spool(settings.state.path / "spool", settings.influx.spool_max_bytes)
     creds = broker_credentials(settings)
-    send, receive = trio.open_memory_channel[list[Point]](CHANNEL_SIZE)
+    # sessions, snapshots, stats and totals -> sink: one channel, no task in between
+    send, receive = trio.open_memory_channel[Bundle](CHANNEL_SIZE)
+    tracker = TotalsTracker(socket.gethostname(), settings.accounts.shard)
     async with (
         http_client(settings.gate.ca_file or True) as gate_http,
         http_client(timeout=settings.influx.timeout) as influx_http,
@@ -115,6 +117,7 @@ async def run_daemon(
             notifier=notify,
             timing=timing,
             snapshot_client=snapshots,
+            totals=tracker,
         )
         sink = Sink(influx_http, settings.influx, spool)
         if on_start is not None:
@@ -123,20 +126,17 @@ async def run_daemon(
         await ensure_database(influx_http, settings.influx)
         endpoint = trio.CancelScope()
         async with trio.open_nursery() as nursery:
-            # sessions -> totals tee -> sink: the shard's totals ride the same stream
-            to_sink, sink_receive = trio.open_memory_channel[list[Point]](CHANNEL_SIZE)
-            tracker = TotalsTracker(socket.gethostname(), settings.accounts.shard)
-            nursery.start_soon(sink.run, sink_receive)
-            nursery.start_soon(
-                run_totals,
-                tracker,
-                receive,
-                to_sink,
-                supervisor.account_session_states,
-                stats_interval,
-            )
-            stats = trio.CancelScope()
+            nursery.start_soon(sink.run, receive)
+            totals, stats = trio.CancelScope(), trio.CancelScope()
             if stats_interval > 0:
+                nursery.start_soon(
+                    _run_totals,
+                    totals,
+                    tracker,
+                    send.clone(),
+                    supervisor.account_session_states,
+                    stats_interval,
+                )
                 nursery.start_soon(
                     _report_stats,
                     stats,
@@ -166,17 +166,33 @@ async def run_daemon(
                 )
             finally:
                 stats.cancel()
+                totals.cancel()
                 notify.stopping()
                 endpoint.cancel()
                 log.info("stopping", status=supervisor.status_line())
-                await send.aclose()  # the sink drains, spools the rest and returns
+                try:
+                    await send.send(final_totals(tracker))  # the sessions are stopped by now
+                finally:
+                    await send.aclose()  # the sink drains, spools the rest and returns
     notify.close()
     log.info("stopped", points_written=sink.stats.points_written, spooled_bytes=spool.bytes)
 
 
+async def _run_totals(
+    scope: trio.CancelScope,
+    tracker: TotalsTracker,
+    send: trio.MemorySendChannel[Bundle],
+    sessions: Callable[[], Mapping[str, SessionState]],
+    interval: float,
+) -> None:
+    """The shard's totals into the points channel every ``interval``, until stopped."""
+    with scope:
+        await run_totals(tracker, send, sessions, interval)
+
+
 async def _report_stats(
     scope: trio.CancelScope,
-    send: trio.MemorySendChannel[list[Point]],
+    send: trio.MemorySendChannel[Bundle],
     sources: list[Callable[[], dict[str, float | int]]],
     shard: str,
     interval: float,

@@ -33,6 +33,8 @@ class GateSettings(_Section):
     # New currencies per account beyond this are dropped and counted (one account
     # must not poison InfluxDB's max-values-per-tag for all, nor grow memory).
     max_currencies_per_account: int = Field(default=1000, gt=0)
+    # Seconds between unified.ping frames; Gate documents pings every 5-25 s.
+    ping_interval: float = Field(default=15.0, ge=5, le=25)
     source_addresses: list[str] = Field(default_factory=list)
 
     @field_validator("rest_url")

@@ -8,18 +8,24 @@ account/currency) field it wrote, and every stats interval writes what it knows:
 ``gate_broker_totals`` and ``gate_currency_totals`` per shard, and one
 ``gate_account_state`` point per account. A panel then sums the shards' last
 totals: exact over any range that holds one stats interval.
+
+Pushes reach it as the values the hot path already checked
+(:class:`collector.points.direct.Observer`: Gate short keys, decimal text), kept
+as they came and turned into floats only when totals are written; points
+(REST snapshots) through :meth:`TotalsTracker.observe`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 from collector.points import schema
 from collector.points.lineproto import FieldValue, Point
 
 Tags = tuple[tuple[str, str], ...]
+Known = dict[str, float | str]  # long name -> a float, or a checked decimal text
 _K = TypeVar("_K", str, tuple[str, str])
 
 
@@ -48,13 +54,22 @@ _ASSET_VALUES: Final = tuple(
 )
 
 
+def _short_keys(names: dict[str, str], wanted: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """(Gate short key, long name) of the ``wanted`` long names."""
+    return tuple((short, long) for short, long in names.items() if long in wanted)
+
+
+_ASSET_KEYS: Final = _short_keys(schema.ASSETS_FIELDS, _ASSET_VALUES)
+_DETAIL_KEYS: Final = _short_keys(schema.DETAIL_FIELDS, schema.CURRENCY_TOTAL_FIELDS)
+
+
 class TotalsTracker:
     """Observes every account point on its way to the sink; yields totals and state points."""
 
     def __init__(self, instance: str, shard: str) -> None:
         self._shard_tags: Tags = ((schema.TAG_INSTANCE, instance), (schema.TAG_SHARD, shard))
-        self._assets: dict[str, dict[str, float]] = {}
-        self._detail: dict[tuple[str, str], dict[str, float]] = {}
+        self._assets: dict[str, Known] = {}
+        self._detail: dict[tuple[str, str], Known] = {}
         self._labels: dict[str, str] = {}
         self._updated_ms: dict[str, int] = {}
         self._key_ms: dict[str | tuple[str, str], int] = {}
@@ -65,29 +80,46 @@ class TotalsTracker:
             if point.measurement == schema.ASSETS:
                 tags = dict(point.tags)
                 account = tags.get(schema.TAG_ACCOUNT)
-                if account is not None and self._newer(account, account, point):
+                if account is not None and self._newer(account, point.time_ms):
                     self._store(self._assets, account, point, _ASSET_VALUES)
-                    self._seen(account, tags, point)
+                    self._seen(account, tags.get(schema.TAG_ACCOUNT_LABEL), point.time_ms)
             elif point.measurement == schema.ASSET_DETAIL:
                 tags = dict(point.tags)
                 account, currency = tags.get(schema.TAG_ACCOUNT), tags.get(schema.TAG_CURRENCY)
                 if account is not None and currency is not None:
                     key = (account, currency)
-                    if self._newer(key, account, point):
+                    if self._newer(key, point.time_ms):
                         self._store(self._detail, key, point, schema.CURRENCY_TOTAL_FIELDS)
-                        self._seen(account, tags, point)
+                        self._seen(account, tags.get(schema.TAG_ACCOUNT_LABEL), point.time_ms)
 
-    def _newer(self, key: str | tuple[str, str], account: str, point: Point) -> bool:
+    # -- the hot path's Observer (collector.points.direct): checked values by short key --
+
+    def account_values(
+        self, account: str, label: str, time_ms: int, values: Mapping[str, Any]
+    ) -> None:
+        """A pushed ``unified.assets`` line's values (checked: numbers or decimal text)."""
+        if self._newer(account, time_ms):
+            _keep(self._assets.setdefault(account, {}), values, _ASSET_KEYS)
+            self._seen(account, label, time_ms)
+
+    def currency_values(
+        self, account: str, label: str, currency: str, time_ms: int, values: Mapping[str, Any]
+    ) -> None:
+        """A pushed ``unified.asset_detail`` line's values for one currency."""
+        key = (account, currency)
+        if self._newer(key, time_ms):
+            _keep(self._detail.setdefault(key, {}), values, _DETAIL_KEYS)
+            self._seen(account, label, time_ms)
+
+    def _newer(self, key: str | tuple[str, str], time_ms: int) -> bool:
         # An older point (a late REST snapshot, a replay) must not undo a newer value.
-        if point.time_ms < self._key_ms.get(key, point.time_ms):
+        if time_ms < self._key_ms.get(key, time_ms):
             return False
-        self._key_ms[key] = point.time_ms
+        self._key_ms[key] = time_ms
         return True
 
     @staticmethod
-    def _store(
-        table: dict[_K, dict[str, float]], key: _K, point: Point, names: tuple[str, ...]
-    ) -> None:
+    def _store(table: dict[_K, Known], key: _K, point: Point, names: tuple[str, ...]) -> None:
         values = table.setdefault(key, {})
         for name in names:
             raw = point.fields.get(name)
@@ -95,9 +127,9 @@ class TotalsTracker:
             if number is not None:
                 values[name] = number
 
-    def _seen(self, account: str, tags: dict[str, str], point: Point) -> None:
-        self._labels[account] = tags.get(schema.TAG_ACCOUNT_LABEL, account)
-        self._updated_ms[account] = max(point.time_ms, self._updated_ms.get(account, 0))
+    def _seen(self, account: str, label: str | None, time_ms: int) -> None:
+        self._labels[account] = account if label is None else label
+        self._updated_ms[account] = max(time_ms, self._updated_ms.get(account, 0))
 
     def retain(self, accounts: Iterable[str]) -> None:
         """Forget accounts that left the shard (disabled, gone): their money is not ours."""
@@ -116,7 +148,7 @@ class TotalsTracker:
         broker: dict[str, FieldValue] = {schema.TOTALS_ACCOUNTS: len(self._assets)}
         for name in schema.BROKER_TOTAL_FIELDS:
             # always a float: an int 0 first would make InfluxDB refuse every later float
-            broker[name] = float(sum(v[name] for v in self._assets.values() if name in v))
+            broker[name] = float(sum(float(v[name]) for v in self._assets.values() if name in v))
         out = [Point(schema.BROKER_TOTALS, self._shard_tags, broker, now_ms)]
         per_currency: dict[str, dict[str, float]] = {}
         counts: dict[str, int] = {}
@@ -126,7 +158,7 @@ class TotalsTracker:
             )
             counts[currency] = counts.get(currency, 0) + 1
             for name, value in values.items():
-                sums[name] += value
+                sums[name] += float(value)
         for currency in sorted(per_currency):
             fields: dict[str, FieldValue] = {schema.TOTALS_ACCOUNTS: counts[currency]}
             fields.update(per_currency[currency])
@@ -149,7 +181,7 @@ class TotalsTracker:
             if updated is not None:
                 fields[schema.STATE_SECONDS_SINCE_UPDATE] = max(0.0, (now_ms - updated) / 1000)
             known = self._assets.get(account, {})
-            fields.update((k, known[k]) for k in schema.ACCOUNT_STATE_VALUES if k in known)
+            fields.update((k, float(known[k])) for k in schema.ACCOUNT_STATE_VALUES if k in known)
             label = self._labels.get(account) or session.label
             tags = (
                 (schema.TAG_ACCOUNT, account),
@@ -158,3 +190,11 @@ class TotalsTracker:
             )
             out.append(Point(schema.ACCOUNT_STATE, tags, fields, now_ms))
         return out
+
+
+def _keep(known: Known, values: Mapping[str, Any], keys: tuple[tuple[str, str], ...]) -> None:
+    """Store the wanted values under their long names, as they came (checked already)."""
+    for short, long in keys:
+        value = values.get(short)
+        if value is not None:
+            known[long] = value

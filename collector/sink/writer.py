@@ -1,4 +1,10 @@
-"""The sink: points in from a trio channel, batches out to InfluxDB (the thin I/O loop).
+"""The sink: records in from a trio channel, batches out to InfluxDB (the thin I/O loop).
+
+What comes in is a :data:`~collector.points.lineproto.Bundle` per channel item: a
+sequence of records, each either a line the hot path already wrote
+(:mod:`collector.points.direct`, for the sessions' pushes) or a
+:class:`~collector.points.lineproto.Point` (gap points, snapshots, stats, totals),
+which is encoded here. Either way one record is one point to InfluxDB.
 
 The decisions live elsewhere: :mod:`~collector.sink.batcher` cuts batches and
 bounds memory, :mod:`~collector.sink.policy` says what an answer means,
@@ -22,13 +28,13 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import httpx
 import trio
 
 from collector.config import InfluxSettings
-from collector.points.lineproto import Encoder, Point
+from collector.points.lineproto import Bundle, Encoder
 from collector.sink.backlog import Backlog
 from collector.sink.batcher import Batcher
 from collector.sink.counters import SinkStats
@@ -37,8 +43,6 @@ from collector.sink.policy import BASE_BACKOFF, MAX_BACKOFF
 from collector.sink.spool import Spool
 
 __all__ = ["Bundle", "Sink", "SinkStats"]
-
-Bundle = Sequence[Point]
 
 
 class Sink:
@@ -130,7 +134,7 @@ class Sink:
                     break
 
     def add(self, bundle: Bundle) -> None:
-        """Encode and buffer points; cut a batch when it is full."""
+        """Encode (points) and buffer lines; cut a batch when it is full."""
         encode = self._encoder.encode
         lines = [line for line in map(encode, bundle) if line is not None]
         if self._backlog.batcher.add(lines):

@@ -1,0 +1,122 @@
+"""A session's view of its subscriptions: Gate's acks and errors in, state and logs out.
+
+The I/O-free half of the subscription protocol around the pure
+:class:`~collector.gate.subscription.Subscriptions` machine: it turns acks and
+refusals into state changes, logs each change once, keeps the session's stats
+(``connected`` only while both channels are active) and asks for a REST snapshot
+when both became active. ``wake`` is set whenever the sending task has work.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from collector.gate import protocol
+from collector.gate.subscription import Change, ChannelState, SubscriptionError, Subscriptions
+from collector.session_state import SessionStats, SessionTiming
+
+
+class SubscriptionView:
+    """The subscription machine of one session, with its logging and stats."""
+
+    def __init__(
+        self,
+        timing: SessionTiming,
+        rng: random.Random,
+        stats: Callable[[], SessionStats],
+        log: Any,  # the session's bound logger
+        resync: Callable[[str], None],
+    ) -> None:
+        self.machine = Subscriptions(
+            protocol.CHANNELS,
+            ack_timeout=timing.ack_timeout,
+            retry_base=timing.resubscribe_base,
+            retry_max=timing.resubscribe_max,
+            rng=rng,
+        )
+        self._stats = stats
+        self._log = log
+        self._resync = resync
+        self.wake = trio.Event()
+
+    def reset(self) -> None:
+        """A new (or closed) connection: nothing subscribed."""
+        self.machine.reset()
+        self.show()
+
+    def expire(self, now: float) -> None:
+        """Channels whose ack is overdue become refused (retried later)."""
+        for change in self.machine.expire(now):
+            self.changed(change)
+
+    def acked(self, event: protocol.Ack) -> None:
+        """Gate acknowledged a subscribe."""
+        if event.event != "subscribe":
+            return
+        try:
+            change = self.machine.acked(event.channel)
+        except SubscriptionError as exc:
+            self._stats().errors += 1
+            self._log.warning("ack_unexpected", error=str(exc))
+            return
+        if change is not None:
+            self.changed(change)
+            self.wake.set()
+
+    def error(self, event: protocol.Error) -> None:
+        """Gate's error (not an auth error): a refused subscribe, or counted and logged."""
+        if event.event == "subscribe" and event.channel in protocol.CHANNELS:
+            permission = event.kind is protocol.ErrorKind.PERMISSION
+            reason = f"code {event.code}: {event.message}"[:200]
+            now = trio.current_time()
+            self.changed(self.machine.refused(event.channel, now, reason, permission=permission))
+            self.wake.set()
+            return
+        self._stats().errors += 1
+        self._log.warning(
+            "gate_error",
+            channel=event.channel,
+            event_name=event.event,
+            code=event.code,
+            message=event.message,
+            kind=event.kind.value,
+        )
+
+    def changed(self, change: Change) -> None:
+        """Log a channel's state change once, and resync when both became active."""
+        stats = self._stats()
+        was_connected = stats.connected
+        self.show()
+        if change.new is ChannelState.ACTIVE:
+            self._log.info("subscribed", channel=change.channel)
+        elif change.new is ChannelState.FORBIDDEN:
+            stats.refusals += 1
+            if change.old is not ChannelState.FORBIDDEN:
+                self._log.error(
+                    "subscription_forbidden",
+                    channel=change.channel,
+                    reason=change.reason,
+                    hint="the key lacks a permission Gate needs for unified data "
+                    "(or the IP is not whitelisted): fix the key's permissions; "
+                    "the key is not replaced, the subscribe is retried slowly",
+                )
+        else:
+            stats.refusals += 1
+            if change.old is not ChannelState.REFUSED:
+                self._log.warning(
+                    "subscription_refused", channel=change.channel, reason=change.reason
+                )
+        if stats.connected and not was_connected:
+            self._log.info("session_connected")
+            self._resync("subscribed")
+
+    def show(self) -> None:
+        """Copy the machine's summary into the stats."""
+        stats = self._stats()
+        state, reason = self.machine.summary()
+        stats.subscription, stats.subscription_reason = state.value, reason
+        stats.connected = self.machine.all_active
