@@ -1,0 +1,1 @@
+"""snapshot rules found by mutation testing (tests/MUTATION.md)."""

@@ -1,0 +1,1 @@
+"""subscription rules found by mutation testing (tests/MUTATION.md)."""

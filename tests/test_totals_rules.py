@@ -1,0 +1,1 @@
+"""totals rules found by mutation testing (tests/MUTATION.md)."""
