@@ -65,7 +65,7 @@ class TotalsTracker:
             if point.measurement == schema.ASSETS:
                 tags = dict(point.tags)
                 account = tags.get(schema.TAG_ACCOUNT)
-                if account is not None and self._newer(account, account, point):
+                if account is not None and self._newer(account, point):
                     self._store(self._assets, account, point, _ASSET_VALUES)
                     self._seen(account, tags, point)
             elif point.measurement == schema.ASSET_DETAIL:
@@ -73,11 +73,11 @@ class TotalsTracker:
                 account, currency = tags.get(schema.TAG_ACCOUNT), tags.get(schema.TAG_CURRENCY)
                 if account is not None and currency is not None:
                     key = (account, currency)
-                    if self._newer(key, account, point):
+                    if self._newer(key, point):
                         self._store(self._detail, key, point, schema.CURRENCY_TOTAL_FIELDS)
                         self._seen(account, tags, point)
 
-    def _newer(self, key: str | tuple[str, str], account: str, point: Point) -> bool:
+    def _newer(self, key: str | tuple[str, str], point: Point) -> bool:
         # An older point (a late REST snapshot, a replay) must not undo a newer value.
         if point.time_ms < self._key_ms.get(key, point.time_ms):
             return False
