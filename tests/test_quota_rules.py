@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.utils
 import random
 
 import pytest
@@ -207,3 +208,13 @@ async def test_a_429_window_matches_the_next_answer_of_that_window(
     q.refused(EP, {"Retry-After": "4"})
     q.observe(EP, limit("5", 4.2))
     assert await free_takes(q) == 0
+
+
+async def test_a_429_with_an_http_date_waits_until_that_date_on_gates_clock(
+    autojump_clock: MockClock,
+) -> None:
+    q = quotas()
+    when = int(gate_now()) + 8
+    q.refused(EP, {"Retry-After": email.utils.formatdate(when, usegmt=True)})
+    expected = when - gate_now()
+    assert await time_of_take(q) == pytest.approx(expected + RESET_MARGIN_SECONDS, abs=2e-3)
