@@ -61,3 +61,21 @@ def test_a_refusal_drops_the_ack_deadline_and_waits_for_the_retry() -> None:
     assert channel.deadline is None
     assert channel.retry_at is not None and 2.5 <= channel.retry_at <= 3.0  # base 1 s, jitter
     assert subs.next_deadline() == channel.retry_at
+
+
+def test_without_an_rng_retries_still_back_off() -> None:
+    subs = Subscriptions(CHANNELS, retry_base=1.0)
+    subs.sent(ASSETS, 0.0)
+    subs.refused(ASSETS, 0.0, "code 2")
+    retry_at = subs[ASSETS].retry_at
+    assert retry_at is not None and 0.5 <= retry_at <= 1.0
+
+
+def test_the_rng_given_draws_the_jitter() -> None:
+    retries = []
+    for _ in range(2):
+        subs = Subscriptions(CHANNELS, rng=random.Random(11), retry_base=100.0, retry_max=200.0)
+        subs.sent(ASSETS, 0.0)
+        subs.refused(ASSETS, 0.0, "code 2")
+        retries.append(subs[ASSETS].retry_at)
+    assert retries[0] == retries[1] == random.Random(11).uniform(50.0, 100.0)
