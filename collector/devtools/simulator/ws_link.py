@@ -16,6 +16,8 @@ from collector.devtools.simulator.state import BrokerState
 
 @dataclass
 class Link:
+    """The sending side of one connection; its request handler and pushers share it."""
+
     state: BrokerState
     ws: WebSocketConnection
     silent_until: float = 0.0

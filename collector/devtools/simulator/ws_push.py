@@ -26,6 +26,8 @@ from collector.gate.protocol import ASSET_DETAIL, ASSETS
 
 @dataclass
 class Pusher:
+    """Pushes one subscribed (account, channel) on one connection; started per subscribe."""
+
     link: Link
     account: SimSubAccount
     channel: str
