@@ -21,7 +21,7 @@ import trio
 from collector.app.commands import write_credentials
 from collector.devtools.simulator import Simulator
 from collector.devtools.simulator.state import WsFault
-from collector.devtools.simulator.ws import truncate2
+from collector.devtools.simulator.ws_values import truncate2
 from collector.gate.protocol import ASSET_DETAIL, ASSETS
 from collector.keys import generate_master_key
 from tests.servers import InfluxServer

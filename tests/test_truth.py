@@ -21,7 +21,7 @@ from collector.app.daemon import Daemon, run_daemon
 from collector.config import Settings
 from collector.devtools.simulator import Simulator
 from collector.devtools.simulator.state import SimSubAccount, WsFault
-from collector.devtools.simulator.ws import truncate2
+from collector.devtools.simulator.ws_values import truncate2
 from collector.gate.protocol import ASSET_DETAIL, ASSETS
 from collector.keys import generate_master_key
 from collector.points import schema
