@@ -4,7 +4,7 @@ silence (a fault: nothing goes out until ``silent_until``) and the peer's addres
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -21,6 +21,16 @@ class Link:
     state: BrokerState
     ws: WebSocketConnection
     silent_until: float = 0.0
+    # Read once while the socket is connected: getpeername() on a socket the client
+    # has already closed raises ENOTCONN, which must not crash the simulator.
+    _peer: str | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        try:
+            remote = self.ws.remote
+        except OSError:
+            return
+        self._peer = None if isinstance(remote, str) else str(remote.address)
 
     def stamp(self) -> dict[str, int]:
         now = self.state.now()
@@ -47,5 +57,5 @@ class Link:
         await self.send({**body, "error": {"code": code, "message": text}})
 
     def peer(self) -> str | None:
-        remote = self.ws.remote
-        return None if isinstance(remote, str) else str(remote.address)
+        """The client's IP address, as it was when the connection opened."""
+        return self._peer
