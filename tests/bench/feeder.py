@@ -26,7 +26,6 @@ import base64
 import hashlib
 import heapq
 import multiprocessing
-import os
 import random
 import socket
 import struct
@@ -394,6 +393,9 @@ def raise_fd_limit(wanted: int) -> None:
     import resource
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = min(max(soft, wanted), hard)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    os.environ.setdefault("BENCH_FD_LIMIT", str(target))
+    if soft >= wanted:
+        return
+    try:  # root (or CAP_SYS_RESOURCE) may lift the hard limit too
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, max(hard, wanted)))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
