@@ -41,7 +41,7 @@ def measure_collector(tmp: Path, sessions: int, influx_url: str) -> dict[str, fl
         # fast and waited for; no periodic snapshots in the window (the floor has none).
         config = (
             f'ca_file = "{sim.directory / "ca.pem"}"\nmax_connections_per_ip = 100000\n'
-            "[accounts]\nsnapshot_interval = 0\nsnapshot_rate = 10000\n"
+            "[accounts]\nsnapshot_interval = 0\nsnapshot_rate = 200\n"
             f'[influx]\nurl = "{influx_url}"\n'
         )
         with collector(tmp / "collector", sim, config, generate_master_key()) as process:
