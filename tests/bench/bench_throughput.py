@@ -172,12 +172,22 @@ def collector_toml(accounts: int, influx: InfluxServer, db: str) -> str:
 def collector_on(
     tmp: Path, accounts: int, influx: InfluxServer, db: str, sender: Feeder, pin: bool = False
 ) -> Iterator[tuple[SimServer, subprocess.Popen[bytes]]]:
-    """The collector: REST from the simulator, the WebSocket from ``sender``."""
+    """The collector: REST from the simulator, the WebSocket from ``sender``.
+
+    A first start against the simulator's own (silent) WebSocket provisions every key
+    and is stopped once all are subscribed; the measured run is a restart with those
+    keys, the steady state (the first start's key provisioning and retiring is REST
+    work the measurement is not about, and under load it stalled the collector).
+    """
     influx.create_database(db)
     with rest_sim(tmp / "sim", accounts) as sim:
-        fed = dataclasses.replace(sim, ws_url=sender.url)
+        key = generate_master_key()
         toml = collector_toml(accounts, influx, db)
-        with collector(tmp / "c", fed, toml, generate_master_key(), PIN if pin else ()) as process:
+        with collector(tmp / "c", sim, toml, key):
+            wait_until(lambda: sim.stats()["subscribed"] >= 2 * accounts, timeout=900)
+        snapshots = sim.stats()["calls"].get("GET unified_accounts", 0)
+        fed = dataclasses.replace(sim, ws_url=sender.url)
+        with collector(tmp / "c", fed, toml, key, PIN if pin else ()) as process:
 
             def up() -> bool:
                 assert process.poll() is None, (tmp / "c" / "collector.log").read_text()[-2000:]
@@ -185,7 +195,7 @@ def collector_on(
 
             wait_until(up, timeout=900, interval=0.1)
             wait_until(
-                lambda: sim.stats()["calls"].get("GET unified_accounts", 0) >= accounts,
+                lambda: sim.stats()["calls"].get("GET unified_accounts", 0) >= snapshots + accounts,
                 timeout=600,
                 interval=0.2,
             )
