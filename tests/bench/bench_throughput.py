@@ -174,8 +174,8 @@ def collector_on(
 ) -> Iterator[tuple[SimServer, subprocess.Popen[bytes]]]:
     """The collector: REST from the simulator, the WebSocket from ``sender``.
 
-    A first start against the simulator's own (silent) WebSocket provisions every key
-    and is stopped once all are subscribed; the measured run is a restart with those
+    A first start against a silent feeder (no frames) provisions every key and is
+    stopped once all are subscribed; the measured run is a restart with those
     keys, the steady state (the first start's key provisioning and retiring is REST
     work the measurement is not about, and under load it stalled the collector).
     """
@@ -183,8 +183,11 @@ def collector_on(
     with rest_sim(tmp / "sim", accounts) as sim:
         key = generate_master_key()
         toml = collector_toml(accounts, influx, db)
-        with collector(tmp / "c", sim, toml, key):
-            wait_until(lambda: sim.stats()["subscribed"] >= 2 * accounts, timeout=900)
+        with (
+            feeder(build_streams(accounts, 0)) as silent,
+            collector(tmp / "c", dataclasses.replace(sim, ws_url=silent.url), toml, key),
+        ):
+            wait_until(lambda: silent.subscribed >= accounts, timeout=900)
         snapshots = sim.stats()["calls"].get("GET unified_accounts", 0)
         fed = dataclasses.replace(sim, ws_url=sender.url)
         with collector(tmp / "c", fed, toml, key, PIN if pin else ()) as process:
