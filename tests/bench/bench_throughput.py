@@ -406,7 +406,7 @@ def test_one_core_saturation(tmp_path: Path) -> None:
                 busy = run["cpu"] / run["seconds"]
                 written = checked(streams, run["totals"]) if "totals" in run else "-"
                 if run.get("stalled"):
-                    written += f" (**stalled**: not all written after {run['seconds']:.0f} s)"
+                    written += f" (**unfinished**: not all written after {run['seconds']:.0f} s)"
                 lines.append(
                     f"| {accounts:,} | {name} | {n / run['seconds']:,.0f} | {busy:.0%} | "
                     f"{n / run['cpu']:,.0f} | {run['cpu'] / n * 1e6:,.1f} | {written} | "
