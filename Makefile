@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench dashboards deps system-deps clean mutate
+.PHONY: demo test lint bench bench-throughput dashboards deps system-deps clean mutate
 
 demo: $(STAMP) system-deps
 	$(BIN)/gate-collector demo
@@ -22,6 +22,15 @@ lint: $(STAMP)
 
 bench: $(STAMP) system-deps
 	$(BIN)/pytest -q -s -o python_files="bench_*.py" tests/bench
+
+# Issue 16's honest throughput benchmarks in one go (burst with raw / floor / collector /
+# competent / baseline rows, one-core saturation at 1,000 and 5,000 accounts, paced
+# 100 / 1,000 / 5,000 accounts, idle TLS sessions 1,000 and 10,000); each writes its
+# section of tests/bench/RESULTS.md. Sizes: the BENCH_* variables in those files.
+BENCH_SESSIONS ?= 1000,10000
+bench-throughput: $(STAMP) system-deps
+	BENCH_SESSIONS=$(BENCH_SESSIONS) $(BIN)/pytest -q -s -p no:cacheprovider \
+		-o python_files="bench_*.py" tests/bench/bench_throughput.py tests/bench/bench_sessions.py
 
 # Mutation testing of the pure cores; not part of `make test` (minutes, not seconds).
 # The modules mutated and the fast tests run against each mutant are the lists in

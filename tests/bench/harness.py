@@ -160,9 +160,16 @@ def wait_until(predicate: Any, timeout: float, interval: float = 0.1) -> float:
 
 @contextmanager
 def collector(
-    directory: Path, sim: SimServer, toml: str, master_key: str
+    directory: Path,
+    sim: SimServer,
+    toml: str,
+    master_key: str,
+    prefix: tuple[str, ...] = (),
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """``gate-collector run`` against ``sim`` with extra config ``toml``, until the block ends."""
+    """``gate-collector run`` against ``sim`` with extra config ``toml``, until the block ends.
+
+    ``prefix`` goes before the command (``("taskset", "-c", "1")`` pins it to one core).
+    """
     directory.mkdir(parents=True, exist_ok=True)
     config = directory / "collector.toml"
     config.write_text(
@@ -177,6 +184,7 @@ def collector(
     with (directory / "collector.log").open("ab") as log:
         process = subprocess.Popen(
             [
+                *prefix,
                 sys.executable,
                 "-m",
                 "collector.app.cli",
@@ -200,3 +208,63 @@ def collector(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def _jiffies(fields: list[str], first: int, count: int) -> int:
+    return sum(int(f) for f in fields[first : first + count])
+
+
+def tree_cpu_seconds(root: int | None = None) -> float:
+    """CPU of ``root`` (this process) and every live descendant, waited-for children included."""
+    root = os.getpid() if root is None else root
+    parents: dict[int, int] = {}
+    cpu: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        pid = int(stat.parent.name)
+        parents[pid] = int(fields[1])
+        cpu[pid] = _jiffies(fields, 11, 4)  # utime stime cutime cstime
+    total, stack = cpu.get(root, 0), [root]
+    while stack:
+        parent = stack.pop()
+        for pid, ppid in parents.items():
+            if ppid == parent:
+                total += cpu[pid]
+                stack.append(pid)
+    return total / TICKS
+
+
+def machine_busy_seconds() -> float:
+    """CPU time every core spent busy since boot (/proc/stat, all but idle and iowait)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    values = [int(f) for f in fields[:8]]
+    return (sum(values) - values[3] - values[4]) / TICKS
+
+
+@dataclass
+class Load:
+    """The machine's other load over one benchmark: load average and others' CPU."""
+
+    load_before: float
+    busy_before: float
+    ours_before: float
+    wall_before: float
+
+    @classmethod
+    def now(cls) -> Load:
+        return cls(os.getloadavg()[0], machine_busy_seconds(), tree_cpu_seconds(), time.monotonic())
+
+    def describe(self) -> str:
+        wall = max(time.monotonic() - self.wall_before, 1e-9)
+        busy = machine_busy_seconds() - self.busy_before
+        ours = tree_cpu_seconds() - self.ours_before
+        others = max(busy - ours, 0.0) / wall
+        return (
+            f"Machine load over this benchmark: load average {self.load_before:.2f} before, "
+            f"{os.getloadavg()[0]:.2f} after; other processes (not this benchmark's) used "
+            f"{others:.2f} of {os.cpu_count()} cores on average over {wall:,.0f} s "
+            f"(/proc/stat busy {busy / wall:.2f} cores, ours {ours / wall:.2f})."
+        )
