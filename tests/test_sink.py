@@ -456,6 +456,48 @@ async def test_the_spool_is_replayed_before_newer_points(
     assert len(spool) == 0
 
 
+async def test_the_whole_spool_goes_before_points_that_arrive_during_its_replay(
+    tmp_path: Path, autojump_clock: Any
+) -> None:
+    # Issue 10's "spool not replayed first": with newer batches already queued in
+    # memory, the next write must still be the spool's oldest entry.
+    spool = Spool(tmp_path / "spool", max_bytes=10**9)
+    spool.append(["m old=1i 1"])
+    spool.append(["m old=2i 2"])
+    gate = trio.Event()
+    bodies: list[list[str]] = []
+
+    async def held_first(request: httpx.Request) -> httpx.Response:
+        await gate.wait()  # the first spooled write hangs while newer points arrive
+        body = request.content
+        if request.headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        bodies.append(body.decode().split("\n"))
+        return httpx.Response(204)
+
+    settings = settings_for("http://influx.test", "db", batch_size=2)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(held_first)) as http:
+        sink = Sink(http, settings, spool, spool_in_thread=False)
+        send, receive = trio.open_memory_channel[list[Point]](64)
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(sink.run, receive)
+                await trio.testing.wait_all_tasks_blocked()  # spool entry 1 in flight
+                for bundle in POINTS[:2]:
+                    await send.send(bundle)
+                await trio.testing.wait_all_tasks_blocked()
+                assert sink.buffered_points == 2  # a cut batch of two, queued in memory
+                gate.set()
+                await wait_until(lambda: sink.stats.points_written == 4)
+                nursery.cancel_scope.cancel()
+    assert [[line.split(" ")[1] for line in body] for body in bodies] == [
+        ["old=1i"],
+        ["old=2i"],
+        ["f=0", "f=1"],
+    ]
+    assert len(spool) == 0
+
+
 async def test_overflow_spools_the_oldest_and_keeps_the_newest(
     tmp_path: Path, autojump_clock: Any
 ) -> None:
