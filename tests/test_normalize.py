@@ -246,6 +246,17 @@ def test_a_reconnect_gap_does_not_resync() -> None:
     assert dict(points_of(result)[0].tags)["reason"] == "reconnect"
 
 
+def test_after_a_reconnect_only_the_first_update_carries_a_gap_point() -> None:
+    # Issue 10's "reconnect flag never cleared": a gap point on every later update.
+    norm = Normalizer(ACCOUNT, "x")
+    norm.normalize(detail(10, BTC={"a": "1"}))
+    norm.sequence.reconnected()
+    first = [p.measurement for p in points_of(norm.normalize(detail(11, BTC={"a": "2"})))]
+    later = [p.measurement for p in points_of(norm.normalize(detail(12, BTC={"a": "3"})))]
+    assert first == ["gate_sequence_gap", "gate_unified_asset_detail"]
+    assert later == ["gate_unified_asset_detail"]
+
+
 # -- u: the account's identity ---------------------------------------------------
 
 
