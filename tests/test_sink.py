@@ -408,6 +408,17 @@ async def test_422_with_influxdb_body_is_rejected_once_not_retried(autojump_cloc
     assert (sink.stats.points_rejected, sink.stats.points_written) == (4, 0)
 
 
+async def test_400_with_influxdb_body_is_rejected_whole_not_split(autojump_clock: Any) -> None:
+    recorder = Recorder([httpx.Response(400, text=INFLUX_ERROR)])
+    settings = settings_for("http://influx.test", "db", batch_size=100)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(recorder)) as http:
+        sink = Sink(http, settings, None)
+        with capture_logs():
+            await feed(sink, iter(POINTS[:4]))
+    assert len(recorder.requests) == 1  # a 413 would have been split in halves
+    assert (sink.stats.points_rejected, sink.stats.points_written) == (4, 0)
+
+
 async def test_400_from_a_proxy_is_kept_whole_and_retried_not_split(autojump_clock: Any) -> None:
     recorder = Recorder([httpx.Response(400, text=NGINX_400), httpx.Response(400, text="")])
     settings = settings_for("http://influx.test", "db", batch_size=100)
