@@ -7,6 +7,8 @@ few ms forever, printing ``<u> <monotonic time>`` after each is in the sink.
 
 from __future__ import annotations
 
+import select
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,6 +25,19 @@ from collector.sink.writer import Sink
 STREAM_BASE_MS = 1_600_000_000_000
 STREAM_SERIES = 3
 STREAM_FLUSH = 0.05
+# The parent's wait for a worker's first report: its own poll gives up after 30 s.
+REPORT_DEADLINE = 60.0
+
+
+def first_report(worker: subprocess.Popen[bytes], deadline: float = REPORT_DEADLINE) -> bytes:
+    """The worker's first line, read with a deadline (the worker is killed if it is silent)."""
+    assert worker.stdout is not None
+    ready, _, _ = select.select([worker.stdout], [], [], deadline)
+    if not ready:
+        worker.kill()
+        worker.wait()
+        raise AssertionError(f"the sink worker said nothing in {deadline} s")
+    return worker.stdout.readline()
 
 
 async def main(influx_url: str, spool_dir: Path, count: int) -> None:

@@ -26,6 +26,7 @@ from collector.sink.spool import Spool
 from collector.sink.writer import Sink
 from collector.stats import report_stats
 from tests.servers import InfluxServer, VictoriaMetrics, free_port, influx_server, victoria_metrics
+from tests.sink_worker import first_report
 
 FAST = (0.02, 0.2)  # backoff base and cap for tests against real servers
 
@@ -197,8 +198,7 @@ async def test_a_killed_writer_leaves_a_spool_the_next_one_replays(
         stdout=subprocess.PIPE,
         cwd=Path(__file__).parent.parent,
     )
-    assert worker.stdout is not None
-    spooled = int(worker.stdout.readline())
+    spooled = int(first_report(worker))
     os.kill(worker.pid, signal.SIGKILL)
     worker.wait()
     assert spooled >= 800

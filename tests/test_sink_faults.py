@@ -30,7 +30,7 @@ from collector.sink.request import write_request
 from collector.sink.spool import REASON_CORRUPT, REASON_DISK, Spool
 from collector.sink.writer import Sink
 from tests.servers import InfluxServer, free_port
-from tests.sink_worker import STREAM_BASE_MS, STREAM_FLUSH, STREAM_SERIES
+from tests.sink_worker import STREAM_BASE_MS, STREAM_FLUSH, STREAM_SERIES, first_report
 from tests.test_sink import detail_points, scalar, settings_for, wait_until
 
 ROOT = Path(__file__).parent.parent
@@ -82,7 +82,7 @@ def kill_at_random(spool_dir: Path, run: str, wait: float) -> list[tuple[int, fl
         cwd=ROOT,
     )  # fmt: skip
     assert worker.stdout is not None
-    first = worker.stdout.readline()  # it runs: now the clock of the kill starts
+    first = first_report(worker)  # it runs: now the clock of the kill starts
     time.sleep(wait)
     killed_at = time.monotonic()
     os.kill(worker.pid, signal.SIGKILL)
