@@ -1,9 +1,10 @@
 """Pending lines -> batches, with a memory bound (pure: no I/O, no clock).
 
-Lines are cut into batches of ``batch_size`` as soon as that many are pending,
-or all at once on a tick. Batches wait in a FIFO for the writer. Past
-``buffer_limit`` points in memory, :meth:`Batcher.overflow` hands out the
-OLDEST batches (for the spool), so what stays in memory is the newest data.
+Lines are cut into full batches of ``batch_size`` as soon as that many are
+pending (a remainder waits for more lines or the tick), or all at once on a
+tick. Batches wait in a FIFO for the writer. Past ``buffer_limit`` points in
+memory, :meth:`Batcher.overflow` hands out the OLDEST batches (for the spool),
+so what stays in memory is the newest data.
 """
 
 from __future__ import annotations
@@ -34,11 +35,16 @@ class Batcher:
         return len(self._queue)
 
     def add(self, lines: list[str]) -> bool:
-        """Take lines; True when a full batch was cut."""
+        """Take lines; True when a full batch was cut (the remainder stays pending)."""
         self._pending.extend(lines)
-        if len(self._pending) < self.batch_size:
+        size = self.batch_size
+        full = len(self._pending) // size * size
+        if not full:
             return False
-        self.cut()
+        pending = self._pending
+        self._pending = pending[full:]
+        self._queue.extend(pending[start : start + size] for start in range(0, full, size))
+        self._queued += full
         return True
 
     def cut(self) -> bool:
