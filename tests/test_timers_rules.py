@@ -18,6 +18,8 @@ def test_a_timer_is_armed_uncancelled_and_cancel_marks_it() -> None:
     assert (timer.when, timer.callback, timer.cancelled) == (2.5, callback, False)
     timer.cancel()
     assert timer.cancelled is True
+    armed = Timers().call_at(4.0, callback)
+    assert (armed.when, armed.callback, armed.cancelled) == (4.0, callback, False)
 
 
 def test_ties_fire_in_the_order_they_were_armed() -> None:
