@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from collector.points.lineproto import FloatText, number_field
+from collector.points import lineproto
+from collector.points.lineproto import Encoder, FloatText, Point, number_field
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
@@ -20,3 +21,16 @@ def test_a_float_that_is_not_finite_is_not_a_number_field(value: float) -> None:
 )
 def test_a_finite_number_is_its_field(value: object, field: object) -> None:
     assert number_field(value) == field and type(number_field(value)) is type(field)
+
+
+def test_the_encoders_caches_are_cleared_when_they_reach_their_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the bound keeps memory flat when keys churn (200 000 in production)
+    monkeypatch.setattr(lineproto, "_CACHE_LIMIT", 2)
+    encoder = Encoder()
+    for n in range(2):
+        assert encoder.encode(Point("m", (("t", str(n)),), {f"f{n}": 1}, 5)) == f"m,t={n} f{n}=1i 5"
+    assert (len(encoder._series), len(encoder._keys)) == (2, 2)
+    assert encoder.encode(Point("m", (("t", "2"),), {"f2": 1}, 5)) == "m,t=2 f2=1i 5"
+    assert (len(encoder._series), len(encoder._keys)) == (1, 1)  # cleared, then the new one
