@@ -34,3 +34,8 @@ def test_the_encoders_caches_are_cleared_when_they_reach_their_bound(
     assert (len(encoder._series), len(encoder._keys)) == (2, 2)
     assert encoder.encode(Point("m", (("t", "2"),), {"f2": 1}, 5)) == "m,t=2 f2=1i 5"
     assert (len(encoder._series), len(encoder._keys)) == (1, 1)  # cleared, then the new one
+
+
+def test_a_field_of_an_unsupported_type_is_a_clear_error() -> None:
+    with pytest.raises(TypeError, match=r"^field 'bad' has unsupported type list$"):
+        Encoder().encode(Point("m", (), {"bad": [1]}, 5))  # type: ignore[dict-item]
