@@ -38,3 +38,7 @@ def test_currencies_over_the_cap_add_up_over_the_results_of_one_update() -> None
 def test_records_without_gaps_are_the_lines_themselves() -> None:
     out = Normalizer(ACCOUNT, "x").normalize(Update(ASSETS, [{"u": 1, "e": "1"}], None, TIME_MS))
     assert out.gap_points == [] and out.records() is out.lines  # no copy per update
+
+
+def test_the_cap_is_kept_for_the_sessions_log_line() -> None:
+    assert Normalizer(ACCOUNT, "x", max_currencies=3).max_currencies == 3  # session_updates
