@@ -16,6 +16,7 @@ from collector.points.normalize import Normalizer
 from tests.lines import points_of
 
 TIME = 1716796362915
+DETAIL_SERIES = "gate_unified_asset_detail,account=7,account_label=x,currency=BTC "
 
 
 def test_prefixes_are_the_escaped_long_names_with_an_equals_sign() -> None:
@@ -46,3 +47,26 @@ def test_a_value_with_commas_among_good_strings_is_dropped_not_written(odd: str)
     lines: list[str] = []
     assert AccountLines(7, "x").assets({"e": "4", "l": odd}, TIME, lines) == 1
     assert lines == [f"gate_unified_assets,account=7,account_label=x {schema.EQUITY}=4 {TIME}"]
+
+
+@pytest.mark.parametrize("values", [{"a": "1,5"}, {"a": "1", "f": "1,5,6"}])
+def test_a_currency_value_with_commas_is_dropped_not_written(values: dict[str, str]) -> None:
+    lines: list[str] = []
+    bad, over = AccountLines(7, "x").detail({"dts": {"BTC": values}}, TIME, lines)
+    assert (bad, over) == (1, 0)
+    good = "available=1 " if "f" in values else ""
+    assert lines == ([f"{DETAIL_SERIES}{good}{TIME}"] if good else [])
+
+
+def test_a_detail_result_without_dts_writes_nothing_and_counts_nothing() -> None:
+    lines: list[str] = []
+    assert AccountLines(7, "x").detail({"u": 1, "t": 2}, TIME, lines) == (0, 0)
+    assert lines == []
+
+
+def test_every_currency_over_the_cap_in_one_frame_is_counted() -> None:
+    lines: list[str] = []
+    target = AccountLines(7, "x", max_currencies=1)
+    frame = {"dts": {"A": {"a": "1"}, "B": {"a": "1"}, "C": {"a": "1"}}}
+    assert target.detail(frame, TIME, lines) == (0, 2)
+    assert lines == [f"{DETAIL_SERIES.replace('=BTC', '=A')}available=1 {TIME}"]
