@@ -70,3 +70,9 @@ def test_every_currency_over_the_cap_in_one_frame_is_counted() -> None:
     frame = {"dts": {"A": {"a": "1"}, "B": {"a": "1"}, "C": {"a": "1"}}}
     assert target.detail(frame, TIME, lines) == (0, 2)
     assert lines == [f"{DETAIL_SERIES.replace('=BTC', '=A')}available=1 {TIME}"]
+
+
+def test_a_lone_value_with_a_comma_is_dropped_not_written() -> None:
+    lines: list[str] = []
+    assert AccountLines(7, "x").assets({"u": 1, "l": "1,5"}, TIME, lines) == 1
+    assert lines == []
