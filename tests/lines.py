@@ -8,8 +8,12 @@ from collector.points.lineproto import FieldValue, FloatText, Point, Record
 from collector.points.normalize import Normalized
 
 
-def _split(text: str, sep: str) -> list[str]:
-    """Split on ``sep`` outside backslash escapes and double quotes."""
+def _split(text: str, sep: str, quotes: bool = True) -> list[str]:
+    """Split on ``sep`` outside backslash escapes and (with ``quotes``) string values.
+
+    A double quote opens a string only right after ``=`` (a field's value): in keys,
+    and anywhere in the series (measurement and tags), it is a plain character.
+    """
     parts, current, quoted, i = [], [], False, 0
     while i < len(text):
         char = text[i]
@@ -17,7 +21,7 @@ def _split(text: str, sep: str) -> list[str]:
             current.append(text[i : i + 2])
             i += 2
             continue
-        if char == '"':
+        if quotes and char == '"' and (quoted or (i > 0 and text[i - 1] == "=")):
             quoted = not quoted
         if char == sep and not quoted:
             parts.append("".join(current))
@@ -53,10 +57,12 @@ def _value(text: str) -> FieldValue:
 
 def parse_line(line: str) -> Point:
     """One line (ms precision) as a Point; float fields as their FloatText."""
-    series, fields, stamp = _split(line, " ")
-    measurement, *tags = _split(series, ",")
+    series = _split(line, " ", quotes=False)[0]
+    fields, stamp = line[len(series) + 1 :].rsplit(" ", 1)
+    measurement, *tags = _split(series, ",", quotes=False)
     pairs = tuple(
-        (_unescape(key), _unescape(value)) for key, value in (_split(tag, "=") for tag in tags)
+        (_unescape(key), _unescape(value))
+        for key, value in (_split(tag, "=", quotes=False) for tag in tags)
     )
     values = {
         _unescape(key): _value(value)

@@ -329,11 +329,13 @@ def test_missing_or_odd_u_is_unknown_and_still_written() -> None:
 
 # -- properties ------------------------------------------------------------------
 
+# Keys without a backslash: line protocol does not escape it in keys (nor does
+# influxdb_client), so "\\=" in a key cannot be read back unambiguously by
+# tests/lines.py (hypothesis found '\\="'); Gate's keys are short letters.
+_keys = st.text(st.characters(blacklist_characters="\\"))
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
-    lambda children: (
-        st.lists(children, max_size=3) | st.dictionaries(st.text(), children, max_size=3)
-    ),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(_keys, children, max_size=3),
     max_leaves=15,
 )
 

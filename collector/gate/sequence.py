@@ -74,7 +74,7 @@ class SequenceTracker:
         state = self._channels.setdefault(channel, _ChannelSequence())
         if type(u) is not int:
             return Sequence.UNKNOWN, None
-        if u == self.account:
+        if u == self.account and not state.counting:  # a counter may pass the account's id
             state.identity = True
         if state.identity:
             return self._identity(state, channel, u)
