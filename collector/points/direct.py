@@ -97,15 +97,12 @@ class Checked:
         self,
         values: Mapping[str, Any],
         names: Mapping[str, str],
-        skip: frozenset[str],
         common: frozenset[str],
     ) -> None:
         by_name: dict[str, str] = {}  # long name -> text: a name given twice is written once
         self.good: dict[str, str] = {}
         self.bad = 0
         for key, raw in values.items():
-            if key in skip:
-                continue
             text = value_text(raw)
             if text is None:
                 self.bad += 1
@@ -180,7 +177,7 @@ class AccountLines:
         fields = _fast_fields(values, _ASSETS_PREFIX) if _strings_valid(values) else None
         bad, good = 0, values
         if fields is None:
-            checked = Checked(values, schema.ASSETS_FIELDS, schema.ASSETS_SKIP, common)
+            checked = Checked(values, schema.ASSETS_FIELDS, common)
             fields, bad, good = checked.fields, checked.bad, checked.good
         if fields:
             lines.append(f"{self._assets_series}{fields}{suffix} {time_ms}")
@@ -204,7 +201,7 @@ class AccountLines:
             fields = _fast_fields(values, _DETAIL_PREFIX) if fast else None
             good = values
             if fields is None:
-                checked = Checked(values, schema.DETAIL_FIELDS, frozenset(), common)
+                checked = Checked(values, schema.DETAIL_FIELDS, common)
                 fields, good = checked.fields, checked.good
                 bad += checked.bad
             if not fields:
