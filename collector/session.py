@@ -47,7 +47,7 @@ from collector.session_state import AuthenticationFailed, SessionStats, SessionT
 from collector.session_subs import SubscriptionView
 from collector.session_updates import Updates
 from collector.timers import Timers, run_beside
-from collector.ws_connect import Target, open_websocket, tls_context
+from collector.ws_connect import Target, open_websocket, queued_message, tls_context
 
 __all__ = [
     "AccountSession",
@@ -233,16 +233,19 @@ class AccountSession:
 
     async def _read(self, ws: WebSocketConnection) -> None:
         while self._close_reason is None:
-            try:
-                message = await ws.get_message()
+            try:  # what the last read brought in first, without a schedule point each
+                message = queued_message(ws)
+                if message is None:
+                    message = await ws.get_message()
             except ConnectionClosed as exc:
                 self._close_reason = f"closed by the server ({exc.reason})"
                 return
-            self.stats.frames += 1
-            self.stats.last_frame_at = trio.current_time()
+            stats = self.stats
+            stats.frames += 1
+            now = stats.last_frame_at = trio.current_time()
             event = protocol.parse(message)
-            if isinstance(event, protocol.Update):
-                await self._updates.handle(event)
+            if type(event) is protocol.Update:
+                await self._updates.handle(event, now)
             else:
                 self._handle(event)
 

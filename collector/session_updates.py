@@ -37,12 +37,14 @@ class Updates:
         self._log = log
         self._resync = resync
 
-    async def handle(self, event: protocol.Update) -> None:
-        """Normalise ``event``, count and log it, send its records (waits only when full)."""
+    async def handle(self, event: protocol.Update, now: float) -> None:
+        """Normalise ``event`` (read at trio time ``now``), count and log it, send its
+        records (waits only when the sink's channel is full)."""
         result = self.normalizer.normalize(event)
         stats = self._stats()
-        self._count(event, result, stats)
-        stats.last_data_at = trio.current_time()
+        if result.invalid_fields or result.over_cap or result.rejected is not None or result.gaps:
+            self._count(event, result, stats)
+        stats.last_data_at = now
         records = result.records()
         if records:
             stats.points += len(records)

@@ -19,12 +19,14 @@ ASSET_DETAIL: Final = "unified.asset_detail"
 PING: Final = "unified.ping"
 PONG: Final = "unified.pong"
 CHANNELS: Final = (ASSETS, ASSET_DETAIL)
+_DATA_CHANNELS: Final = frozenset(CHANNELS)
 _EXPIRED: Final = "REQUEST_EXPIRED"
 _AUTH_MARKERS: Final = ("INVALID_KEY", "INVALID_SIGNATURE", _EXPIRED, "AUTH")
 # A refusal because the key lacks a permission (or the IP is not whitelisted): a new
 # key with the same permissions would be refused too, so this is never key churn.
 _PERMISSION_MARKERS: Final = ("FORBIDDEN", "PERMISSION", "NOT IN WHITELIST")
 SYSTEM_SUFFIX: Final = ".system"
+_EMPTY: Final[dict[str, Any]] = {}
 
 
 def request(channel: str, event: str, payload: list[str], now: int, creds: ApiCredentials) -> bytes:
@@ -72,7 +74,7 @@ class Ack:
     event: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per push, and a frozen __init__ costs 4x
 class Update:
     """An ``update`` push; ``results`` are the result objects (one or many)."""
 
@@ -152,10 +154,12 @@ def parse(frame: bytes | str) -> Event:
         message = orjson.loads(frame)
     except orjson.JSONDecodeError:
         return Invalid("not JSON", _excerpt(frame))
-    if not isinstance(message, dict):
+    if type(message) is not dict:
         return Invalid("not a JSON object", _excerpt(frame))
     channel = message.get("channel")
     event = message.get("event")
+    if event == "update" and channel in _DATA_CHANNELS and "error" not in message:
+        return _update(channel, message, frame)  # the push: the common case first
     if event == "upgrade" or _is_system_upgrade(channel, event, message.get("result")):
         return Upgrade()
     if channel == PONG:
@@ -196,12 +200,19 @@ def _error(channel: str, event: object, error: object, frame: bytes | str) -> Ev
 
 def _update(channel: str, message: dict[str, Any], frame: bytes | str) -> Event:
     result = message.get("result")
-    candidates: list[Any] = result if isinstance(result, list) else [result]
-    results: list[dict[str, Any]] = [r for r in candidates if isinstance(r, dict)]
-    if not results or len(results) != len(candidates):
-        return Invalid("result is not an object or an array of objects", _excerpt(frame))
-    if channel == ASSET_DETAIL and not all(isinstance(r.get("dts", {}), dict) for r in results):
+    if type(result) is dict:  # Gate's usual shape: one object
+        results = [result]
+    else:
+        candidates: list[Any] = result if isinstance(result, list) else [result]
+        results = [r for r in candidates if isinstance(r, dict)]
+        if not results or len(results) != len(candidates):
+            return Invalid("result is not an object or an array of objects", _excerpt(frame))
+    if channel == ASSET_DETAIL and not all(type(r.get("dts", _EMPTY)) is dict for r in results):
         return Invalid("dts is not an object", _excerpt(frame))
+    time, time_ms = message.get("time"), message.get("time_ms")
     return Update(
-        channel, results, _int_or_none(message.get("time")), _int_or_none(message.get("time_ms"))
+        channel,
+        results,
+        time if type(time) is int else None,
+        time_ms if type(time_ms) is int else None,
     )

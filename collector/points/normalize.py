@@ -10,7 +10,6 @@ the wrong account), which is rejected and flagged.
 from __future__ import annotations
 
 from collections.abc import Container
-from dataclasses import dataclass, field
 from typing import Any
 
 from collector.gate.protocol import ASSET_DETAIL, ASSETS, Update
@@ -20,18 +19,20 @@ from collector.points.direct import DEFAULT_MAX_CURRENCIES, AccountLines, Observ
 from collector.points.lineproto import Bundle, FieldValue, Point
 
 
-@dataclass
 class Normalized:
     """What one update turned into: the data as line text, sequence gaps as points."""
 
-    lines: list[str] = field(default_factory=list)  # the data, already line protocol
-    gap_points: list[Point] = field(default_factory=list)
-    gaps: list[Gap] = field(default_factory=list)
-    invalid_fields: int = 0
-    rejected: str | None = None  # the reason, when the frame must not be written
-    # Currencies left out: new to this account beyond its cap (one line each).
-    over_cap: int = 0
-    resync: bool = False  # a sequence gap: take a snapshot of the account
+    __slots__ = ("gap_points", "gaps", "invalid_fields", "lines", "over_cap", "rejected", "resync")
+
+    def __init__(self) -> None:  # one per push: plain slots, no dataclass factories
+        self.lines: list[str] = []  # the data, already line protocol
+        self.gap_points: list[Point] = []
+        self.gaps: list[Gap] = []
+        self.invalid_fields = 0
+        self.rejected: str | None = None  # the reason, when the frame must not be written
+        # Currencies left out: new to this account beyond its cap (one line each).
+        self.over_cap = 0
+        self.resync = False  # a sequence gap: take a snapshot of the account
 
     def records(self) -> Bundle:
         """Everything to hand to the sink, gap points first."""

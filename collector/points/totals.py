@@ -25,7 +25,7 @@ from collector.points import schema
 from collector.points.lineproto import FieldValue, Point
 
 Tags = tuple[tuple[str, str], ...]
-Known = dict[str, float | str]  # long name -> a float, or a checked decimal text
+Known = dict[str, Any]  # Gate short key -> a float, or a checked decimal text
 _K = TypeVar("_K", str, tuple[str, str])
 
 
@@ -60,7 +60,16 @@ def _short_keys(names: dict[str, str], wanted: tuple[str, ...]) -> tuple[tuple[s
 
 
 _ASSET_KEYS: Final = _short_keys(schema.ASSETS_FIELDS, _ASSET_VALUES)
+_BROKER_KEYS: Final = _short_keys(schema.ASSETS_FIELDS, schema.BROKER_TOTAL_FIELDS)
+_STATE_KEYS: Final = tuple(
+    (short, long)
+    for long in schema.ACCOUNT_STATE_VALUES
+    for short, name in schema.ASSETS_FIELDS.items()
+    if name == long
+)
 _DETAIL_KEYS: Final = _short_keys(schema.DETAIL_FIELDS, schema.CURRENCY_TOTAL_FIELDS)
+_AT_MS: Final = "\0at_ms"  # the time of the newest values, beside them (no Gate key has a NUL)
+_NOTHING: Final[Known] = {}
 
 
 class TotalsTracker:
@@ -72,7 +81,6 @@ class TotalsTracker:
         self._detail: dict[tuple[str, str], Known] = {}
         self._labels: dict[str, str] = {}
         self._updated_ms: dict[str, int] = {}
-        self._key_ms: dict[str | tuple[str, str], int] = {}
 
     def observe(self, points: Iterable[Point]) -> None:
         """Remember the last value of each account (and account/currency) field."""
@@ -80,26 +88,30 @@ class TotalsTracker:
             if point.measurement == schema.ASSETS:
                 tags = dict(point.tags)
                 account = tags.get(schema.TAG_ACCOUNT)
-                if account is not None and self._newer(account, point.time_ms):
-                    self._store(self._assets, account, point, _ASSET_VALUES)
-                    self._seen(account, tags.get(schema.TAG_ACCOUNT_LABEL), point.time_ms)
+                if account is not None:
+                    known = _known(self._assets, account)
+                    if _take(known, _from_point(point, _ASSET_KEYS), point.time_ms):
+                        self._seen(account, tags.get(schema.TAG_ACCOUNT_LABEL), point.time_ms)
             elif point.measurement == schema.ASSET_DETAIL:
                 tags = dict(point.tags)
                 account, currency = tags.get(schema.TAG_ACCOUNT), tags.get(schema.TAG_CURRENCY)
                 if account is not None and currency is not None:
-                    key = (account, currency)
-                    if self._newer(key, point.time_ms):
-                        self._store(self._detail, key, point, schema.CURRENCY_TOTAL_FIELDS)
+                    known = _known(self._detail, (account, currency))
+                    if _take(known, _from_point(point, _DETAIL_KEYS), point.time_ms):
                         self._seen(account, tags.get(schema.TAG_ACCOUNT_LABEL), point.time_ms)
 
     # -- the hot path's Observer (collector.points.direct): checked values by short key --
+    # Kept as they came (one dict.update per line, under Gate's short keys), turned
+    # into floats only when totals are written.
 
     def account_values(
         self, account: str, label: str, time_ms: int, values: Mapping[str, Any]
     ) -> None:
         """A pushed ``unified.assets`` line's values (checked: numbers or decimal text)."""
-        if self._newer(account, time_ms):
-            _keep(self._assets.setdefault(account, {}), values, _ASSET_KEYS)
+        known = self._assets.get(account)
+        if known is None:
+            known = self._assets[account] = {}
+        if _take(known, values, time_ms):
             self._seen(account, label, time_ms)
 
     def currency_values(
@@ -107,29 +119,17 @@ class TotalsTracker:
     ) -> None:
         """A pushed ``unified.asset_detail`` line's values for one currency."""
         key = (account, currency)
-        if self._newer(key, time_ms):
-            _keep(self._detail.setdefault(key, {}), values, _DETAIL_KEYS)
+        known = self._detail.get(key)
+        if known is None:
+            known = self._detail[key] = {}
+        if _take(known, values, time_ms):
             self._seen(account, label, time_ms)
-
-    def _newer(self, key: str | tuple[str, str], time_ms: int) -> bool:
-        # An older point (a late REST snapshot, a replay) must not undo a newer value.
-        if time_ms < self._key_ms.get(key, time_ms):
-            return False
-        self._key_ms[key] = time_ms
-        return True
-
-    @staticmethod
-    def _store(table: dict[_K, Known], key: _K, point: Point, names: tuple[str, ...]) -> None:
-        values = table.setdefault(key, {})
-        for name in names:
-            raw = point.fields.get(name)
-            number = None if raw is None else _number(raw)
-            if number is not None:
-                values[name] = number
 
     def _seen(self, account: str, label: str | None, time_ms: int) -> None:
         self._labels[account] = account if label is None else label
-        self._updated_ms[account] = max(time_ms, self._updated_ms.get(account, 0))
+        updated = self._updated_ms.get(account)
+        if updated is None or time_ms > updated:
+            self._updated_ms[account] = time_ms
 
     def retain(self, accounts: Iterable[str]) -> None:
         """Forget accounts that left the shard (disabled, gone): their money is not ours."""
@@ -138,17 +138,15 @@ class TotalsTracker:
             self._assets.pop(account, None)
             self._labels.pop(account, None)
             self._updated_ms.pop(account, None)
-            self._key_ms.pop(account, None)
         for key in [k for k in self._detail if k[0] not in keep]:
             del self._detail[key]
-            self._key_ms.pop(key, None)
 
     def totals(self, now_ms: int) -> list[Point]:
         """``gate_broker_totals`` of this shard and ``gate_currency_totals`` per currency."""
         broker: dict[str, FieldValue] = {schema.TOTALS_ACCOUNTS: len(self._assets)}
-        for name in schema.BROKER_TOTAL_FIELDS:
+        for short, name in _BROKER_KEYS:
             # always a float: an int 0 first would make InfluxDB refuse every later float
-            broker[name] = float(sum(float(v[name]) for v in self._assets.values() if name in v))
+            broker[name] = float(sum(float(v[short]) for v in self._assets.values() if short in v))
         out = [Point(schema.BROKER_TOTALS, self._shard_tags, broker, now_ms)]
         per_currency: dict[str, dict[str, float]] = {}
         counts: dict[str, int] = {}
@@ -157,8 +155,10 @@ class TotalsTracker:
                 currency, dict.fromkeys(schema.CURRENCY_TOTAL_FIELDS, 0.0)
             )
             counts[currency] = counts.get(currency, 0) + 1
-            for name, value in values.items():
-                sums[name] += float(value)
+            for short, name in _DETAIL_KEYS:
+                value = values.get(short)
+                if value is not None:
+                    sums[name] += float(value)
         for currency in sorted(per_currency):
             fields: dict[str, FieldValue] = {schema.TOTALS_ACCOUNTS: counts[currency]}
             fields.update(per_currency[currency])
@@ -180,8 +180,10 @@ class TotalsTracker:
             updated = self._updated_ms.get(account)
             if updated is not None:
                 fields[schema.STATE_SECONDS_SINCE_UPDATE] = max(0.0, (now_ms - updated) / 1000)
-            known = self._assets.get(account, {})
-            fields.update((k, float(known[k])) for k in schema.ACCOUNT_STATE_VALUES if k in known)
+            known = self._assets.get(account, _NOTHING)
+            fields.update(
+                (name, float(known[short])) for short, name in _STATE_KEYS if short in known
+            )
             label = self._labels.get(account) or session.label
             tags = (
                 (schema.TAG_ACCOUNT, account),
@@ -192,9 +194,28 @@ class TotalsTracker:
         return out
 
 
-def _keep(known: Known, values: Mapping[str, Any], keys: tuple[tuple[str, str], ...]) -> None:
-    """Store the wanted values under their long names, as they came (checked already)."""
+def _known(table: dict[_K, Known], key: _K) -> Known:
+    known = table.get(key)
+    if known is None:
+        known = table[key] = {}
+    return known
+
+
+def _take(known: Known, values: Mapping[str, Any], time_ms: int) -> bool:
+    """Keep ``values`` unless ``known`` holds newer ones (a late snapshot, a replay)."""
+    if time_ms < known.get(_AT_MS, time_ms):
+        return False
+    known.update(values)
+    known[_AT_MS] = time_ms
+    return True
+
+
+def _from_point(point: Point, keys: tuple[tuple[str, str], ...]) -> dict[str, float]:
+    """A point's numeric fields under Gate's short keys (as pushes are kept)."""
+    out = {}
     for short, long in keys:
-        value = values.get(short)
-        if value is not None:
-            known[long] = value
+        raw = point.fields.get(long)
+        number = None if raw is None else _number(raw)
+        if number is not None:
+            out[short] = number
+    return out

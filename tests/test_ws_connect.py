@@ -1,0 +1,61 @@
+"""Reading what trio-websocket already holds, without a schedule point per message."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
+
+from collector.ws_connect import Target, open_websocket, queued_message
+
+
+async def _serve(nursery: trio.Nursery, messages: list[str], close: trio.Event) -> int:
+    async def handler(request: WebSocketRequest) -> None:
+        ws = await request.accept()
+        for message in messages:
+            await ws.send_message(message)
+        await close.wait()
+        await ws.aclose()
+
+    server = await nursery.start(serve_websocket, handler, "127.0.0.1", 0, None)
+    return int(server.port)
+
+
+async def test_queued_messages_come_in_order_without_a_schedule_point() -> None:
+    close = trio.Event()
+    async with trio.open_nursery() as nursery:
+        port = await _serve(nursery, ["one", "two", "three"], close)
+        ws = await open_websocket(nursery, Target(f"ws://127.0.0.1:{port}/ws", timeout=10))
+        assert not isinstance(ws, str), ws
+        with trio.fail_after(10):
+            assert await ws.get_message() == "one"
+            while ws._recv_channel.statistics().current_buffer_used < 2:  # both in
+                await trio.sleep(0.01)
+        with trio.testing.assert_no_checkpoints():
+            assert [queued_message(ws), queued_message(ws), queued_message(ws)] == [
+                "two",
+                "three",
+                None,
+            ]
+        close.set()
+        await ws.aclose()
+        with pytest.raises(ConnectionClosed):
+            queued_message(ws)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_connection_closed_by_the_server_raises_once_drained() -> None:
+    close = trio.Event()
+    close.set()  # the server says one thing and closes
+    async with trio.open_nursery() as nursery:
+        port = await _serve(nursery, ["last words"], close)
+        ws = await open_websocket(nursery, Target(f"ws://127.0.0.1:{port}/ws", timeout=10))
+        assert not isinstance(ws, str), ws
+        with trio.fail_after(10):
+            while ws.closed is None:
+                await trio.sleep(0.01)
+        assert queued_message(ws) == "last words"  # what came before the close is kept
+        with pytest.raises(ConnectionClosed):
+            queued_message(ws)
+        nursery.cancel_scope.cancel()
