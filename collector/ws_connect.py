@@ -5,12 +5,16 @@ all sessions). trio-websocket gets a 64-message queue and reads what the stream
 has: its defaults (a one-message queue, 4 KiB reads) cost a task switch per
 message when frames arrive together; the queue stays bounded.
 
-:func:`queued_message` takes a message trio-websocket already holds without the
-schedule point ``get_message`` always makes (a trip through trio's run loop:
-~18 µs on a 2.5 GHz core, more than parsing the frame): a session drains what a
-read brought in (at most the queue's 64 messages) and waits only when nothing
-is left. It reads the connection's own queue, the one ``get_message`` reads;
-``tests/test_ws_connect.py`` proves the pinned trio-websocket still has it.
+Both ends of trio-websocket's message queue make a schedule point per message
+(a trip through trio's run loop: ~18 µs on a 2.5 GHz core, more than parsing the
+frame): its reader task puts each message with ``send``, which always yields,
+and ``get_message`` always yields too. So the reader puts with ``send_nowait``
+while the queue has room (:class:`_PutWithoutYield`; it still waits when the
+queue is full, so the queue stays bounded) and yields once per network read,
+and :func:`queued_message` takes what the queue holds without a yield: a session
+drains what a read brought in and waits only when nothing is left. Both use the
+connection's own queue; ``tests/test_ws_connect.py`` proves that the pinned
+trio-websocket still has it and that messages keep their order.
 """
 
 from __future__ import annotations
@@ -43,6 +47,31 @@ CONNECT_ERRORS: Final = (
     DisconnectionTimeout,
     ConnectionClosed,
 )
+
+
+class _PutWithoutYield:
+    """trio-websocket's end of its message queue, putting without a yield while there is room."""
+
+    __slots__ = ("_inner",)
+
+    def __init__(self, inner: trio.MemorySendChannel[str | bytes]) -> None:
+        self._inner = inner
+
+    async def send(self, message: str | bytes) -> None:
+        try:
+            self._inner.send_nowait(message)
+        except trio.WouldBlock:
+            await self._inner.send(message)  # full: wait for the session, as before
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def put_without_yield(ws: WebSocketConnection) -> None:
+    """Let ``ws``'s reader queue messages without a schedule point each (see above)."""
+    inner = ws._send_channel
+    if isinstance(inner, trio.MemorySendChannel):
+        ws._send_channel = _PutWithoutYield(inner)  # type: ignore[assignment]  # duck-typed
 
 
 def queued_message(ws: WebSocketConnection) -> str | bytes | None:
@@ -102,7 +131,7 @@ async def _handshake(nursery: trio.Nursery, target: Target) -> WebSocketConnecti
         if secure:
             stream = trio.SSLStream(stream, tls_context(target.ca_file), server_hostname=host)
             await stream.do_handshake()
-        return await wrap_client_stream(
+        ws = await wrap_client_stream(
             nursery,
             stream,
             host,
@@ -110,3 +139,5 @@ async def _handshake(nursery: trio.Nursery, target: Target) -> WebSocketConnecti
             message_queue_size=MESSAGE_QUEUE_SIZE,
             receive_buffer_size=RECEIVE_BUFFER_SIZE,
         )
+        put_without_yield(ws)
+        return ws

@@ -7,7 +7,7 @@ import trio
 import trio.testing
 from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
 
-from collector.ws_connect import Target, open_websocket, queued_message
+from collector.ws_connect import Target, _PutWithoutYield, open_websocket, queued_message
 
 
 async def _serve(nursery: trio.Nursery, messages: list[str], close: trio.Event) -> int:
@@ -58,4 +58,33 @@ async def test_a_connection_closed_by_the_server_raises_once_drained() -> None:
         assert queued_message(ws) == "last words"  # what came before the close is kept
         with pytest.raises(ConnectionClosed):
             queued_message(ws)
+        nursery.cancel_scope.cancel()
+
+
+async def test_the_reader_puts_without_a_yield_while_there_is_room_and_waits_when_full() -> None:
+    send, receive = trio.open_memory_channel[str | bytes](2)
+    put = _PutWithoutYield(send)
+    with trio.testing.assert_no_checkpoints():
+        await put.send("a")
+        await put.send("b")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(put.send, "c")  # the queue is full: this one waits
+        await trio.testing.wait_all_tasks_blocked()
+        assert receive.statistics().tasks_waiting_send == 1
+        assert [receive.receive_nowait(), receive.receive_nowait()] == ["a", "b"]
+    assert receive.receive_nowait() == "c"
+    await put.aclose()
+    with pytest.raises(trio.EndOfChannel):
+        receive.receive_nowait()
+
+
+async def test_a_session_connection_has_the_quick_put_installed() -> None:
+    close = trio.Event()
+    async with trio.open_nursery() as nursery:
+        port = await _serve(nursery, [], close)
+        ws = await open_websocket(nursery, Target(f"ws://127.0.0.1:{port}/ws", timeout=10))
+        assert not isinstance(ws, str), ws
+        assert isinstance(ws._send_channel, _PutWithoutYield)
+        close.set()
+        await ws.aclose()
         nursery.cancel_scope.cancel()
