@@ -46,6 +46,7 @@ from tests.bench.harness import (
     collector,
     cpu_seconds,
     record,
+    schedstat,
     sim_server,
     wait_until,
 )
@@ -213,18 +214,22 @@ def burst_collector(
         feeder(streams) as sender,
         collector_on(tmp, accounts, influx, db, sender, pin) as (_, process),
     ):
-        cpu0 = cpu_seconds(process.pid)
+        assert influx.process is not None
+        cpu0, influx0 = cpu_seconds(process.pid), cpu_seconds(influx.process.pid)
+        sched0 = schedstat(process.pid)
         start = sender.start()
         stalled = False
-        try:
+        try:  # polled 4 times a second: each count scans what is written so far
             end = wait_until(
                 lambda: influx_totals(influx, db, "gate_unified_asset_detail")[0] >= streams.points,
                 timeout=WRITE_TIMEOUT,
-                interval=0.05,
+                interval=0.25,
             )
         except TimeoutError:  # recorded as such (and the run fails after the table)
             end, stalled = time.monotonic(), True
         cpu = cpu_seconds(process.pid) - cpu0
+        sched = [b - a for a, b in zip(sched0, schedstat(process.pid), strict=True)]
+        influx_cpu = cpu_seconds(influx.process.pid) - influx0
         time.sleep(1)  # anything beyond would be a duplicate: let it show
         totals = influx_totals(influx, db, "gate_unified_asset_detail")
         return {
@@ -233,6 +238,9 @@ def burst_collector(
             "totals": totals,
             "feeder": sender.report(),
             "stalled": stalled,
+            "on_cpu": sched[0] / (end - start),
+            "run_queue": sched[1] / (end - start),
+            "influx_cores": influx_cpu / (end - start),
         }
 
 
@@ -306,6 +314,17 @@ def row(name: str, streams: Streams, run: dict[str, Any], checks: str = "-") -> 
     )
 
 
+def where_the_collector_waited(run: dict[str, Any]) -> str:
+    """What bounds a writer's throughput: its CPU, a CPU to run on, or InfluxDB."""
+    on_cpu, queue = run["on_cpu"], run["run_queue"]
+    return (
+        f"Over the collector's window its main thread ran {on_cpu:.0%} of the time, waited "
+        f"for a CPU (run queue) {queue:.0%} and slept {max(0.0, 1 - on_cpu - queue):.0%} "
+        f"(waiting for frames or for InfluxDB); InfluxDB used {run['influx_cores']:.2f} "
+        "cores beside it (`/proc/<pid>/schedstat`, `/proc/<pid>/stat`)."
+    )
+
+
 def verdict(ok: bool) -> str:
     return "**met**" if ok else "**not met**"
 
@@ -364,6 +383,7 @@ def test_burst(tmp_path: Path) -> None:
         f"{ours_us / per_update(base, small):.2f}.",
         f"- floor / raw reader throughput: {floor_rate / (n / raw['seconds']):.2f} "
         "(what the WebSocket library costs before any work).",
+        f"- {where_the_collector_waited(ours)}",
         "",
         load.describe(),
     ]

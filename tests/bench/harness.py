@@ -28,6 +28,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def schedstat(pid: int) -> tuple[float, float]:
+    """Seconds the process's main thread ran on a CPU, and waited in the run queue for one."""
+    on_cpu, waiting, _ = Path(f"/proc/{pid}/schedstat").read_text().split()
+    return int(on_cpu) / 1e9, int(waiting) / 1e9
+
+
 def rss_bytes(pid: int) -> int:
     """Resident set size of a process."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
