@@ -23,7 +23,7 @@ from collector.config import InfluxSettings
 from collector.points.lineproto import Point
 from collector.sink.policy import MAX_RETRY_AFTER
 from collector.sink.spool import Spool
-from collector.sink.writer import Sink
+from collector.sink.writer import INTAKE_PAUSE, Sink
 from collector.stats import report_stats
 from tests.servers import InfluxServer, VictoriaMetrics, free_port, influx_server, victoria_metrics
 from tests.sink_worker import first_report
@@ -358,10 +358,35 @@ async def test_batches_are_cut_by_size_and_by_interval(autojump_clock: Any) -> N
             nursery.start_soon(sink.run, receive)
             for bundle in POINTS:
                 await send.send(bundle)
+            await trio.sleep(INTAKE_PAUSE)  # taken once per pause, not each as it comes
             await trio.testing.wait_all_tasks_blocked()
             assert [len(recorder.lines(i)) for i in range(len(recorder.requests))] == [5, 5]
             await trio.sleep(1.5)
             assert len(recorder.requests) == 3 and len(recorder.lines(2)) == 2
+            await send.aclose()
+
+
+async def test_bundles_that_come_during_a_pause_are_taken_together_after_it(
+    autojump_clock: Any,
+) -> None:
+    # One wake-up per pause, not per bundle (issue 16: a wake-up per update cost more
+    # than the update when updates come one by one).
+    settings = settings_for("http://influx.test", "db", batch_size=1000, flush_interval=60.0)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(Recorder())) as http:
+        sink = Sink(http, settings, None)
+        send, receive = trio.open_memory_channel[list[Point]](64)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sink.run, receive)
+            await send.send(POINTS[0])  # idle: taken at once
+            await trio.testing.wait_all_tasks_blocked()
+            assert sink.buffered_points == 1
+            for bundle in POINTS[1:4]:
+                await send.send(bundle)
+            await trio.testing.wait_all_tasks_blocked()
+            assert (sink.buffered_points, receive.statistics().current_buffer_used) == (1, 3)
+            await trio.sleep(INTAKE_PAUSE)
+            await trio.testing.wait_all_tasks_blocked()
+            assert (sink.buffered_points, receive.statistics().current_buffer_used) == (4, 0)
             await send.aclose()
 
 
@@ -496,6 +521,7 @@ async def test_the_whole_spool_goes_before_points_that_arrive_during_its_replay(
                 await trio.testing.wait_all_tasks_blocked()  # spool entry 1 in flight
                 for bundle in POINTS[:2]:
                     await send.send(bundle)
+                await trio.sleep(INTAKE_PAUSE)  # the second is taken after the pause
                 await trio.testing.wait_all_tasks_blocked()
                 assert sink.buffered_points == 2  # a cut batch of two, queued in memory
                 gate.set()
