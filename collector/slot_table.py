@@ -9,6 +9,7 @@ are logged once and counted, so the operator knows to add a shard or an address.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 
 import trio
@@ -42,6 +43,7 @@ class SlotTable:
         self._stats = stats
         self._snapshots = snapshots
         self.slots: dict[int, Slot] = {}
+        self._per_address: Counter[str | None] = Counter()  # slots by source address
         self.nursery: trio.Nursery | None = None  # set once the supervisor runs
 
     async def reconcile(self, wanted: dict[int, SubAccount]) -> None:
@@ -101,9 +103,11 @@ class SlotTable:
     def _pick_address(self) -> tuple[bool, str | None]:
         """(room left?, the least-used source address); None is the default route."""
         limit = self._gate().max_connections_per_ip
-        used: dict[str | None, int] = dict.fromkeys(self._addresses(), 0)
-        for slot in self.slots.values():
-            used[slot.local_address] = used.get(slot.local_address, 0) + 1
+        # Counted as slots come and go: a scan of every slot per start was quadratic
+        # (4.5 % of a 5,000-account start's CPU).
+        per_address = self._per_address
+        used = {address: per_address[address] for address in self._addresses()}
+        used.update((a, n) for a, n in per_address.items() if n and a not in used)
         address, count = min(used.items(), key=lambda item: item[1])
         return count < limit, address
 
@@ -117,6 +121,7 @@ class SlotTable:
         # A fresh key may have a twin whose answer a crash or a reset lost: retire it.
         slot = Slot(account, trio.CancelScope(), SessionStats(), address, retire_pending=fresh_key)
         self.slots[account.gate_id] = slot
+        self._per_address[address] += 1
         if self._snapshots is not None:
             self._snapshots.add(account.gate_id, label(account))
         self.nursery.start_soon(self._runner.run, slot)
@@ -138,6 +143,7 @@ class SlotTable:
         """Cancel the account's slot (if any) and forget it."""
         slot = self.slots.pop(account_id, None)
         if slot is not None:
+            self._per_address[slot.local_address] -= 1
             log.info("session_stop", account=account_id, reason=reason)
             slot.scope.cancel()
         if self._snapshots is not None:
@@ -149,6 +155,7 @@ class SlotTable:
         log.info("session_stop", account=slot.account.gate_id, reason=reason)
         if self.slots.get(slot.account.gate_id) is slot:
             del self.slots[slot.account.gate_id]
+            self._per_address[slot.local_address] -= 1
             if self._snapshots is not None:
                 self._snapshots.remove(slot.account.gate_id)
         slot.scope.cancel()

@@ -73,6 +73,18 @@ async def test_accounts_beyond_capacity_are_counted_and_logged_once(
     assert "5 over capacity" in supervisor.status_line()
 
 
+async def test_a_stopped_session_gives_its_address_room_back(
+    sim: Simulator, tmp_path: Path, nursery: trio.Nursery, http: httpx.AsyncClient
+) -> None:
+    supervisor = await start_supervisor(sim, tmp_path, nursery, http, max_connections_per_ip=4)
+    first = min(supervisor._slots)
+    supervisor._table.stop(first, "stopped by the test")
+    assert len(supervisor._slots) == 3
+    await supervisor._reconcile(await supervisor._discover())  # the room is taken again
+    assert len(supervisor._slots) == 4
+    assert supervisor.stats_fields()["sessions_over_capacity"] == 5
+
+
 async def test_sessions_are_spread_over_source_addresses(
     sim: Simulator, tmp_path: Path, nursery: trio.Nursery, http: httpx.AsyncClient
 ) -> None:
