@@ -439,13 +439,14 @@ def test_one_core_saturation(tmp_path: Path) -> None:
         f"The client process pinned to one core (`taskset -c 1`), a burst of about "
         f"{SAT_UPDATES:,} updates spread over every account, all at once (feeder, simulator "
         "and InfluxDB unpinned). Updates/s: first frame to the last counted (floor) or the "
-        "last point counted back in InfluxDB (collector); 'core busy' is the pinned "
+        "last point counted back in InfluxDB (collector); 'read': to the last update the "
+        "collector read (its own `frames_received`); 'core busy' is the pinned "
         "process's CPU over that time, so updates/s / core busy is what the core would "
         "sustain if it were the only bound.",
         "",
-        "| accounts | client | updates/s | core busy | updates/s per busy core | "
-        "CPU µs/update | points written / sent | feeder frames/s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| accounts | client | updates/s | read, updates/s | core busy | "
+        "updates/s per busy core | CPU µs/update | points written / sent | feeder frames/s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     checks = []
     goal = ""
@@ -466,8 +467,9 @@ def test_one_core_saturation(tmp_path: Path) -> None:
                 written = checked(streams, run["totals"]) if "totals" in run else "-"
                 if run.get("stalled"):
                     written += f" (**unfinished**: not all written after {run['seconds']:.0f} s)"
+                read = n / run.get("read_seconds", run["seconds"])
                 lines.append(
-                    f"| {accounts:,} | {name} | {n / run['seconds']:,.0f} | {busy:.0%} | "
+                    f"| {accounts:,} | {name} | {n / run['seconds']:,.0f} | {read:,.0f} | {busy:.0%} | "
                     f"{n / run['cpu']:,.0f} | {run['cpu'] / n * 1e6:,.1f} | {written} | "
                     f"{run['feeder']['rate']:,.0f} |"
                 )
