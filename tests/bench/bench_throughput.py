@@ -469,7 +469,8 @@ def test_one_core_saturation(tmp_path: Path) -> None:
                     written += f" (**unfinished**: not all written after {run['seconds']:.0f} s)"
                 read = n / run.get("read_seconds", run["seconds"])
                 lines.append(
-                    f"| {accounts:,} | {name} | {n / run['seconds']:,.0f} | {read:,.0f} | {busy:.0%} | "
+                    f"| {accounts:,} | {name} | {n / run['seconds']:,.0f} | {read:,.0f} | "
+                    f"{busy:.0%} | "
                     f"{n / run['cpu']:,.0f} | {run['cpu'] / n * 1e6:,.1f} | {written} | "
                     f"{run['feeder']['rate']:,.0f} |"
                 )
