@@ -11,7 +11,7 @@ both channels are active: a pong proves the socket, not the subscription. When
 both become active, and after a sequence gap, it asks ``on_resync`` for a REST
 snapshot, because Gate pushes only on change.
 
-One task per connection reads, one sends (subscribes, pings). The ping and the
+One task per connection reads, one sends (subscribes, pings, resubscribes). The ping and the
 no-frame watchdog are deadlines in a :class:`~collector.timers.Timers` heap
 shared by all sessions of the process (a session on its own runs its own), not
 two sleeping tasks per session.
@@ -129,7 +129,7 @@ class AccountSession:
         the frames in flight); a later connection subscribes with them anyway.
         """
         self._gate = gate
-        self._out.currencies_changed.set()
+        self._out.change_currencies()
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -193,7 +193,6 @@ class AccountSession:
         self._connection = nursery.cancel_scope
         self._keepalive.arm()
         nursery.start_soon(self._out.run, ws)
-        nursery.start_soon(self._out.resubscribe, ws)
         await self._read(ws)
 
     async def _close(self, ws: WebSocketConnection) -> None:
