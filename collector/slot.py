@@ -15,7 +15,7 @@ from collector.session import AccountSession, SessionStats
 from collector.timers import Timer
 
 
-@dataclass
+@dataclass(slots=True)
 class Slot:
     """One account with a session: what runs for it and where."""
 

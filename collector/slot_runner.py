@@ -66,8 +66,11 @@ class SlotRunner:
             with slot.scope:
                 async with trio.open_nursery() as nursery:
                     slot.nursery = nursery
-                    slot.drive = self._launch(slot, slot.stats)
                     self._arm_upkeep(slot, self.rng.uniform(0, UPKEEP_INTERVAL))
+                    # The first session runs in this task (one task fewer per slot); a
+                    # rotation starts its successor in the nursery and cancels this one.
+                    scope, done = slot.drive = trio.CancelScope(), trio.Event()
+                    await self._drive(slot, slot.stats, scope, done)
         finally:
             if slot.upkeep is not None:
                 slot.upkeep.cancel()
