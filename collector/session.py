@@ -68,6 +68,26 @@ _RNG: Final = random.Random()
 class AccountSession:
     """The WebSocket session of one sub-account."""
 
+    __slots__ = (
+        "_close_reason",
+        "_connect_limiter",
+        "_connection",
+        "_gate",
+        "_keepalive",
+        "_local_address",
+        "_log",
+        "_on_resync",
+        "_out",
+        "_own_timers",
+        "_rng",
+        "_subs",
+        "_timers",
+        "_timing",
+        "_updates",
+        "account",
+        "stats",
+    )
+
     def __init__(
         self,
         account: int,

@@ -26,6 +26,18 @@ from collector.session_subs import SubscriptionView
 class Outbox:
     """The sending side of one account's session (lives across its connections)."""
 
+    __slots__ = (
+        "_creds",
+        "_currencies_changed",
+        "_gate",
+        "_log",
+        "_on_closed",
+        "_subs",
+        "_subscribed",
+        "_wall_clock",
+        "ping_due",
+    )
+
     def __init__(
         self,
         creds: ApiCredentials,
