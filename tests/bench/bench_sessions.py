@@ -97,7 +97,9 @@ def test_sessions_per_process(tmp_path: Path) -> None:
     with influx_server(tmp_path / "influx") as influx:
         for n in SIZES:
             ours = measure_collector(tmp_path / f"c{n}", n, influx.url)
+            print(f"\n{n} sessions, collector: {ours}", flush=True)
             floor = measure_floor(tmp_path / f"f{n}", n)
+            print(f"{n} sessions, floor: {floor}", flush=True)
             if previous is not None:
                 m, our_before, floor_before = previous
                 ours_marginal = (ours["rss"] - our_before["rss"]) / (n - m)
