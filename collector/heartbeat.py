@@ -30,7 +30,13 @@ async def extend_start_timeout(
 
 
 async def heartbeat(notifier: Notifier, status: Callable[[], str]) -> None:
-    """``WATCHDOG=1`` with the status line, every 5 s or half the watchdog interval."""
+    """``WATCHDOG=1`` with the status line, every 5 s or half the watchdog interval.
+
+    Outside systemd there is no one to tell: the loop (and the status line, a scan
+    of every account) is not run at all.
+    """
+    if not notifier.enabled:
+        return
     interval = min(STATUS_INTERVAL, notifier.watchdog_interval or STATUS_INTERVAL)
     while True:
         notifier.notify("WATCHDOG=1", f"STATUS={status()}")

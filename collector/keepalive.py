@@ -18,6 +18,17 @@ from collector.timers import Timer, Timers
 class KeepAlive:
     """Arm on connect, disarm on close."""
 
+    __slots__ = (
+        "_frame_timeout",
+        "_last_frame",
+        "_on_ping",
+        "_on_silence",
+        "_ping_interval",
+        "_ping_timer",
+        "_timers",
+        "_watch_timer",
+    )
+
     def __init__(
         self,
         timers: Timers,

@@ -33,7 +33,7 @@ class SessionTiming:
     resubscribe_max: float = 60.0
 
 
-@dataclass
+@dataclass(slots=True)
 class SessionStats:
     """What a session exposes about itself."""
 

@@ -23,6 +23,8 @@ from collector.session_state import SessionStats, SessionTiming
 class SubscriptionView:
     """The subscription machine of one session, with its logging and stats."""
 
+    __slots__ = ("_log", "_resync", "_stats", "machine", "wake")
+
     def __init__(
         self,
         timing: SessionTiming,

@@ -12,9 +12,10 @@ import trio
 
 from collector.gate.models import SubAccount
 from collector.session import AccountSession, SessionStats
+from collector.timers import Timer
 
 
-@dataclass
+@dataclass(slots=True)
 class Slot:
     """One account with a session: what runs for it and where."""
 
@@ -32,6 +33,9 @@ class Slot:
     # The running session task: its cancel scope and an event set when it ended.
     drive: tuple[trio.CancelScope, trio.Event] | None = None
     session: AccountSession | None = None  # the running one, for a SIGHUP
+    # The next key upkeep (a deadline in the shared timers) and the points it last saw.
+    upkeep: Timer | None = None
+    upkeep_seen: int | None = None
 
 
 @dataclass

@@ -3,11 +3,15 @@
 Each slot keeps one :class:`~collector.session.AccountSession` up with the
 account's stored key (:mod:`collector.key_lifecycle` finds, waits for or replaces
 it), restarts it with backoff after a crash, and once the session delivers
-data retires replaced keys and rotates an old one (make before break).
+data retires replaced keys and rotates an old one (make before break). The
+upkeep is a deadline in the process's shared :class:`~collector.timers.Timers`
+every ``UPKEEP_INTERVAL``, not a sleeping task per slot: a task is started only
+when there is a key to retire or rotate.
 """
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,16 +56,24 @@ class SlotRunner:
     connect_limiter: trio.CapacityLimiter
     session_factory: Callable[..., AccountSession]
     timing: SessionTiming | None
+    # The one task for every session's ping and watchdog, and every slot's upkeep.
+    timers: Timers
     totals: Observer | None = None  # told every pushed value written (the shard's totals)
-    timers: Timers | None = None  # the one task for every session's ping and watchdog
 
     async def run(self, slot: Slot) -> None:
         """The slot's session and its key upkeep, until its scope is cancelled."""
-        with slot.scope:
-            async with trio.open_nursery() as nursery:
-                slot.nursery = nursery
-                slot.drive = self._launch(slot, slot.stats)
-                nursery.start_soon(self._upkeep, slot)
+        try:
+            with slot.scope:
+                async with trio.open_nursery() as nursery:
+                    slot.nursery = nursery
+                    self._arm_upkeep(slot, self.rng.uniform(0, UPKEEP_INTERVAL))
+                    # The first session runs in this task (one task fewer per slot); a
+                    # rotation starts its successor in the nursery and cancels this one.
+                    scope, done = slot.drive = trio.CancelScope(), trio.Event()
+                    await self._drive(slot, slot.stats, scope, done)
+        finally:
+            if slot.upkeep is not None:
+                slot.upkeep.cancel()
 
     def _launch(self, slot: Slot, stats: SessionStats) -> tuple[trio.CancelScope, trio.Event]:
         assert slot.nursery is not None
@@ -122,22 +134,37 @@ class SlotRunner:
         session.stats = stats  # counters survive restarts of the session
         return session
 
-    async def _upkeep(self, slot: Slot) -> None:
-        """Once the session delivers data: delete replaced keys, rotate an old key."""
-        await trio.sleep(self.rng.uniform(0, UPKEEP_INTERVAL))
-        seen = slot.stats.points
-        while True:
-            await trio.sleep(UPKEEP_INTERVAL)
-            working, seen = slot.stats.points > seen, slot.stats.points
-            if not working:
-                continue
-            slot.refusals = 0
-            await self.keys.retire(slot)
-            stored = self.store.get(slot.account.gate_id)
-            due = None if stored is None else self.provisioner.rotation_due_in(stored)
-            if due == 0:
-                await self._rotate(slot)
-            seen = slot.stats.points
+    # -- upkeep: a deadline in the shared timers, a task only when there is work --------
+
+    def _arm_upkeep(self, slot: Slot, delay: float) -> None:
+        slot.upkeep = self.timers.call_at(
+            trio.current_time() + delay, functools.partial(self._upkeep_due, slot)
+        )
+
+    def _upkeep_due(self, slot: Slot) -> None:
+        """Every ``UPKEEP_INTERVAL``, once the session delivers data: retire replaced keys,
+        rotate an old key (in a task of the slot's own, started only for that)."""
+        points, seen = slot.stats.points, slot.upkeep_seen
+        slot.upkeep_seen = points
+        if seen is None or points <= seen:  # the first look only notes where it starts
+            self._arm_upkeep(slot, UPKEEP_INTERVAL)
+            return
+        slot.refusals = 0
+        stored = self.store.get(slot.account.gate_id)
+        rotate = stored is not None and self.provisioner.rotation_due_in(stored) == 0
+        if not (slot.retire_pending or rotate):
+            self._arm_upkeep(slot, UPKEEP_INTERVAL)
+            return
+        assert slot.nursery is not None
+        slot.upkeep = None
+        slot.nursery.start_soon(self._upkeep_work, slot, rotate)
+
+    async def _upkeep_work(self, slot: Slot, rotate: bool) -> None:
+        await self.keys.retire(slot)
+        if rotate:
+            await self._rotate(slot)
+        slot.upkeep_seen = slot.stats.points
+        self._arm_upkeep(slot, UPKEEP_INTERVAL)
 
     async def _rotate(self, slot: Slot) -> None:
         """A successor key, its session up beside the old one, then the old one stopped."""

@@ -256,7 +256,7 @@ class Supervisor:
         )
 
     def _by_state(self) -> dict[str, int]:
-        return status.counts(self.account_states())
+        return supervisor_view.state_counts(self._slots, self.stats, self._snapshots)
 
     def account_states(self) -> list[status.AccountState]:
         """One :class:`~collector.status.AccountState` per account of this instance.

@@ -8,6 +8,8 @@ request. :class:`collector.supervisor.Supervisor` calls them.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from operator import attrgetter
+from typing import Final
 
 from collector import status
 from collector.points import schema
@@ -33,6 +35,19 @@ def session_count(slots: Mapping[int, Slot], stats: SupervisorStats) -> int:
     return sum(1 for account in slots if account not in stats.keyless)
 
 
+# The per-session counters summed into ``collector_stats``: (field, SessionStats attribute).
+_SUMMED: Final = (
+    (schema.STAT_FRAMES_RECEIVED, "frames"),
+    (schema.STAT_FRAMES_INVALID, "frames_invalid"),
+    (schema.STAT_FRAMES_REJECTED, "frames_rejected"),
+    (schema.STAT_POINTS_OVER_CURRENCY_CAP, "points_over_currency_cap"),
+    (schema.STAT_FIELDS_INVALID, "fields_invalid"),
+    (schema.STAT_GATE_ERRORS, "errors"),
+    (schema.STAT_RECONNECTS, "reconnects"),
+    (schema.STAT_GAPS, "gaps"),
+)
+
+
 def stats_fields(
     slots: Mapping[int, Slot],
     stats: SupervisorStats,
@@ -41,19 +56,12 @@ def stats_fields(
     by_state: dict[str, int],
 ) -> dict[str, float | int]:
     """The session share of ``collector_stats``."""
-    sessions = [s.stats for s in slots.values()]
+    connected, sums = _session_sums(slots)
     return {
         schema.STAT_SESSIONS_TOTAL: session_count(slots, stats),
-        schema.STAT_SESSIONS_CONNECTED: sum(1 for s in sessions if s.connected),
+        schema.STAT_SESSIONS_CONNECTED: connected,
         schema.STAT_SESSIONS_OVER_CAPACITY: len(stats.over_capacity),
-        schema.STAT_FRAMES_RECEIVED: sum(s.frames for s in sessions),
-        schema.STAT_FRAMES_INVALID: sum(s.frames_invalid for s in sessions),
-        schema.STAT_FRAMES_REJECTED: sum(s.frames_rejected for s in sessions),
-        schema.STAT_POINTS_OVER_CURRENCY_CAP: sum(s.points_over_currency_cap for s in sessions),
-        schema.STAT_FIELDS_INVALID: sum(s.fields_invalid for s in sessions),
-        schema.STAT_GATE_ERRORS: sum(s.errors for s in sessions),
-        schema.STAT_RECONNECTS: sum(s.reconnects for s in sessions),
-        schema.STAT_GAPS: sum(s.gaps for s in sessions),
+        **sums,
         schema.STAT_KEY_REPLACEMENTS: stats.key_replacements,
         schema.STAT_KEY_STORE_WRITE_ERRORS: store_write_errors,
         **_truth_fields(snapshots, by_state),
@@ -61,6 +69,16 @@ def stats_fields(
         schema.STAT_KEY_ERRORS: stats.key_errors,
         schema.STAT_KEY_CONFIG_REFUSALS: stats.key_config_refusals,
     }
+
+
+def _session_sums(slots: Mapping[int, Slot]) -> tuple[int, dict[str, float | int]]:
+    """Connected sessions and the summed session counters, in one pass over the slots."""
+    get = attrgetter("connected", *(name for _, name in _SUMMED))
+    columns = list(zip(*(get(slot.stats) for slot in slots.values()), strict=True))
+    if not columns:
+        return 0, {field: 0 for field, _ in _SUMMED}
+    connected, *sums = (sum(column) for column in columns)
+    return connected, {field: total for (field, _), total in zip(_SUMMED, sums, strict=True)}
 
 
 def _truth_fields(
@@ -94,6 +112,32 @@ def session_states(
             label(slot.account), state, slot.stats.last_frame_age(now)
         )
     return states
+
+
+def state_counts(
+    slots: Mapping[int, Slot], stats: SupervisorStats, snapshots: SnapshotScheduler | None
+) -> dict[str, int]:
+    """How many accounts are in each state: :func:`account_states` counted, without
+    building one :class:`~collector.status.AccountState` per account (the status line
+    and ``collector_stats`` ask for this every few seconds)."""
+    keyless = stats.keyless
+    out = dict.fromkeys(status.STATES, 0)
+    for account, slot in slots.items():
+        if account not in keyless:
+            out[_decide(account, slot, snapshots)[0]] += 1
+    out[status.KEYLESS] += len(keyless)
+    return out
+
+
+def _decide(account: int, slot: Slot, snapshots: SnapshotScheduler | None) -> tuple[str, str]:
+    snap = snapshots.status(account) if snapshots is not None else None
+    stats = slot.stats
+    return status.decide(
+        snapshot_state=snap.state if snap else "",
+        snapshot_reason=snap.reason if snap else "",
+        subscription=stats.subscription,
+        subscription_reason=stats.subscription_reason,
+    )
 
 
 def account_states(

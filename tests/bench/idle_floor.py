@@ -25,6 +25,7 @@ def rss() -> int:
 
 
 async def main(args: argparse.Namespace) -> None:
+    started = time.monotonic()
     keys = list(json.loads(Path(args.keys).read_text()).values())[: args.sessions]
     context = ssl.create_default_context(cafile=args.ca)
     limiter = trio.CapacityLimiter(200)
@@ -58,11 +59,15 @@ async def main(args: argparse.Namespace) -> None:
         for key, secret in keys:
             nursery.start_soon(session, key, secret)
         await all_up.wait()
+        up = time.monotonic() - started
         await trio.sleep(args.settle)
         cpu, wall = time.process_time(), time.monotonic()
         await trio.sleep(args.idle)
         idle_cpu = (time.process_time() - cpu) / (time.monotonic() - wall)
-        print(json.dumps({"sessions": connected, "rss": rss(), "idle_cpu": idle_cpu}), flush=True)
+        print(
+            json.dumps({"sessions": connected, "rss": rss(), "idle_cpu": idle_cpu, "start": up}),
+            flush=True,
+        )
         nursery.cancel_scope.cancel()
 
 

@@ -47,9 +47,16 @@ def stats(sim: Simulator) -> dict[str, object]:
 
 
 async def write_stats(sim: Simulator, path: Path) -> None:
-    """Keep the stats file current (the harness reads it while a run goes on)."""
+    """Keep the stats file current (the harness reads it while a run goes on).
+
+    Written beside and renamed over: a reader never sees a truncated file (with
+    10,000 sessions starting, the writing thread can wait seconds for the GIL
+    between truncating and writing).
+    """
+    partial = trio.Path(path.with_name(path.name + ".new"))
     while True:
-        await trio.Path(path).write_text(json.dumps(stats(sim)))
+        await partial.write_text(json.dumps(stats(sim)))
+        await partial.replace(path)
         await trio.sleep(0.1)
 
 
