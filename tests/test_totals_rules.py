@@ -136,3 +136,12 @@ def test_retain_keeps_the_currencies_of_the_accounts_kept() -> None:
     tracker.retain(["1"])
     usdt = fields_of(tracker.totals(2 * H), schema.CURRENCY_TOTALS, currency="USDT")
     assert (usdt[schema.DETAIL_EQUITY], usdt[schema.TOTALS_ACCOUNTS]) == (1.0, 1)
+
+
+def test_a_renamed_account_is_written_with_its_new_label() -> None:
+    # Each account's state tags are kept between intervals: a new label must replace them.
+    tracker = TotalsTracker("host", "0/1")
+    (before,) = tracker.account_states({"1": SessionState("desk-a", CONNECTED)}, H)
+    (after,) = tracker.account_states({"1": SessionState("desk-b", CONNECTED)}, 2 * H)
+    assert [dict(p.tags)[schema.TAG_ACCOUNT_LABEL] for p in (before, after)] == ["desk-a", "desk-b"]
+    assert dict(after.tags)[schema.TAG_SHARD] == "0/1"
