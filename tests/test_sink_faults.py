@@ -89,7 +89,8 @@ def kill_at_random(spool_dir: Path, run: str, wait: float) -> list[tuple[int, fl
     rest = worker.stdout.read()
     worker.wait(timeout=10)
     reports = []
-    for line in [first, *rest.splitlines()]:
+    # Only whole lines: the kill may tear the last one ("123 45" of "123 4567.8").
+    for line in [first, *rest.split(b"\n")[:-1]]:
         u, at = line.split()
         reports.append((int(u), float(at)))
     return [(u, at) for u, at in reports if at < killed_at - SPOOL_AFTER - STREAM_FLUSH - SLACK]
