@@ -138,3 +138,28 @@ def test_an_update_keeps_its_channel_time_and_time_ms() -> None:
     assert protocol.parse(raw) == protocol.Update(
         protocol.ASSET_DETAIL, [{"u": 1, "dts": {}}], 1716796362, 1716796362915
     )
+
+
+# -- the push fast path (issue 16): what the slow path still decides ----------------
+
+
+def _push(**fields: object) -> bytes:
+    body: dict[str, object] = {"time_ms": 1, "channel": protocol.ASSET_DETAIL, "event": "update"}
+    return orjson.dumps({**body, "result": {"u": 1, "dts": {}}, **fields})
+
+
+def test_an_update_with_a_null_error_is_still_an_update() -> None:
+    # "error": null takes the slow path (not the push fast path): same event.
+    event = protocol.parse(_push(error=None))
+    assert event == protocol.Update(protocol.ASSET_DETAIL, [{"u": 1, "dts": {}}], None, 1)
+
+
+def test_an_asset_detail_result_without_dts_is_an_update() -> None:
+    event = protocol.parse(_push(result={"u": 7}))
+    assert event == protocol.Update(protocol.ASSET_DETAIL, [{"u": 7}], None, 1)
+
+
+def test_times_that_are_not_integers_are_left_out() -> None:
+    event = protocol.parse(_push(time="1716796362", time_ms=1716796362915.5))
+    assert isinstance(event, protocol.Update)
+    assert (event.time, event.time_ms) == (None, None)

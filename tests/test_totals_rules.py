@@ -145,3 +145,20 @@ def test_a_renamed_account_is_written_with_its_new_label() -> None:
     (after,) = tracker.account_states({"1": SessionState("desk-b", CONNECTED)}, 2 * H)
     assert [dict(p.tags)[schema.TAG_ACCOUNT_LABEL] for p in (before, after)] == ["desk-a", "desk-b"]
     assert dict(after.tags)[schema.TAG_SHARD] == "0/1"
+
+
+def test_an_older_point_does_not_rename_the_account() -> None:
+    tracker = TotalsTracker("host", "0/1")
+    tracker.account_values("1", "new-label", 2 * H, {"e": "1"})
+    tracker.account_values("1", "old-label", H, {"e": "2"})  # late: a replay, a snapshot
+    (state,) = tracker.account_states({"1": SessionState("session", CONNECTED)}, 3 * H)
+    assert dict(state.tags)[schema.TAG_ACCOUNT_LABEL] == "new-label"
+    assert state.fields[schema.EQUITY] == 1.0
+
+
+def test_accounts_that_left_take_their_cached_tags_with_them() -> None:
+    tracker = TotalsTracker("host", "0/1")
+    sessions = {a: SessionState(a, CONNECTED) for a in ("1", "2")}
+    tracker.account_states(sessions, H)
+    tracker.retain(["2"])
+    assert list(tracker._tags_of) == ["2"]  # a bounded cache: only the shard's accounts
