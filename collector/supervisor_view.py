@@ -8,14 +8,13 @@ request. :class:`collector.supervisor.Supervisor` calls them.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from operator import attrgetter
 from typing import Final
 
 from collector import status
 from collector.points import schema
 from collector.points.totals import SessionState
 from collector.slot import Slot, SupervisorStats, label
-from collector.snapshots import SnapshotScheduler
+from collector.snapshots import SnapshotScheduler, SnapshotStatus
 
 
 def status_line(slots: Mapping[int, Slot], stats: SupervisorStats, by_state: dict[str, int]) -> str:
@@ -73,12 +72,14 @@ def stats_fields(
 
 def _session_sums(slots: Mapping[int, Slot]) -> tuple[int, dict[str, float | int]]:
     """Connected sessions and the summed session counters, in one pass over the slots."""
-    get = attrgetter("connected", *(name for _, name in _SUMMED))
-    columns = list(zip(*(get(slot.stats) for slot in slots.values()), strict=True))
-    if not columns:
-        return 0, {field: 0 for field, _ in _SUMMED}
-    connected, *sums = (sum(column) for column in columns)
-    return connected, {field: total for (field, _), total in zip(_SUMMED, sums, strict=True)}
+    connected = 0
+    sums: dict[str, float | int] = dict.fromkeys((field for field, _ in _SUMMED), 0)
+    for slot in slots.values():
+        stats = slot.stats
+        connected += stats.connected
+        for field, name in _SUMMED:
+            sums[field] += getattr(stats, name)
+    return connected, sums
 
 
 def _truth_fields(
@@ -124,13 +125,13 @@ def state_counts(
     out = dict.fromkeys(status.STATES, 0)
     for account, slot in slots.items():
         if account not in keyless:
-            out[_decide(account, slot, snapshots)[0]] += 1
+            snap = snapshots.status(account) if snapshots is not None else None
+            out[_decide(slot, snap)[0]] += 1
     out[status.KEYLESS] += len(keyless)
     return out
 
 
-def _decide(account: int, slot: Slot, snapshots: SnapshotScheduler | None) -> tuple[str, str]:
-    snap = snapshots.status(account) if snapshots is not None else None
+def _decide(slot: Slot, snap: SnapshotStatus | None) -> tuple[str, str]:
     stats = slot.stats
     return status.decide(
         snapshot_state=snap.state if snap else "",
@@ -165,12 +166,7 @@ def _slot_state(
 ) -> status.AccountState:
     snap = snapshots.status(account) if snapshots is not None else None
     stats = slot.stats
-    state, reason = status.decide(
-        snapshot_state=snap.state if snap else "",
-        snapshot_reason=snap.reason if snap else "",
-        subscription=stats.subscription,
-        subscription_reason=stats.subscription_reason,
-    )
+    state, reason = _decide(slot, snap)
     return status.AccountState(
         account=account,
         label=label(slot.account),
