@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import trio
 
-from collector import logging
+from collector.base import logging
 from collector.config import InfluxSettings
 from collector.points.lineproto import Point
 from collector.sink.spool import Spool

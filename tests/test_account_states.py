@@ -15,7 +15,6 @@ import httpx
 import pytest
 import trio
 
-from collector import status
 from collector.config import Settings
 from collector.devtools.simulator import Simulator
 from collector.gate.broker import BrokerClient
@@ -23,9 +22,10 @@ from collector.gate.protocol import ASSET_DETAIL, ASSETS
 from collector.keys import KeyStore, generate_master_key
 from collector.points import schema
 from collector.points.lineproto import Point
-from collector.session import SessionTiming
-from collector.snapshots import SnapshotClient
-from collector.supervisor import Supervisor
+from collector.session.session import SessionTiming
+from collector.supervisor import account_state as status
+from collector.supervisor.snapshots import SnapshotClient
+from collector.supervisor.supervisor import Supervisor
 
 TIMING = SessionTiming(ack_timeout=2.0, resubscribe_base=0.2, resubscribe_max=0.5)
 REFUSED_ASSETS, REFUSED_DETAIL, FORBIDDEN, NOT_UNIFIED, KEYLESS = (

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from collector.backoff import backoff_delay
+from collector.base.backoff import backoff_delay
 
 
 class Edge(random.Random):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from collector.keys import generate_master_key
-from collector.placement import owns as in_shard
+from collector.supervisor.placement import owns as in_shard
 from tests.servers import InfluxServer, free_port
 
 EXE = [sys.executable, "-m", "collector.app.cli"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from collector.health import Notifier
+from collector.telemetry.health import Notifier
 
 
 @pytest.fixture

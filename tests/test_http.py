@@ -13,15 +13,16 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from collector.app.daemon import run_daemon
 from collector.config import ConfigError, Settings, load_settings, shard_from_hostname
+from collector.config.settings import parse_listen
 from collector.devtools.simulator import Simulator
 from collector.gate.broker import BrokerClient
-from collector.http import Observed, bound_port, open_listeners, serve_endpoint
-from collector.http.endpoints import Progress
-from collector.http.metrics import GAUGES, PREFIX
-from collector.http.server import MAX_REQUEST, parse_listen
 from collector.keys import KeyStore, generate_master_key
 from collector.points.lineproto import Point
-from collector.supervisor import StartupError, Supervisor
+from collector.supervisor.supervisor import StartupError, Supervisor
+from collector.telemetry.http import Observed, bound_port, open_listeners, serve_endpoint
+from collector.telemetry.http.endpoints import Progress
+from collector.telemetry.http.metrics import GAUGES, PREFIX
+from collector.telemetry.http.server import MAX_REQUEST
 from tests.servers import InfluxServer
 from tests.test_daemon import Collector
 

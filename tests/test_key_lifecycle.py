@@ -28,10 +28,10 @@ from collector.gate.broker import BrokerClient, RetryPolicy
 from collector.gate.protocol import ASSET_DETAIL as WS_DETAIL
 from collector.gate.protocol import ASSETS as WS_ASSETS
 from collector.keys import KeyStore, generate_master_key
-from collector.placement import owns as in_shard
 from collector.points import schema
 from collector.points.lineproto import Bundle
-from collector.supervisor import REPLACE_BACKOFF, UPKEEP_INTERVAL, Supervisor
+from collector.supervisor.placement import owns as in_shard
+from collector.supervisor.supervisor import REPLACE_BACKOFF, UPKEEP_INTERVAL, Supervisor
 from tests.lines import as_points
 
 ACTIVATION = 60.0

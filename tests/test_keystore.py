@@ -32,7 +32,7 @@ from collector.keys import (
 )
 from collector.keys.repair import repair_store
 from collector.points.lineproto import Point
-from collector.supervisor import Supervisor
+from collector.supervisor.supervisor import Supervisor
 
 
 def lines_of(path: Path) -> list[bytes]:

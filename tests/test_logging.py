@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from collector import logging
+from collector.base import logging
 from collector.gate.signing import rest_signature
 
 SIGNATURE = rest_signature("s3cret", "GET", "/api/v4/broker/info", "", b"", "1")

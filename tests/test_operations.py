@@ -15,11 +15,11 @@ from collector.app.summary import Summary, Totals, summary_fields
 from collector.config import InfluxSettings, Settings
 from collector.devtools.simulator import Simulator
 from collector.gate.broker import BrokerClient
-from collector.health import Notifier
 from collector.keys import KeyStore, generate_master_key
 from collector.points.lineproto import Point
 from collector.sink.writer import Sink
-from collector.supervisor import Supervisor
+from collector.supervisor.supervisor import Supervisor
+from collector.telemetry.health import Notifier
 from tests.servers import InfluxServer, free_port
 
 

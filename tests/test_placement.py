@@ -13,8 +13,8 @@ import trio
 from collector.app.plan import random_ids
 from collector.app.plan import run as run_plan
 from collector.devtools.simulator import Simulator
-from collector.placement import owner, owns, plan, shard_sizes, smallest_safe_shards
-from collector.supervisor import Supervisor
+from collector.supervisor.placement import owner, owns, plan, shard_sizes, smallest_safe_shards
+from collector.supervisor.supervisor import Supervisor
 from tests.test_supervisor import start_supervisor
 
 IDS = random.Random(15).sample(range(10_000_000, 99_999_999), 10_000)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from collector.placement import (
+from collector.supervisor.placement import (
     Plan,
     owner,
     owns,

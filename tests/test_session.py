@@ -18,14 +18,14 @@ import trio.testing
 import trustme
 from structlog.testing import capture_logs
 
-from collector.backoff import backoff_delay
+from collector.base.backoff import backoff_delay
 from collector.config import GateSettings
 from collector.devtools.simulator import Simulator
 from collector.devtools.simulator.state import WsFault
-from collector.gate.protocol import ASSET_DETAIL, ASSETS
+from collector.gate.protocol import ASSET_DETAIL, ASSETS, AuthenticationFailed
 from collector.gate.signing import ApiCredentials
 from collector.points.lineproto import Bundle, Point
-from collector.session import AccountSession, AuthenticationFailed, SessionTiming
+from collector.session.session import AccountSession, SessionTiming
 from tests.lines import as_points
 
 ACCOUNT = 100001

@@ -24,7 +24,7 @@ from collector.points.lineproto import Point
 from collector.sink.policy import MAX_RETRY_AFTER
 from collector.sink.spool import Spool
 from collector.sink.writer import INTAKE_PAUSE, Sink
-from collector.stats import report_stats
+from collector.telemetry.stats import report_stats
 from tests.servers import InfluxServer, VictoriaMetrics, free_port, influx_server, victoria_metrics
 from tests.sink_worker import first_report
 

@@ -21,7 +21,7 @@ from collector.devtools.simulator.state import Fault
 from collector.gate.signing import ApiCredentials
 from collector.points import schema
 from collector.points.lineproto import Point
-from collector.snapshots import SnapshotClient, SnapshotScheduler
+from collector.supervisor.snapshots import SnapshotClient, SnapshotScheduler
 
 
 @dataclass

@@ -15,10 +15,10 @@ from collector.devtools.simulator import Simulator
 from collector.devtools.simulator.state import WsFault
 from collector.gate.broker import BrokerClient
 from collector.keys import KeyStore, generate_master_key
-from collector.placement import owns
 from collector.points.lineproto import Bundle, Point
-from collector.session import AccountSession
-from collector.supervisor import Supervisor
+from collector.session.session import AccountSession
+from collector.supervisor.placement import owns
+from collector.supervisor.supervisor import Supervisor
 
 
 @pytest.fixture

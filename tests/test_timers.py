@@ -11,12 +11,12 @@ import trio
 import trio.testing
 from pydantic import ValidationError
 
+from collector.base.timers import Timers
 from collector.config import ConfigError, GateSettings, load_settings
 from collector.devtools.simulator import Simulator
 from collector.gate.signing import ApiCredentials
 from collector.points.lineproto import Bundle
-from collector.session import AccountSession, SessionTiming
-from collector.timers import Timers
+from collector.session.session import AccountSession, SessionTiming
 
 
 def test_due_callbacks_fire_in_time_order_and_cancelled_ones_never() -> None:

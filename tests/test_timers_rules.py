@@ -1,4 +1,4 @@
-"""Rules of collector.timers that a mutation would break unseen (see tests/MUTATION.md):
+"""Rules of collector.base.timers that a mutation would break unseen (see tests/MUTATION.md):
 ties, the runner woken from an empty heap, run_beside's result and errors."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 import trio
 import trio.testing
 
-from collector.timers import Timer, Timers, run_beside
+from collector.base.timers import Timer, Timers, run_beside
 
 
 def test_a_timer_is_armed_uncancelled_and_cancel_marks_it() -> None:

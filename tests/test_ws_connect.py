@@ -7,7 +7,7 @@ import trio
 import trio.testing
 from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
 
-from collector.ws_connect import Target, _PutWithoutYield, open_websocket, queued_message
+from collector.session.websocket import Target, _PutWithoutYield, open_websocket, queued_message
 
 
 async def _serve(nursery: trio.Nursery, messages: list[str], close: trio.Event) -> int:

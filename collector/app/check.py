@@ -24,8 +24,8 @@ from collector.gate import protocol
 from collector.gate.errors import GateError
 from collector.keys import KeyStore, KeyStoreError
 from collector.keys.store import STORE_NAME
+from collector.session.websocket import tls_context
 from collector.sink.request import write_request
-from collector.ws_connect import tls_context
 
 # Each outside call of a check gets this long.
 CHECK_TIMEOUT: Final = 15.0

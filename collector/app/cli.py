@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from collector.logchoices import LOG_FORMATS, LOG_LEVELS
+from collector.base.logchoices import LOG_FORMATS, LOG_LEVELS
 
 PROG = "gate-collector"
 # Commands that read the configuration file.
@@ -198,8 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Past the parser: now the heavy imports (--version, --help and errors ended above).
     import trio
 
-    from collector import logging
     from collector.app.failures import exit_code_for
+    from collector.base import logging
 
     if args.command == "run" and not args.once:
         # The service logs to stdout (journald, Docker and Kubernetes collect it).
@@ -251,7 +251,7 @@ async def _dispatch(args: argparse.Namespace) -> int:
 
 async def _run(args: argparse.Namespace, config: Path) -> int:
     """``run`` (the daemon) or ``run --once``."""
-    from collector import logging
+    from collector.base import logging
     from collector.config import load_settings
 
     settings = load_settings(config)

@@ -12,7 +12,6 @@ from typing import Any
 import orjson
 import trio
 
-from collector import status
 from collector.config import ConfigError, Settings, broker_credentials, http_client, load_settings
 from collector.devtools.simulator import Simulator
 from collector.gate.broker import BrokerClient
@@ -20,8 +19,9 @@ from collector.gate.errors import AuthError, GateError
 from collector.gate.models import SubAccount
 from collector.gate.signing import ApiCredentials
 from collector.keys import KeyPolicy, KeyProvisioner, KeyStore, generate_master_key
-from collector.snapshots import NotUnifiedError, SnapshotClient
-from collector.supervisor import owns
+from collector.supervisor import account_state as status
+from collector.supervisor.snapshots import NotUnifiedError, SnapshotClient
+from collector.supervisor.supervisor import owns
 
 
 @asynccontextmanager

@@ -25,22 +25,22 @@ import trio
 
 from collector.app.reload import Reloader
 from collector.app.summary import SUMMARY_INTERVAL, Summary
+from collector.base.logging import get_logger
 from collector.config import InfluxSettings, Settings, broker_credentials, http_client
 from collector.gate.broker import BrokerClient
-from collector.health import Notifier
-from collector.http import Observed, open_listeners, serve_endpoint
 from collector.keys import KeyStore
-from collector.logging import get_logger
 from collector.points.lineproto import Bundle
 from collector.points.totals import SessionState, TotalsTracker
-from collector.session import SessionTiming
+from collector.session.session import SessionTiming
 from collector.sink.request import query_request
 from collector.sink.spool import Spool
 from collector.sink.writer import Sink
-from collector.snapshots import SnapshotClient
-from collector.stats import report_stats
-from collector.supervisor import StartupError, Supervisor
-from collector.totals_task import final_totals, run_totals
+from collector.supervisor.snapshots import SnapshotClient
+from collector.supervisor.supervisor import StartupError, Supervisor
+from collector.telemetry.health import Notifier
+from collector.telemetry.http import Observed, open_listeners, serve_endpoint
+from collector.telemetry.stats import report_stats
+from collector.telemetry.totals import final_totals, run_totals
 
 log = get_logger(__name__)
 

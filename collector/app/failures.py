@@ -15,7 +15,7 @@ import trio
 from collector.config import ConfigError
 from collector.gate.errors import GateError
 from collector.keys import KeyStoreError
-from collector.supervisor import StartupError
+from collector.supervisor.supervisor import StartupError
 
 EXIT_REMOTE: Final = 1  # Gate or InfluxDB unreachable or refusing
 EXIT_LOCAL: Final = 2  # configuration and local files

@@ -7,7 +7,8 @@ is written to InfluxDB and the key store is only read. Exit 0 when every enabled
 account gave a snapshot, 1 when some could not (each named on stderr).
 
 The REST call and the body -> points mapping are the collector's own
-(:class:`~collector.snapshots.SnapshotClient`, :func:`~collector.points.snapshot.snapshot_points`),
+(:class:`~collector.supervisor.snapshots.SnapshotClient`,
+:func:`~collector.points.snapshot.snapshot_points`),
 so what is printed is exactly what the service writes for a snapshot.
 """
 
@@ -19,12 +20,13 @@ import time
 from collector.app.commands import open_broker
 from collector.config import Settings, http_client
 from collector.gate.errors import GateError
+from collector.gate.models import label as account_label
 from collector.keys import KeyStore, KeyStoreError
 from collector.keys.store import STORE_NAME
 from collector.points.lineproto import Encoder
 from collector.points.snapshot import snapshot_points
-from collector.snapshots import SnapshotClient
-from collector.supervisor import owns
+from collector.supervisor.snapshots import SnapshotClient
+from collector.supervisor.supervisor import owns
 
 
 async def run_once(settings: Settings) -> int:
@@ -50,7 +52,7 @@ async def run_once(settings: Settings) -> int:
                 missing += 1
                 print(f"gate-collector: snapshot of {account.gate_id}: {exc}", file=sys.stderr)
                 continue
-            label = account.name or account.id
+            label = account_label(account)
             taken_ms = int(time.time() * 1000)
             for point in snapshot_points(account.gate_id, label, body, taken_ms).points:
                 line = encoder.encode(point)

@@ -13,7 +13,7 @@ from typing import Final
 
 from collector.app.commands import open_broker
 from collector.config import load_settings
-from collector.placement import Plan, plan
+from collector.supervisor.placement import Plan, plan
 
 # Gate user ids seen in the wild are 8-digit numbers.
 ID_RANGE: Final = (10_000_000, 99_999_999)

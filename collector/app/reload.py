@@ -21,9 +21,9 @@ from typing import Any, Final
 import trio
 from pydantic import BaseModel
 
-from collector import logging
+from collector.base import logging
+from collector.base.logging import get_logger
 from collector.config import ConfigError, Settings, load_settings
-from collector.logging import get_logger
 
 log = get_logger(__name__)
 

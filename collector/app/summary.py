@@ -11,7 +11,7 @@ from typing import Final, Protocol
 
 import trio
 
-from collector.logging import get_logger
+from collector.base.logging import get_logger
 
 log = get_logger(__name__)
 

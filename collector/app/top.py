@@ -19,7 +19,7 @@ import httpx
 import orjson
 import trio
 
-from collector import status as account_status
+from collector.supervisor import account_state as account_status
 
 CLEAR_HOME: Final = "\x1b[H\x1b[2J"
 WORST: Final = 10

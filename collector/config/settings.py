@@ -12,7 +12,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from collector.http.server import parse_listen
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``"host:port"`` -> ``(host, port)``; ValueError naming the value otherwise."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f'must look like "127.0.0.1:9108" (host:port), got {value!r}')
+    return host.strip("[]"), int(port)
 
 
 class _Section(BaseModel):

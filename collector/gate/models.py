@@ -173,3 +173,8 @@ class Transfer(_Response):
     timest: Text = ""
     source: str = ""
     sub_account_type: str = ""
+
+
+def label(account: SubAccount) -> str:
+    """The name an operator knows the account by (its id when it has no name)."""
+    return account.name or account.id

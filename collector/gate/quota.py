@@ -15,8 +15,8 @@ from typing import Final
 
 import trio
 
+from collector.base.logging import get_logger
 from collector.gate import ratelimit
-from collector.logging import get_logger
 
 log = get_logger(__name__)
 

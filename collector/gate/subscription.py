@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Final
 
-from collector.backoff import backoff_delay
+from collector.base.backoff import backoff_delay
 
 ACK_TIMEOUT: Final = 10.0
 RETRY_BASE: Final = 1.0

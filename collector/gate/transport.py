@@ -29,7 +29,8 @@ import orjson
 import trio
 from pydantic import BaseModel
 
-from collector.backoff import backoff_delay
+from collector.base.backoff import backoff_delay
+from collector.base.logging import get_logger
 from collector.gate import signing
 from collector.gate.errors import (
     BadResponseError,
@@ -41,7 +42,6 @@ from collector.gate.errors import (
     error_for,
 )
 from collector.gate.quota import Quotas
-from collector.logging import get_logger
 
 log = get_logger(__name__)
 

@@ -26,13 +26,13 @@ from typing import Final
 
 import trio
 
+from collector.base.fsutil import atomic_write
+from collector.base.logging import get_logger
 from collector.config import AccountsSettings
-from collector.fsutil import atomic_write
 from collector.gate.broker import BrokerClient
 from collector.gate.errors import GateError, NotFoundError
 from collector.gate.models import KeyPermission, SubAccount
 from collector.keys.store import KeyStore, KeyStoreWriteError, StoredKey, write_failure
-from collector.logging import get_logger
 
 log = get_logger(__name__)
 

@@ -19,7 +19,7 @@ from typing import Final
 
 from cryptography.fernet import Fernet
 
-from collector.fsutil import atomic_write
+from collector.base.fsutil import atomic_write
 from collector.keys.store import (
     StoredKey,
     check_header,

@@ -34,9 +34,9 @@ import orjson
 import trio
 from cryptography.fernet import Fernet, InvalidToken
 
-from collector.fsutil import atomic_write, write_all
+from collector.base.fsutil import atomic_write, write_all
+from collector.base.logging import get_logger
 from collector.gate.signing import ApiCredentials
-from collector.logging import get_logger
 
 log = get_logger(__name__)
 

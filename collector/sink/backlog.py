@@ -14,7 +14,7 @@ from typing import ParamSpec, TypeVar
 
 import trio
 
-from collector.logging import get_logger
+from collector.base.logging import get_logger
 from collector.sink.batcher import Batch, Batcher
 from collector.sink.counters import SinkStats
 from collector.sink.spool import REASON_BUFFER_FULL, Spool

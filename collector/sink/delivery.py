@@ -16,8 +16,8 @@ from collections.abc import Callable
 import httpx
 import trio
 
+from collector.base.logging import get_logger
 from collector.config import InfluxSettings
-from collector.logging import get_logger
 from collector.sink import gzipbody
 from collector.sink.backlog import Backlog
 from collector.sink.batcher import Batch

@@ -23,7 +23,7 @@ from typing import Final
 
 import orjson
 
-from collector.backoff import backoff_delay
+from collector.base.backoff import backoff_delay
 from collector.gate.ratelimit import retry_after
 
 # A server's Retry-After beyond this is not believed (a misconfigured proxy could say a day).

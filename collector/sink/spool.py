@@ -3,7 +3,7 @@
 One file per batch in ``<state.dir>/spool``, named ``<seq>-<points>.lp.gz``: the
 batch's lines, gzip-compressed (the very body a write sends), so the name alone
 tells how many points a file holds, even when its content is lost. A file is
-written with :func:`~collector.fsutil.atomic_write`, so a crash mid-write loses
+written with :func:`~collector.base.fsutil.atomic_write`, so a crash mid-write loses
 at most that batch; leftover temporary files are removed at start. Files are
 replayed oldest first and survive restarts.
 
@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from collector.fsutil import atomic_write
-from collector.logging import get_logger
+from collector.base.fsutil import atomic_write
+from collector.base.logging import get_logger
 from collector.sink import gzipbody
 
 log = get_logger(__name__)

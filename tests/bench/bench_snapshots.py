@@ -25,7 +25,7 @@ from collector.devtools.simulator import Simulator
 from collector.gate.signing import ApiCredentials
 from collector.points import schema
 from collector.points.lineproto import Point
-from collector.snapshots import SnapshotClient, SnapshotScheduler
+from collector.supervisor.snapshots import SnapshotClient, SnapshotScheduler
 from tests.bench.harness import record
 
 ACCOUNTS = 1000

@@ -16,8 +16,8 @@ from pathlib import Path
 import trio
 import trustme
 
-from collector import logging
 from collector.app.commands import write_credentials
+from collector.base import logging
 from collector.devtools.simulator import Simulator
 
 

@@ -2,7 +2,7 @@
 
 Pure functions of the supervisor's slots, counters and snapshot scheduler (no
 I/O, no copies of big structures): cheap enough for every stats flush or HTTP
-request. :class:`collector.supervisor.Supervisor` calls them.
+request. :class:`collector.supervisor.supervisor.Supervisor` calls them.
 """
 
 from __future__ import annotations
@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-from collector import status
+from collector.gate.models import label
 from collector.points import schema
 from collector.points.totals import SessionState
-from collector.slot import Slot, SupervisorStats, label
-from collector.snapshots import SnapshotScheduler, SnapshotStatus
+from collector.supervisor import account_state as status
+from collector.supervisor.slot import Slot, SupervisorStats
+from collector.supervisor.snapshots import SnapshotScheduler, SnapshotStatus
 
 
 def status_line(slots: Mapping[int, Slot], stats: SupervisorStats, by_state: dict[str, int]) -> str:
@@ -119,7 +120,7 @@ def state_counts(
     slots: Mapping[int, Slot], stats: SupervisorStats, snapshots: SnapshotScheduler | None
 ) -> dict[str, int]:
     """How many accounts are in each state: :func:`account_states` counted, without
-    building one :class:`~collector.status.AccountState` per account (the status line
+    building one :class:`~.account_state.AccountState` per account (the status line
     and ``collector_stats`` ask for this every few seconds)."""
     keyless = stats.keyless
     out = dict.fromkeys(status.STATES, 0)
@@ -147,7 +148,7 @@ def account_states(
     snapshots: SnapshotScheduler | None,
     now: float,
 ) -> list[status.AccountState]:
-    """One :class:`~collector.status.AccountState` per account: with a session, then keyless."""
+    """One :class:`~.account_state.AccountState` per account: with a session, then keyless."""
     keyless = stats.keyless  # a slot still waiting for its first key is keyless
     states = [
         _slot_state(account, slot, snapshots, now)

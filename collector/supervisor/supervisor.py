@@ -1,7 +1,7 @@
 """The supervisor: discovery, keys and one AccountSession per enabled sub-account.
 
 Every ``accounts.refresh_interval`` it lists the broker's sub-accounts, keeps
-the enabled ones this shard owns (rendezvous hashing, :mod:`collector.placement`),
+the enabled ones this shard owns (rendezvous hashing, :mod:`collector.supervisor.placement`),
 gives new ones a key and a session, and cancels the sessions of
 accounts that were disabled or vanished. A session whose key Gate refuses gets
 its key replaced (with per-account backoff) and starts again. One failing
@@ -13,16 +13,17 @@ accounts beyond that capacity are not connected, logged once and counted, so
 the operator knows to add a shard or an address.
 
 Every account with a session is also read by REST snapshots
-(:mod:`collector.snapshots`): when its subscriptions become active, after a
+(:mod:`collector.supervisor.snapshots`): when its subscriptions become active, after a
 gap, and every ``accounts.snapshot_interval``. :meth:`Supervisor.account_states`
 says per account whether it is active, refused (why), not in unified mode or
-keyless (:mod:`collector.status`).
+keyless (:mod:`collector.supervisor.account_state`).
 
-Rooms: per-account work runs in :mod:`collector.slot_runner` (the session loop,
-upkeep, rotation) and :mod:`collector.key_lifecycle` (create, grace, replace,
+Rooms: per-account work runs in :mod:`collector.supervisor.runner` (the session loop,
+upkeep, rotation) and :mod:`collector.keys.lifecycle` (create, grace, replace,
 retire); which accounts have a slot, and on which address, is
-:mod:`collector.slot_table`; systemd's start-time and watchdog loops are
-:mod:`collector.heartbeat`; what is shown is assembled in :mod:`collector.supervisor_view`.
+:mod:`collector.supervisor.table`; systemd's start-time and watchdog loops are
+:mod:`collector.telemetry.heartbeat`; what is shown is assembled in
+:mod:`collector.supervisor.view`.
 """
 
 from __future__ import annotations
@@ -34,24 +35,27 @@ from typing import Final
 
 import trio
 
-from collector import heartbeat, placement, status, supervisor_view
+from collector.base.logging import get_logger
+from collector.base.timers import Timers
 from collector.config import AccountsSettings, Settings
 from collector.gate.broker import BrokerClient
 from collector.gate.errors import GateError
 from collector.gate.models import SubAccount
 from collector.gate.signing import ApiCredentials
-from collector.health import Notifier
-from collector.key_lifecycle import GRACE_BACKOFF, REPLACE_BACKOFF, KeyLifecycle
 from collector.keys import KeyPolicy, KeyProvisioner, KeyStore
-from collector.logging import get_logger
+from collector.keys.lifecycle import GRACE_BACKOFF, REPLACE_BACKOFF, KeyLifecycle, KeyState
 from collector.points.lineproto import Bundle
 from collector.points.totals import SessionState, TotalsTracker
-from collector.session import AccountSession, SessionStats, SessionTiming
-from collector.slot import Slot, SupervisorStats
-from collector.slot_runner import CRASH_BACKOFF, UPKEEP_INTERVAL, SlotRunner
-from collector.slot_table import SlotTable
-from collector.snapshots import SnapshotClient, SnapshotScheduler
-from collector.timers import Timers
+from collector.session.session import AccountSession, SessionStats, SessionTiming
+from collector.supervisor import account_state as status
+from collector.supervisor import placement
+from collector.supervisor import view as supervisor_view
+from collector.supervisor.runner import CRASH_BACKOFF, UPKEEP_INTERVAL, SlotRunner
+from collector.supervisor.slot import SupervisorStats
+from collector.supervisor.snapshots import SnapshotClient, SnapshotScheduler
+from collector.supervisor.table import SlotTable
+from collector.telemetry import heartbeat
+from collector.telemetry.health import Notifier
 
 log = get_logger(__name__)
 
@@ -237,8 +241,8 @@ class Supervisor:
         """Our clock corrected by the skew the REST client measured against Gate's."""
         return self._wall_clock() + self._broker.clock_skew
 
-    def _gone(self, slot: Slot, reason: str) -> None:
-        self._table.gone(slot, reason)
+    def _gone(self, key: KeyState, reason: str) -> None:
+        self._table.gone(key, reason)
 
     # -- what is shown -----------------------------------------------------------------------
 
@@ -259,7 +263,7 @@ class Supervisor:
         return supervisor_view.state_counts(self._slots, self.stats, self._snapshots)
 
     def account_states(self) -> list[status.AccountState]:
-        """One :class:`~collector.status.AccountState` per account of this instance.
+        """One :class:`~.account_state.AccountState` per account of this instance.
 
         Accounts with a session, then those left keyless; cheap enough to call on
         every stats flush or HTTP request (no I/O, no copies of big structures).

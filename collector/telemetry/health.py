@@ -11,7 +11,7 @@ import socket
 from collections.abc import Mapping
 from typing import Final
 
-from collector.logging import get_logger
+from collector.base.logging import get_logger
 
 log = get_logger(__name__)
 

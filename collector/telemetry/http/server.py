@@ -16,7 +16,8 @@ from typing import Final
 import h11
 import trio
 
-from collector.logging import get_logger
+from collector.base.logging import get_logger
+from collector.config.settings import parse_listen
 
 log = get_logger(__name__)
 
@@ -38,14 +39,6 @@ class Response:
 
 # Handlers are plain functions: they read counters and must never wait on I/O.
 Handler = Callable[[str, str], Response]
-
-
-def parse_listen(value: str) -> tuple[str, int]:
-    """``"host:port"`` -> ``(host, port)``; ValueError naming the value otherwise."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f'must look like "127.0.0.1:9108" (host:port), got {value!r}')
-    return host.strip("[]"), int(port)
 
 
 async def open_listeners(listen: str) -> list[trio.SocketListener]:

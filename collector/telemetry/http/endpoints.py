@@ -22,9 +22,9 @@ import orjson
 import trio
 
 from collector import __version__
-from collector.http.metrics import StatsCollector, exposition
-from collector.http.server import Response, bound_port, serve
-from collector.logging import get_logger
+from collector.base.logging import get_logger
+from collector.telemetry.http.metrics import StatsCollector, exposition
+from collector.telemetry.http.server import Response, bound_port, serve
 
 log = get_logger(__name__)
 

@@ -1,10 +1,10 @@
 """Runs the slots: one session loop per account, its upkeep and key rotation.
 
-Each slot keeps one :class:`~collector.session.AccountSession` up with the
-account's stored key (:mod:`collector.key_lifecycle` finds, waits for or replaces
+Each slot keeps one :class:`~collector.session.session.AccountSession` up with the
+account's stored key (:mod:`collector.keys.lifecycle` finds, waits for or replaces
 it), restarts it with backoff after a crash, and once the session delivers
 data retires replaced keys and rotates an old one (make before break). The
-upkeep is a deadline in the process's shared :class:`~collector.timers.Timers`
+upkeep is a deadline in the process's shared :class:`~collector.base.timers.Timers`
 every ``UPKEEP_INTERVAL``, not a sleeping task per slot: a task is started only
 when there is a key to retire or rotate.
 """
@@ -19,18 +19,20 @@ from typing import Final
 
 import trio
 
-from collector.backoff import backoff_delay
+from collector.base.backoff import backoff_delay
+from collector.base.logging import get_logger
+from collector.base.timers import Timers
 from collector.config import GateSettings
 from collector.gate.errors import GateError
-from collector.key_lifecycle import KeyLifecycle
+from collector.gate.models import label
+from collector.gate.protocol import AuthenticationFailed
 from collector.keys import KeyProvisioner, KeyStore, StoredKey
-from collector.logging import get_logger
+from collector.keys.lifecycle import KeyLifecycle
 from collector.points.direct import Observer
 from collector.points.lineproto import Bundle
-from collector.session import AccountSession, AuthenticationFailed, SessionStats, SessionTiming
-from collector.slot import Slot, SupervisorStats, label, merge_counters
-from collector.snapshots import SnapshotScheduler
-from collector.timers import Timers
+from collector.session.session import AccountSession, SessionStats, SessionTiming
+from collector.supervisor.slot import Slot, SupervisorStats, merge_counters
+from collector.supervisor.snapshots import SnapshotScheduler
 
 log = get_logger(__name__)
 
@@ -90,7 +92,7 @@ class SlotRunner:
         try:
             with scope:
                 while True:
-                    stored = await self.keys.key_for(slot)
+                    stored = await self.keys.key_for(slot.key)
                     if stored is None:
                         return
                     before = stats.points
@@ -100,7 +102,7 @@ class SlotRunner:
                     except AuthenticationFailed as exc:
                         if stats.points > before:
                             self.provisioner.mark_working(stored.key)
-                        if not await self.keys.recover_key(slot, stored, exc):
+                        if not await self.keys.recover_key(slot.key, stored, exc):
                             return
                     except (GateError, OSError, trio.BrokenResourceError) as exc:
                         crashes += 1
@@ -149,10 +151,10 @@ class SlotRunner:
         if seen is None or points <= seen:  # the first look only notes where it starts
             self._arm_upkeep(slot, UPKEEP_INTERVAL)
             return
-        slot.refusals = 0
+        slot.key.refusals = 0
         stored = self.store.get(slot.account.gate_id)
         rotate = stored is not None and self.provisioner.rotation_due_in(stored) == 0
-        if not (slot.retire_pending or rotate):
+        if not (slot.key.retire_pending or rotate):
             self._arm_upkeep(slot, UPKEEP_INTERVAL)
             return
         assert slot.nursery is not None
@@ -160,7 +162,7 @@ class SlotRunner:
         slot.nursery.start_soon(self._upkeep_work, slot, rotate)
 
     async def _upkeep_work(self, slot: Slot, rotate: bool) -> None:
-        await self.keys.retire(slot)
+        await self.keys.retire(slot.key)
         if rotate:
             await self._rotate(slot)
         slot.upkeep_seen = slot.stats.points
@@ -189,7 +191,7 @@ class SlotRunner:
         await old_done.wait()
         merge_counters(stats, slot.stats)
         slot.stats = stats
-        slot.retire_pending = True
+        slot.key.retire_pending = True
         self.stats.key_rotations += 1
         log.info("key_rotated", account=account_id)
-        await self.keys.retire(slot)
+        await self.keys.retire(slot.key)

@@ -1,21 +1,10 @@
-"""What a session is told (timing) and tells (stats, a refused key): plain data."""
+"""What a session is told (timing) and tells (stats): plain data."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from collector.gate import protocol
 from collector.gate.subscription import ChannelState
-
-
-class AuthenticationFailed(Exception):
-    """Gate refused the account's request: replace the key, or (``clock``) fix the time."""
-
-    def __init__(self, account: int, message: str) -> None:
-        super().__init__(f"account {account}: Gate refused the key: {message}")
-        self.account = account
-        self.reason = message
-        self.clock = protocol.is_clock_error(message)
 
 
 @dataclass(frozen=True)

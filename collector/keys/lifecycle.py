@@ -1,6 +1,7 @@
-"""The key lifecycle of one account's slot: create, grace, replace, retire.
+"""The key lifecycle of one account: create, grace, replace, retire.
 
-A slot asks :meth:`KeyLifecycle.key_for` before each session; after a refusal
+Whoever runs the account's sessions keeps a :class:`KeyState` for it and asks
+:meth:`KeyLifecycle.key_for` before each session; after a refusal
 :meth:`KeyLifecycle.recover_key` waits or replaces the key; once the session
 delivers data :meth:`KeyLifecycle.retire` deletes the keys it replaced.
 """
@@ -9,18 +10,19 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 import trio
 
-from collector.backoff import backoff_delay
+from collector.base.backoff import backoff_delay
+from collector.base.logging import get_logger
 from collector.gate.broker import BrokerClient
 from collector.gate.errors import GateError, NotFoundError, Refusal, refusal_kind
-from collector.keys import KeyProvisioner, KeyStore, KeyStoreError, StoredKey
-from collector.logging import get_logger
-from collector.session import AuthenticationFailed
-from collector.slot import Slot, SupervisorStats, label
+from collector.gate.models import SubAccount, label
+from collector.gate.protocol import AuthenticationFailed
+from collector.keys.provision import KeyProvisioner
+from collector.keys.store import KeyStore, KeyStoreError, StoredKey
 
 log = get_logger(__name__)
 
@@ -29,28 +31,54 @@ REPLACE_BACKOFF: Final = (5.0, 900.0)
 GRACE_BACKOFF: Final = (5.0, 60.0)
 
 
+@dataclass(slots=True)
+class KeyState:
+    """What the lifecycle remembers of one account's key between its sessions."""
+
+    account: SubAccount
+    # Refusals in a row (backoff of grace retries and of config refusals).
+    refusals: int = 0
+    replacements: int = 0
+    # Keys of this instance other than the stored one may be left on Gate: delete
+    # them once the stored key has delivered data.
+    retire_pending: bool = False
+
+
+@dataclass
+class KeyStats:
+    """Counters of the key lifecycle."""
+
+    key_replacements: int = 0
+    key_rotations: int = 0
+    key_errors: int = 0
+    # Refusals a new key cannot cure (IP whitelist, permissions): the config is wrong.
+    key_config_refusals: int = 0
+    keyless: dict[int, str] = field(default_factory=dict)  # account -> its label
+
+
 @dataclass
 class KeyLifecycle:
-    """Keeps one usable key per slot; ``gone`` stops a slot whose account went away."""
+    """Keeps one usable key per account; ``gone`` stops the sessions of an account that
+    went away (Gate said so)."""
 
     broker: BrokerClient
     store: KeyStore
     provisioner: KeyProvisioner
     rng: random.Random
-    stats: SupervisorStats
-    gone: Callable[[Slot, str], None]
+    stats: KeyStats
+    gone: Callable[[KeyState, str], None]
 
-    async def key_for(self, slot: Slot) -> StoredKey | None:
+    async def key_for(self, key: KeyState) -> StoredKey | None:
         """The stored key, creating one (retried with backoff) if there is none; None: gone."""
-        account_id = slot.account.gate_id
+        account_id = key.account.gate_id
         failures = 0
         while (stored := self.store.get(account_id)) is None:
-            self.stats.keyless[account_id] = label(slot.account)
+            self.stats.keyless[account_id] = label(key.account)
             try:
                 await self.provisioner.create(account_id)
-                slot.retire_pending = True
+                key.retire_pending = True
             except NotFoundError:
-                self.gone(slot, "account gone")
+                self.gone(key, "account gone")
                 return None
             except (GateError, KeyStoreError) as exc:  # an unwritable store: retried too
                 failures += 1
@@ -67,7 +95,7 @@ class KeyLifecycle:
         await trio.sleep(delay)
 
     async def recover_key(
-        self, slot: Slot, stored: StoredKey, failure: AuthenticationFailed
+        self, key: KeyState, stored: StoredKey, failure: AuthenticationFailed
     ) -> bool:
         """After a refused key: wait, or replace it; False when the account is gone.
 
@@ -77,12 +105,12 @@ class KeyLifecycle:
         with backoff; only then is the key dead, and a successor is created and
         stored first. The dead key is deleted once the successor delivers data.
         """
-        account_id = slot.account.gate_id
+        account_id = key.account.gate_id
         kind = refusal_kind(failure.reason)
-        slot.refusals += 1
+        key.refusals += 1
         if kind in (Refusal.IP, Refusal.PERMISSION):
             self.stats.key_config_refusals += 1
-            delay = backoff_delay(slot.refusals, *REPLACE_BACKOFF, self.rng)
+            delay = backoff_delay(key.refusals, *REPLACE_BACKOFF, self.rng)
             setting = "key_ip_whitelist" if kind is Refusal.IP else "key_permissions"
             log.error(
                 f"key_refused_{kind.value}",
@@ -94,7 +122,7 @@ class KeyLifecycle:
             await trio.sleep(delay)
             return True
         if kind is Refusal.KEY and await self._activating(stored):
-            delay = backoff_delay(slot.refusals, *GRACE_BACKOFF, self.rng)
+            delay = backoff_delay(key.refusals, *GRACE_BACKOFF, self.rng)
             log.warning(
                 "key_not_active_yet",
                 account=account_id,
@@ -103,7 +131,7 @@ class KeyLifecycle:
             )
             await trio.sleep(delay)
             return True
-        return await self._replace_dead_key(slot, stored, kind)
+        return await self._replace_dead_key(key, stored, kind)
 
     async def _activating(self, stored: StoredKey) -> bool:
         """A refused key Gate may still be activating: young, never worked, still on Gate."""
@@ -114,14 +142,14 @@ class KeyLifecycle:
         except GateError:
             return True  # cannot tell now: give it the grace, ask again next time
 
-    async def _replace_dead_key(self, slot: Slot, stored: StoredKey, kind: Refusal) -> bool:
-        account_id = slot.account.gate_id
+    async def _replace_dead_key(self, key: KeyState, stored: StoredKey, kind: Refusal) -> bool:
+        account_id = key.account.gate_id
         failures = 0
         while True:
             try:
                 current = await self.broker.get_sub_account(account_id)
                 if not current.enabled:
-                    self.gone(slot, "account disabled")
+                    self.gone(key, "account disabled")
                     return False
                 if kind is Refusal.CLOCK:
                     log.warning(
@@ -134,24 +162,24 @@ class KeyLifecycle:
                     log.warning("key_replace", account=account_id, key=stored.key)
                     await self.provisioner.create(account_id)
                     self.stats.key_replacements += 1
-                    slot.replacements += 1
-                slot.retire_pending = True
+                    key.replacements += 1
+                key.retire_pending = True
                 return True
             except NotFoundError:
-                self.gone(slot, "account gone")
+                self.gone(key, "account gone")
                 return False
             except (GateError, KeyStoreError) as exc:
                 # The old key stays stored: the account is never left without one.
                 failures += 1
                 await self._key_error(account_id, "key_replace_failed", exc, failures)
 
-    async def retire(self, slot: Slot) -> None:
-        """Delete the keys a slot's stored key replaced (once it has delivered data)."""
-        if not slot.retire_pending:
+    async def retire(self, key: KeyState) -> None:
+        """Delete the keys an account's stored key replaced (once it has delivered data)."""
+        if not key.retire_pending:
             return
         try:
-            await self.provisioner.retire(slot.account.gate_id)
-            slot.retire_pending = False
+            await self.provisioner.retire(key.account.gate_id)
+            key.retire_pending = False
         except GateError as exc:  # tried again at the next upkeep
             self.stats.key_errors += 1
-            log.error("key_retire_failed", account=slot.account.gate_id, error=str(exc))
+            log.error("key_retire_failed", account=key.account.gate_id, error=str(exc))

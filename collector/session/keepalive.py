@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import trio
 
-from collector.timers import Timer, Timers
+from collector.base.timers import Timer, Timers
 
 
 class KeepAlive:

@@ -1,18 +1,18 @@
 """AccountSession: one authenticated unified WebSocket per sub-account.
 
-It connects (:mod:`collector.ws_connect`), subscribes to ``unified.assets`` and
+It connects (:mod:`collector.session.websocket`), subscribes to ``unified.assets`` and
 ``unified.asset_detail`` through the pure machine of
 :mod:`collector.gate.subscription` (an ack makes a channel active; a refusal or
 no ack by the deadline retries it with backoff; a permission refusal is its own,
 loud state), sends ``unified.ping`` every ``ping_interval``, and hands each
 update's records to the sink through a bounded trio channel
-(:mod:`collector.session_updates`). The session counts as connected only while
+(:mod:`collector.session.updates`). The session counts as connected only while
 both channels are active: a pong proves the socket, not the subscription. When
 both become active, and after a sequence gap, it asks ``on_resync`` for a REST
 snapshot, because Gate pushes only on change.
 
 One task per connection reads, one sends (subscribes, pings, resubscribes). The ping and the
-no-frame watchdog are deadlines in a :class:`~collector.timers.Timers` heap
+no-frame watchdog are deadlines in a :class:`~collector.base.timers.Timers` heap
 shared by all sessions of the process (a session on its own runs its own), not
 two sleeping tasks per session.
 
@@ -33,25 +33,25 @@ from typing import Final
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
-from collector.backoff import backoff_delay
+from collector.base.backoff import backoff_delay
+from collector.base.logging import get_logger
+from collector.base.timers import Timers, run_beside
 from collector.config import GateSettings
 from collector.gate import protocol
+from collector.gate.protocol import AuthenticationFailed
 from collector.gate.signing import ApiCredentials
-from collector.keepalive import KeepAlive
-from collector.logging import get_logger
 from collector.points.direct import Observer
 from collector.points.lineproto import Bundle
 from collector.points.normalize import Normalizer
-from collector.session_send import Outbox
-from collector.session_state import AuthenticationFailed, SessionStats, SessionTiming
-from collector.session_subs import SubscriptionView
-from collector.session_updates import Updates
-from collector.timers import Timers, run_beside
-from collector.ws_connect import Target, open_websocket, queued_message, tls_context
+from collector.session.keepalive import KeepAlive
+from collector.session.outbox import Outbox
+from collector.session.state import SessionStats, SessionTiming
+from collector.session.subscriptions import SubscriptionView
+from collector.session.updates import Updates
+from collector.session.websocket import Target, open_websocket, queued_message, tls_context
 
 __all__ = [
     "AccountSession",
-    "AuthenticationFailed",
     "SessionStats",
     "SessionTiming",
     "tls_context",

@@ -32,11 +32,11 @@ import httpx
 import orjson
 import trio
 
-from collector.backoff import backoff_delay
+from collector.base.backoff import backoff_delay
+from collector.base.logging import get_logger
 from collector.gate import signing
 from collector.gate.errors import AuthError, GateAPIError, GateError, error_for
 from collector.gate.signing import ApiCredentials
-from collector.logging import get_logger
 from collector.points.lineproto import Bundle, Point
 from collector.points.snapshot import snapshot_points
 

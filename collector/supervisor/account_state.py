@@ -1,6 +1,6 @@
 """What each account's truth looks like right now, as small plain values (pure).
 
-:meth:`collector.supervisor.Supervisor.account_states` returns one
+:meth:`collector.supervisor.supervisor.Supervisor.account_states` returns one
 :class:`AccountState` per account this instance serves; an HTTP ``/status``, the
 dashboards' self-metrics and ``collector_stats`` read these, nothing else.
 

@@ -1,7 +1,8 @@
 """One account's slot (its session task, address, counters) and the supervisor's counters.
 
-Plain data shared by :mod:`collector.supervisor`, :mod:`collector.slot_runner`
-and :mod:`collector.key_lifecycle`; no behaviour beyond small pure helpers.
+Plain data shared by :mod:`~collector.supervisor.supervisor`, :mod:`~collector.supervisor.runner`
+and :mod:`~collector.supervisor.table`; no behaviour beyond small pure helpers. What the key
+lifecycle keeps of an account is its :class:`~collector.keys.lifecycle.KeyState`.
 """
 
 from __future__ import annotations
@@ -10,25 +11,20 @@ from dataclasses import dataclass, field, fields
 
 import trio
 
+from collector.base.timers import Timer
 from collector.gate.models import SubAccount
-from collector.session import AccountSession, SessionStats
-from collector.timers import Timer
+from collector.keys.lifecycle import KeyState, KeyStats
+from collector.session.session import AccountSession, SessionStats
 
 
 @dataclass(slots=True)
 class Slot:
     """One account with a session: what runs for it and where."""
 
-    account: SubAccount
+    key: KeyState  # the account and what the key lifecycle remembers of it
     scope: trio.CancelScope
     stats: SessionStats
     local_address: str | None
-    replacements: int = 0
-    # Refusals in a row (backoff of grace retries and of config refusals).
-    refusals: int = 0
-    # Keys of this instance other than the stored one may be left on Gate: delete
-    # them once the stored key has delivered data.
-    retire_pending: bool = False
     nursery: trio.Nursery | None = None
     # The running session task: its cancel scope and an event set when it ended.
     drive: tuple[trio.CancelScope, trio.Event] | None = None
@@ -37,25 +33,19 @@ class Slot:
     upkeep: Timer | None = None
     upkeep_seen: int | None = None
 
+    @property
+    def account(self) -> SubAccount:
+        """The account this slot serves."""
+        return self.key.account
+
 
 @dataclass
-class SupervisorStats:
-    """Counters of the supervisor itself."""
+class SupervisorStats(KeyStats):
+    """Counters of the supervisor itself (the key lifecycle's among them)."""
 
     discoveries: int = 0
     discovery_errors: int = 0
-    key_replacements: int = 0
-    key_rotations: int = 0
-    key_errors: int = 0
-    # Refusals a new key cannot cure (IP whitelist, permissions): the config is wrong.
-    key_config_refusals: int = 0
     over_capacity: set[int] = field(default_factory=set)
-    keyless: dict[int, str] = field(default_factory=dict)  # account -> its label
-
-
-def label(account: SubAccount) -> str:
-    """The name an operator knows the account by (its id when it has no name)."""
-    return account.name or account.id
 
 
 def merge_counters(into: SessionStats, old: SessionStats) -> None:

@@ -1,6 +1,6 @@
 """The log levels and formats a person may choose (``--log-level``, ``--log-format``).
 
-Plain constants apart from :mod:`collector.logging`, so the command line can
+Plain constants apart from :mod:`collector.base.logging`, so the command line can
 offer them without importing structlog (``gate-collector --version`` stays fast).
 """
 

@@ -20,7 +20,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 from collector.config import GateSettings
 from collector.gate import protocol
 from collector.gate.signing import ApiCredentials
-from collector.session_subs import SubscriptionView
+from collector.session.subscriptions import SubscriptionView
 
 
 class Outbox:

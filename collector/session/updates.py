@@ -17,7 +17,7 @@ from collector.gate import protocol
 from collector.gate.sequence import REASON_SEQUENCE
 from collector.points.lineproto import Bundle
 from collector.points.normalize import Normalized, Normalizer
-from collector.session_state import SessionStats
+from collector.session.state import SessionStats
 
 
 class Updates:

@@ -17,7 +17,7 @@ import trio
 
 from collector.gate import protocol
 from collector.gate.subscription import Change, ChannelState, SubscriptionError, Subscriptions
-from collector.session_state import SessionStats, SessionTiming
+from collector.session.state import SessionStats, SessionTiming
 
 
 class SubscriptionView:

@@ -14,14 +14,15 @@ from collections.abc import Callable
 
 import trio
 
+from collector.base.logging import get_logger
 from collector.config import GateSettings
-from collector.gate.models import SubAccount
+from collector.gate.models import SubAccount, label
 from collector.keys import KeyProvisioner
-from collector.logging import get_logger
-from collector.session import SessionStats
-from collector.slot import Slot, SupervisorStats, label
-from collector.slot_runner import SlotRunner
-from collector.snapshots import SnapshotScheduler
+from collector.keys.lifecycle import KeyState
+from collector.session.session import SessionStats
+from collector.supervisor.runner import SlotRunner
+from collector.supervisor.slot import Slot, SupervisorStats
+from collector.supervisor.snapshots import SnapshotScheduler
 
 log = get_logger(__name__)
 
@@ -68,7 +69,7 @@ class SlotTable:
             else:
                 self._stats.keyless.pop(account_id, None)
             if account_id in keyless:  # its session picks the key up from the store
-                self.slots[account_id].retire_pending |= account_id in report.created
+                self.slots[account_id].key.retire_pending |= account_id in report.created
             else:
                 self._start(wanted[account_id], fresh_key=account_id in report.created)
 
@@ -87,7 +88,7 @@ class SlotTable:
             return
         for account_id, old in list(self.slots.items()):
             old.scope.cancel()
-            slot = Slot(old.account, trio.CancelScope(), old.stats, old.local_address)
+            slot = Slot(old.key, trio.CancelScope(), old.stats, old.local_address)
             self.slots[account_id] = slot
             self.nursery.start_soon(self._runner.run, slot)
         log.info("sessions_restarted", sessions=len(self.slots), reason="configuration reloaded")
@@ -119,7 +120,9 @@ class SlotTable:
         assert self.nursery is not None
         self._stats.over_capacity.discard(account.gate_id)
         # A fresh key may have a twin whose answer a crash or a reset lost: retire it.
-        slot = Slot(account, trio.CancelScope(), SessionStats(), address, retire_pending=fresh_key)
+        slot = Slot(
+            KeyState(account, retire_pending=fresh_key), trio.CancelScope(), SessionStats(), address
+        )
         self.slots[account.gate_id] = slot
         self._per_address[address] += 1
         if self._snapshots is not None:
@@ -150,12 +153,16 @@ class SlotTable:
             self._snapshots.remove(account_id)
         self._stats.over_capacity.discard(account_id)
 
-    def gone(self, slot: Slot, reason: str) -> None:
-        """A slot's account is gone (Gate says so): cancel it, forget it if still current."""
-        log.info("session_stop", account=slot.account.gate_id, reason=reason)
-        if self.slots.get(slot.account.gate_id) is slot:
-            del self.slots[slot.account.gate_id]
-            self._per_address[slot.local_address] -= 1
-            if self._snapshots is not None:
-                self._snapshots.remove(slot.account.gate_id)
+    def gone(self, key: KeyState, reason: str) -> None:
+        """An account is gone (Gate says so): cancel and forget its slot if ``key`` is still
+        its current one (a slot stopped or restarted before was cancelled then)."""
+        account_id = key.account.gate_id
+        log.info("session_stop", account=account_id, reason=reason)
+        slot = self.slots.get(account_id)
+        if slot is None or slot.key is not key:
+            return
+        del self.slots[account_id]
+        self._per_address[slot.local_address] -= 1
+        if self._snapshots is not None:
+            self._snapshots.remove(account_id)
         slot.scope.cancel()
