@@ -1,8 +1,12 @@
-"""Shared fixtures: the Gate simulator, a BrokerClient on it, real InfluxDB."""
+"""Shared fixtures: the Gate simulator, a BrokerClient on it, real InfluxDB, and the
+reaper that ends every process a test left running, whatever its outcome."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
+import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -16,6 +20,42 @@ from collector.keys import KeyStore, generate_master_key
 from tests.servers import InfluxServer, influx_server
 
 WALL_START = time.time()
+
+
+def child_pids() -> set[int]:
+    """This process's live children (read from /proc: no dependency for it)."""
+    me, children = os.getpid(), set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[1]) == me and fields[0] != b"Z":
+            children.add(int(entry))
+    return children
+
+
+@pytest.fixture(autouse=True)
+def reap_children() -> Iterator[None]:
+    """Kill (with its process group) every child a test started and left running.
+
+    Servers of wider-scoped fixtures start before this fixture and are spared; a
+    function-scoped fixture's process was ended by its own teardown, which runs first.
+    """
+    before = child_pids()
+    yield
+    for pid in child_pids() - before:
+        warnings.warn(f"a test left process {pid} running: killed", stacklevel=1)
+        try:
+            if os.getpgid(pid) == pid:
+                os.killpg(pid, signal.SIGKILL)
+            else:
+                os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def trio_wall_clock() -> float:

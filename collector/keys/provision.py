@@ -260,13 +260,6 @@ class KeyProvisioner:
             log.info("key_deleted", account=user_id, key=key)
         return len(doomed)
 
-    async def replace(self, user_id: int, reason: str) -> StoredKey:
-        """A successor for the stored key, then the old one deleted (used by ``--verify``)."""
-        log.warning("key_replace", account=user_id, reason=reason)
-        new = await self.create(user_id)
-        await self.retire(user_id)
-        return new
-
     def age(self, stored: StoredKey) -> float:
         """Seconds since ``stored`` was created (since first seen, for keys of older stores)."""
         created = stored.created_at or self._first_seen.setdefault(stored.key, self._clock())

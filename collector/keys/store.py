@@ -254,10 +254,6 @@ class KeyStore:
         """:meth:`put` in a worker thread (not abandoned on cancel: it finishes or fails)."""
         await self._off_loop(self.put, stored)
 
-    async def forget_async(self, user_id: int) -> None:
-        """:meth:`forget` in a worker thread."""
-        await self._off_loop(self.forget, user_id)
-
     async def probe_async(self) -> None:
         """:meth:`probe` in a worker thread."""
         await self._off_loop(self.probe)

@@ -80,8 +80,3 @@ def query_request(
     return InfluxRequest(
         f"{settings.url}/query", params, _token_headers(settings), basic_auth(settings)
     )
-
-
-def ping_request(settings: InfluxSettings) -> InfluxRequest:
-    """``/ping``: whether something that speaks InfluxDB answers at ``influx.url``."""
-    return InfluxRequest(f"{settings.url}/ping", {}, _token_headers(settings), basic_auth(settings))

@@ -211,7 +211,3 @@ class Spool:
             entry.path.unlink(missing_ok=True)
         if self._pinned == entry.seq:
             self._pinned = None
-
-    def unpin(self) -> None:
-        """The batch being sent may be evicted again (its write is put off)."""
-        self._pinned = None

@@ -72,11 +72,3 @@ def decide(
     if subscription == ChannelState.ACTIVE.value:
         return ACTIVE, ""
     return CONNECTING, subscription_reason
-
-
-def counts(states: list[AccountState]) -> dict[str, int]:
-    """How many accounts are in each state (every state present, zeros included)."""
-    out = dict.fromkeys(STATES, 0)
-    for state in states:
-        out[state.state] += 1
-    return out

@@ -67,7 +67,6 @@ __all__ = [
     "StartupError",
     "Supervisor",
     "SupervisorStats",
-    "in_shard",
     "owns",
 ]
 
@@ -83,10 +82,6 @@ class StartupError(Exception):
 def owns(accounts: AccountsSettings, user_id: int) -> bool:
     """Whether this instance serves ``user_id``: the one ownership test (supervisor and CLI)."""
     return placement.owns(user_id, accounts.shard_index, accounts.shard_count)
-
-
-# The ownership test by (id, shard index, shard count), under its former name: tests import it.
-in_shard = placement.owns
 
 
 class Supervisor:
