@@ -32,6 +32,7 @@ from collector.keys import KeyStore
 from collector.points.lineproto import Bundle
 from collector.points.totals import SessionState, TotalsTracker
 from collector.session.session import SessionTiming
+from collector.session.websocket import fast_queue_note
 from collector.sink.request import query_request
 from collector.sink.spool import Spool
 from collector.sink.writer import Sink
@@ -97,6 +98,7 @@ async def run_daemon(
     master = settings.state.master_key
     store = KeyStore.open(settings.state.path, master.get_secret_value() if master else None)
     spool = Spool(settings.state.path / "spool", settings.influx.spool_max_bytes)
+    log.info("websocket_queue", **fast_queue_note())  # pinned trio-websocket or public API
     creds = broker_credentials(settings)
     # sessions, snapshots, stats and totals -> sink: one channel, no task in between
     send, receive = trio.open_memory_channel[Bundle](CHANNEL_SIZE)

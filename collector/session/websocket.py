@@ -9,17 +9,26 @@ Both ends of trio-websocket's message queue make a schedule point per message
 (a trip through trio's run loop: ~18 µs on a 2.5 GHz core, more than parsing the
 frame): its reader task puts each message with ``send``, which always yields,
 and ``get_message`` always yields too. So the reader puts with ``send_nowait``
-while the queue has room (:class:`_PutWithoutYield`; it still waits when the
+while the queue has room (:class:`PutWithoutYield`; it still waits when the
 queue is full, so the queue stays bounded) and yields once per network read,
 and :func:`queued_message` takes what the queue holds without a yield: a session
 drains what a read brought in and waits only when nothing is left. Both use the
-connection's own queue; ``tests/test_ws_connect.py`` proves that the pinned
-trio-websocket still has it and that messages keep their order.
+connection's own queue, which is private to trio-websocket: there is no public
+way to take a message without a schedule point.
+
+So the version is **pinned** (``trio-websocket==0.12.2`` in ``pyproject.toml``,
+:data:`PINNED_VERSION` here) and checked: with any other version installed, or a
+connection without those attributes, both helpers step aside and the session uses
+only the public API (``get_message``; the library's own put), which is correct, just
+slower; :func:`fast_queue_note` says which at start.
+``tests/integration/test_ws_connect.py`` proves that the pinned version still has the
+queue and that messages keep their order.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import ssl
 from dataclasses import dataclass
 from typing import Final
@@ -35,6 +44,9 @@ from trio_websocket import (
     wrap_client_stream,
 )
 
+PINNED_VERSION: Final = "0.12.2"
+# Only the pinned version's private queue is touched.
+FAST_QUEUE: Final = importlib.metadata.version("trio-websocket") == PINNED_VERSION
 MESSAGE_QUEUE_SIZE: Final = 64
 RECEIVE_BUFFER_SIZE: Final = None  # read what the stream has (its default: 4 KiB at a time)
 CONNECT_ERRORS: Final = (
@@ -49,7 +61,7 @@ CONNECT_ERRORS: Final = (
 )
 
 
-class _PutWithoutYield:
+class PutWithoutYield:
     """trio-websocket's end of its message queue, putting without a yield while there is room."""
 
     __slots__ = ("_inner",)
@@ -67,20 +79,30 @@ class _PutWithoutYield:
         await self._inner.aclose()
 
 
+def fast_queue_note() -> dict[str, object]:
+    """What the start-up log says of the message queue (pinned version, and whether used)."""
+    installed = importlib.metadata.version("trio-websocket")
+    return {"trio_websocket": installed, "pinned": PINNED_VERSION, "fast_queue": FAST_QUEUE}
+
+
 def put_without_yield(ws: WebSocketConnection) -> None:
     """Let ``ws``'s reader queue messages without a schedule point each (see above)."""
-    inner = ws._send_channel
+    inner = getattr(ws, "_send_channel", None) if FAST_QUEUE else None
     if isinstance(inner, trio.MemorySendChannel):
-        ws._send_channel = _PutWithoutYield(inner)  # type: ignore[assignment]  # duck-typed
+        ws._send_channel = PutWithoutYield(inner)  # type: ignore[assignment]  # duck-typed
 
 
 def queued_message(ws: WebSocketConnection) -> str | bytes | None:
     """The next message if trio-websocket already holds one, else None; no schedule point.
 
     Raises ``ConnectionClosed`` as ``get_message`` would, once the queue is closed.
+    Always None off the pinned version: the caller then waits in ``get_message``.
     """
+    queue = getattr(ws, "_recv_channel", None) if FAST_QUEUE else None
+    if not isinstance(queue, trio.MemoryReceiveChannel):
+        return None
     try:
-        message: str | bytes = ws._recv_channel.receive_nowait()
+        message: str | bytes = queue.receive_nowait()
     except trio.WouldBlock:
         return None
     except (trio.ClosedResourceError, trio.EndOfChannel):

@@ -7,7 +7,14 @@ import trio
 import trio.testing
 from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
 
-from collector.session.websocket import Target, _PutWithoutYield, open_websocket, queued_message
+from collector.session.websocket import (
+    PINNED_VERSION,
+    PutWithoutYield,
+    Target,
+    fast_queue_note,
+    open_websocket,
+    queued_message,
+)
 
 
 async def _serve(nursery: trio.Nursery, messages: list[str], close: trio.Event) -> int:
@@ -63,7 +70,7 @@ async def test_a_connection_closed_by_the_server_raises_once_drained() -> None:
 
 async def test_the_reader_puts_without_a_yield_while_there_is_room_and_waits_when_full() -> None:
     send, receive = trio.open_memory_channel[str | bytes](2)
-    put = _PutWithoutYield(send)
+    put = PutWithoutYield(send)
     with trio.testing.assert_no_checkpoints():
         await put.send("a")
         await put.send("b")
@@ -84,7 +91,14 @@ async def test_a_session_connection_has_the_quick_put_installed() -> None:
         port = await _serve(nursery, [], close)
         ws = await open_websocket(nursery, Target(f"ws://127.0.0.1:{port}/ws", timeout=10))
         assert not isinstance(ws, str), ws
-        assert isinstance(ws._send_channel, _PutWithoutYield)
+        assert isinstance(ws._send_channel, PutWithoutYield)
         close.set()
         await ws.aclose()
         nursery.cancel_scope.cancel()
+
+
+def test_the_private_queue_is_used_only_on_the_pinned_version() -> None:
+    note = fast_queue_note()
+    assert note["pinned"] == PINNED_VERSION == "0.12.2"
+    assert note["fast_queue"] is (note["trio_websocket"] == PINNED_VERSION)
+    assert note["fast_queue"] is True  # the installed version is the pinned one
