@@ -181,12 +181,14 @@ class Supervisor:
             while True:
                 await trio.sleep(self._settings.accounts.refresh_interval)
                 try:
-                    accounts = await self._discover()
+                    await self.refresh()
                 except GateError as exc:
                     self.stats.discovery_errors += 1
                     log.error("discovery_failed", error=str(exc), hint="retrying at next refresh")
-                    continue
-                await self._reconcile(accounts)
+
+    async def refresh(self) -> None:
+        """One discovery and what follows from it: sessions stopped and started."""
+        await self._reconcile(await self._discover())
 
     async def _discover(self) -> dict[int, SubAccount]:
         shard = self._settings.accounts
@@ -218,6 +220,15 @@ class Supervisor:
             self._table.change_currencies(settings.gate)
         if settings.gate.ws_url != old_gate.ws_url:
             self._table.restart_all()
+
+    def stop_session(self, account_id: int, reason: str) -> None:
+        """Stop one account's session until the next refresh starts it again."""
+        self._table.stop(account_id, reason)
+
+    @property
+    def key_name(self) -> str:
+        """The name of the keys this instance creates (and alone may delete)."""
+        return self._provisioner.policy.name
 
     @property
     def capacity(self) -> int:
@@ -269,6 +280,10 @@ class Supervisor:
     def session_stats(self) -> dict[int, SessionStats]:
         """Per-account session counters (for tests and the demo)."""
         return {account: slot.stats for account, slot in self._slots.items()}
+
+    def source_addresses(self) -> dict[int, str | None]:
+        """Each session's local address (None: the default route)."""
+        return {account: slot.local_address for account, slot in self._slots.items()}
 
     def readiness(self) -> tuple[bool, str]:
         """(ready?, one line why): discovery done and every owned account has a session."""

@@ -219,13 +219,14 @@ async def test_rate_limit_waits_for_the_reset_without_a_storm(
 
 
 async def test_a_429_is_waited_out_until_the_reset_header(
-    sim: Simulator, broker: BrokerClient, autojump_clock: trio.testing.MockClock
+    sim: Simulator,
+    broker: BrokerClient,
+    http: httpx.AsyncClient,
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     sim.state.rate_limit = 2
     # Another client (say, a second instance) used up the window.
-    other = BrokerClient(
-        broker._http, sim.state.broker, base_url=sim.rest_url, wall_clock=sim.state.clock
-    )
+    other = BrokerClient(http, sim.state.broker, base_url=sim.rest_url, wall_clock=sim.state.clock)
     await other.info()
     await other.info()
     start = trio.current_time()
@@ -399,13 +400,14 @@ async def test_list_keys_reads_int_fields_from_the_simulator(
 
 
 async def test_a_429_whose_reset_is_now_waits_a_window_instead_of_spinning(
-    sim: Simulator, broker: BrokerClient, autojump_clock: trio.testing.MockClock
+    sim: Simulator,
+    broker: BrokerClient,
+    http: httpx.AsyncClient,
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     sim.state.rate_limit = 1
     sim.state.rate_reset_now = True  # Gate's "just the current timestamp", in seconds
-    other = BrokerClient(
-        broker._http, sim.state.broker, base_url=sim.rest_url, wall_clock=sim.state.clock
-    )
+    other = BrokerClient(http, sim.state.broker, base_url=sim.rest_url, wall_clock=sim.state.clock)
     await other.info()  # another instance used the window up
     start = trio.current_time()
     with capture_logs() as logs:

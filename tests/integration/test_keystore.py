@@ -467,22 +467,22 @@ async def test_a_full_disk_keeps_the_running_sessions_and_provisions_once_space_
         while sum(sim.state.active.values()) < 2 * len(keyed):  # both channels each
             await trio.sleep(0.05)
     # Every enabled account has its slot; those without a key wait keyless, retried.
-    assert set(supervisor._slots) == enabled
+    assert set(supervisor.session_stats()) == enabled
     assert set(supervisor.stats.keyless) == enabled - set(keyed)
     for _refresh in range(2):
-        await supervisor._reconcile(await supervisor._discover())
+        await supervisor.refresh()
     assert sim.state.calls["keys_created"] == len(keyed)  # no churn on Gate
     assert supervisor.stats_fields()["key_store_write_errors"] == 3
     assert sum(sim.state.active.values()) == 2 * len(keyed)  # still subscribed
     assert all(supervisor.session_stats()[a].connected for a in keyed)
 
     filler.unlink()
-    await supervisor._reconcile(await supervisor._discover())
-    assert set(supervisor._slots) == enabled and supervisor.stats.keyless == {}
+    await supervisor.refresh()
+    assert set(supervisor.session_stats()) == enabled and supervisor.stats.keyless == {}
     assert sim.state.calls["keys_created"] == len(enabled)
     # The instance id the full disk kept from being written went down before the keys.
     instance = (tmpfs / "instance-id").read_text().strip()
-    assert supervisor._provisioner.policy.name == f"gate-collector-0of1-{instance}"
+    assert supervisor.key_name == f"gate-collector-0of1-{instance}"
     with trio.fail_after(30):
         while sum(sim.state.active.values()) < 2 * len(enabled):
             await trio.sleep(0.05)

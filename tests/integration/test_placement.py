@@ -94,7 +94,7 @@ async def reshard(supervisor: Supervisor, shard: str) -> None:
     """What a restart with ``accounts.shard = shard`` does, then one refresh."""
     accounts = supervisor._settings.accounts.model_copy(update={"shard": shard})
     supervisor._settings = supervisor._settings.model_copy(update={"accounts": accounts})
-    await supervisor._reconcile(await supervisor._discover())
+    await supervisor.refresh()
 
 
 async def test_a_third_shard_added_live_leaves_one_session_per_account(
@@ -106,13 +106,13 @@ async def test_a_third_shard_added_live_leaves_one_session_per_account(
         await start_supervisor(sim, tmp_path / str(k), nursery, http, shard=f"{k}/2")
         for k in range(2)
     ]
-    assert set(shards[0]._slots) | set(shards[1]._slots) == enabled
-    assert not set(shards[0]._slots) & set(shards[1]._slots)
+    assert set(shards[0].session_stats()) | set(shards[1].session_stats()) == enabled
+    assert not set(shards[0].session_stats()) & set(shards[1].session_stats())
 
     shards.append(await start_supervisor(sim, tmp_path / "2", nursery, http, shard="2/3"))
     for k in range(2):
         await reshard(shards[k], f"{k}/3")
-    owned = [set(s._slots) for s in shards]
+    owned = [set(s.session_stats()) for s in shards]
     assert set().union(*owned) == enabled
     assert sum(len(o) for o in owned) == len(enabled)  # disjoint
     assert owned[2] == {a for a in enabled if owner(a, 3) == 2}

@@ -33,7 +33,7 @@ async def test_accounts_beyond_capacity_are_counted_and_logged_once(
 ) -> None:
     with capture_logs() as logs:
         supervisor = await start_supervisor(sim, tmp_path, nursery, http, max_connections_per_ip=4)
-        await supervisor._reconcile(await supervisor._discover())  # a second refresh
+        await supervisor.refresh()  # a second refresh
     fields = supervisor.stats_fields()
     assert {"frames_rejected", "fields_invalid", "gate_errors", "frames_invalid"} <= set(fields)
     assert fields["sessions_total"] == 4
@@ -47,11 +47,11 @@ async def test_a_stopped_session_gives_its_address_room_back(
     sim: Simulator, tmp_path: Path, nursery: trio.Nursery, http: httpx.AsyncClient
 ) -> None:
     supervisor = await start_supervisor(sim, tmp_path, nursery, http, max_connections_per_ip=4)
-    first = min(supervisor._slots)
-    supervisor._table.stop(first, "stopped by the test")
-    assert len(supervisor._slots) == 3
-    await supervisor._reconcile(await supervisor._discover())  # the room is taken again
-    assert len(supervisor._slots) == 4
+    first = min(supervisor.session_stats())
+    supervisor.stop_session(first, "stopped by the test")
+    assert len(supervisor.session_stats()) == 3
+    await supervisor.refresh()  # the room is taken again
+    assert len(supervisor.session_stats()) == 4
     assert supervisor.stats_fields()["sessions_over_capacity"] == 5
 
 
@@ -66,7 +66,7 @@ async def test_sessions_are_spread_over_source_addresses(
         max_connections_per_ip=5,
         source_addresses=["127.0.0.1", "127.0.0.2"],
     )
-    addresses = [slot.local_address for slot in supervisor._slots.values()]
+    addresses = list(supervisor.source_addresses().values())
     assert sorted(addresses) == ["127.0.0.1"] * 5 + ["127.0.0.2"] * 4
     with trio.fail_after(10):
         while sum(sim.state.active.values()) < 18:
@@ -83,7 +83,7 @@ async def test_only_this_shards_accounts_get_sessions(
     enabled = {a.gate_id for a in sim.state.accounts.values() if a.status == "enabled"}
     mine = {a for a in enabled if owns(a, index, count)}
     assert 0 < len(mine) < len(enabled)
-    assert set(supervisor._slots) == mine
+    assert set(supervisor.session_stats()) == mine
     assert sim.state.calls["keys_created"] == len(mine)
 
 
