@@ -20,12 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-import httpx
 import trio
 
 from collector.app.reload import Reloader
 from collector.app.summary import SUMMARY_INTERVAL, Summary
-from collector.config import InfluxSettings, Settings, broker_credentials, http_client
+from collector.config import Settings, broker_credentials, http_client
 from collector.gate.broker import BrokerClient
 from collector.health import Notifier
 from collector.http import Observed, open_listeners, serve_endpoint
@@ -34,7 +33,7 @@ from collector.logging import get_logger
 from collector.points.lineproto import Bundle
 from collector.points.totals import SessionState, TotalsTracker
 from collector.session import SessionTiming
-from collector.sink.request import query_request
+from collector.sink.database import create_database
 from collector.sink.spool import Spool
 from collector.sink.writer import Sink
 from collector.snapshots import SnapshotClient
@@ -59,25 +58,6 @@ class Daemon:
 
     supervisor: Supervisor
     sink: Sink
-
-
-async def ensure_database(http: httpx.AsyncClient, influx: InfluxSettings) -> None:
-    """``CREATE DATABASE`` for the v1 API (idempotent); a refusal is only logged."""
-    if influx.api != "v1" or not influx.create_database:
-        return
-    request = query_request(influx, f'CREATE DATABASE "{influx.database}"', database=False)
-    try:
-        response = await request.send(http)
-        if response.status_code >= 400:
-            log.warning(
-                "create_database_refused", status=response.status_code, answer=response.text[:200]
-            )
-    except httpx.HTTPError as exc:
-        log.warning(
-            "influx_unreachable_at_start",
-            error=repr(exc),
-            hint="points are kept and spooled until it answers",
-        )
 
 
 async def run_daemon(
@@ -123,11 +103,13 @@ async def run_daemon(
         if on_start is not None:
             on_start(Daemon(supervisor, sink))
         listeners = await _listen(settings.http.listen)
-        await ensure_database(influx_http, settings.influx)
         endpoint = trio.CancelScope()
         async with trio.open_nursery() as nursery:
+            # In the background: a hanging InfluxDB must not hold the sessions back
+            # (a write's 404 creates the database later anyway).
+            totals, stats, setup = trio.CancelScope(), trio.CancelScope(), trio.CancelScope()
+            nursery.start_soon(_in_scope, setup, create_database(influx_http, settings.influx))
             nursery.start_soon(sink.run, receive)
-            totals, stats = trio.CancelScope(), trio.CancelScope()
             if stats_interval > 0:
                 nursery.start_soon(
                     _run_totals,
@@ -167,6 +149,7 @@ async def run_daemon(
             finally:
                 stats.cancel()
                 totals.cancel()
+                setup.cancel()
                 notify.stopping()
                 endpoint.cancel()
                 log.info("stopping", status=supervisor.status_line())
@@ -176,6 +159,12 @@ async def run_daemon(
                     await send.aclose()  # the sink drains, spools the rest and returns
     notify.close()
     log.info("stopped", points_written=sink.stats.points_written, spooled_bytes=spool.bytes)
+
+
+async def _in_scope(scope: trio.CancelScope, work: Awaitable[object]) -> None:
+    """Await ``work`` until ``scope`` is cancelled (a task stopping with the sessions)."""
+    with scope:
+        await work
 
 
 async def _run_totals(
