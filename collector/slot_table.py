@@ -81,13 +81,22 @@ class SlotTable:
     def restart_all(self) -> None:
         """A new ``ws_url``: every slot's session closes politely and connects again.
 
-        Counters carry over. Nothing to do before the supervisor runs.
+        Counters carry over, and so do keys pending retirement (a twin left on Gate
+        is still deleted once the new session delivers). Nothing to do before the
+        supervisor runs.
         """
         if self.nursery is None:
             return
         for account_id, old in list(self.slots.items()):
             old.scope.cancel()
-            slot = Slot(old.account, trio.CancelScope(), old.stats, old.local_address)
+            slot = Slot(
+                old.account,
+                trio.CancelScope(),
+                old.stats,
+                old.local_address,
+                replacements=old.replacements,
+                retire_pending=old.retire_pending,
+            )
             self.slots[account_id] = slot
             self.nursery.start_soon(self._runner.run, slot)
         log.info("sessions_restarted", sessions=len(self.slots), reason="configuration reloaded")

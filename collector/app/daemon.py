@@ -23,6 +23,7 @@ from typing import Final
 import trio
 
 from collector.app.reload import Reloader
+from collector.app.statelock import hold_state_dir
 from collector.app.summary import SUMMARY_INTERVAL, Summary
 from collector.config import Settings, broker_credentials, http_client
 from collector.gate.broker import BrokerClient
@@ -71,7 +72,32 @@ async def run_daemon(
     stop: trio.Event | None = None,
     stats_interval: float = 10.0,
 ) -> None:
-    """Run until SIGTERM/SIGINT (or ``stop``); raise StartupError/KeyStoreError on failure."""
+    """Run until SIGTERM/SIGINT (or ``stop``); raise StartupError/KeyStoreError on failure,
+    StateDirBusy when another collector runs on ``state.dir``."""
+    with hold_state_dir(settings.state.path):
+        await _run(
+            settings,
+            config_path=config_path,
+            summary_interval=summary_interval,
+            notifier=notifier,
+            timing=timing,
+            on_start=on_start,
+            stop=stop,
+            stats_interval=stats_interval,
+        )
+
+
+async def _run(
+    settings: Settings,
+    *,
+    config_path: Path | None,
+    summary_interval: float,
+    notifier: Notifier | None,
+    timing: SessionTiming | None,
+    on_start: Callable[[Daemon], None] | None,
+    stop: trio.Event | None,
+    stats_interval: float,
+) -> None:
     gc.set_threshold(*GC_THRESHOLDS)
     notify = notifier or Notifier()
     master = settings.state.master_key
