@@ -21,7 +21,7 @@ from collector.http.metrics import GAUGES, PREFIX
 from collector.http.server import MAX_REQUEST, parse_listen
 from collector.keys import KeyStore, generate_master_key
 from collector.points.lineproto import Point
-from collector.supervisor import StartupError, Supervisor
+from collector.supervisor import Supervisor
 from tests.servers import InfluxServer
 from tests.test_daemon import Collector
 
@@ -235,7 +235,7 @@ async def test_a_taken_port_is_a_plain_start_error(tmp_path: Path) -> None:
                 "http": {"listen": f"127.0.0.1:{port}"},
             }
         )
-        with pytest.raises(
-            StartupError, match=rf"cannot listen on http.listen = '127.0.0.1:{port}'"
+        with pytest.raises(  # a local problem: exit 2, as a ConfigError
+            ConfigError, match=rf"cannot listen on http.listen = '127.0.0.1:{port}'"
         ):
             await run_daemon(settings)

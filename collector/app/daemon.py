@@ -25,7 +25,7 @@ import trio
 from collector.app.reload import Reloader
 from collector.app.statelock import hold_state_dir
 from collector.app.summary import SUMMARY_INTERVAL, Summary
-from collector.config import Settings, broker_credentials, http_client
+from collector.config import ConfigError, Settings, broker_credentials, http_client
 from collector.gate.broker import BrokerClient
 from collector.health import Notifier
 from collector.http import Observed, open_listeners, serve_endpoint
@@ -99,6 +99,7 @@ async def _run(
     stats_interval: float,
 ) -> None:
     gc.set_threshold(*GC_THRESHOLDS)
+    check_source_addresses(settings.gate.source_addresses)
     notify = notifier or Notifier()
     master = settings.state.master_key
     store = KeyStore.open(settings.state.path, master.get_secret_value() if master else None)
@@ -225,11 +226,26 @@ async def _listen(listen: str) -> list[trio.SocketListener]:
         return []
     try:
         return await open_listeners(listen)
-    except OSError as exc:
-        raise StartupError(
+    except OSError as exc:  # a local problem (exit 2), not Gate's
+        raise ConfigError(
             f"cannot listen on http.listen = {listen!r}: {exc.strerror or exc}; "
             'choose a free port or set it to "" to turn the endpoint off'
         ) from None
+
+
+def check_source_addresses(addresses: Sequence[str]) -> None:
+    """ConfigError naming the first of ``addresses`` that is not an address of this host
+    (else every session would fail to bind and reconnect forever)."""
+    for address in addresses:
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.bind((address, 0))
+        except OSError as exc:
+            raise ConfigError(
+                f"gate.source_addresses: {address} is not an address of this host "
+                f"({exc.strerror or exc}); list only this host's IPs (ip -br addr)"
+            ) from None
 
 
 async def _serve_endpoint(
