@@ -131,6 +131,7 @@ class Delivery:
     async def _send(self, lines: Batch, stored: bytes | None, *, may_spill: bool) -> Settled | None:
         """Deliver ``lines`` under the policy; None when they went to the spool instead."""
         failures = 0
+        created = False  # at most one CREATE DATABASE per batch: never a tight loop
         while True:
             sent_at = trio.current_time()
             verdict = await self._attempt(lines, stored, may_give_up=may_spill)
@@ -140,19 +141,13 @@ class Delivery:
                 second = await self._send(lines[half:], None, may_spill=False)
                 return (first or Settled()) + (second or Settled())
             if verdict.action is not Action.RETRY:
-                self._failing_since = None
-                if failures:  # the one line that says the outage is over, and what is left
-                    log.info(
-                        "influx_recovered",
-                        failed_attempts=failures,
-                        **self._backlog.outage_fields(len(lines)),
-                    )
-                return Settled(verdict.written, verdict.rejected)
+                return self._ended(verdict, failures, len(lines))
             failures += 1
             self._stats.write_errors += 1
             if self._failing_since is None:
                 self._failing_since = sent_at
-            if verdict.missing_database and await self._create_database():
+            if verdict.missing_database and not created and await self._create_database():
+                created = True
                 continue  # at once: the database is there now
             delay = retry_delay(verdict, failures, self._rng, *self._backoff)
             if may_spill and self.outage_is_long(ahead=delay):
@@ -160,6 +155,15 @@ class Delivery:
                 self._backlog.spill([lines, *self._backlog.batcher.drain()])
                 return None
             await trio.sleep(delay)
+
+    def _ended(self, verdict: Verdict, failures: int, points: int) -> Settled:
+        """A batch is settled: the outage (if any) is over."""
+        self._failing_since = None
+        if failures:  # the one line that says the outage is over, and what is left
+            log.info(
+                "influx_recovered", failed_attempts=failures, **self._backlog.outage_fields(points)
+            )
+        return Settled(verdict.written, verdict.rejected)
 
     async def _create_database(self) -> bool:
         """CREATE DATABASE after a write's 404, when allowed; True when it was created."""
