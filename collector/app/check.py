@@ -19,6 +19,7 @@ from cryptography.fernet import Fernet
 from trio_websocket import open_websocket_url
 
 from collector.app.commands import open_broker
+from collector.base.logging import redact_url
 from collector.config import Settings, http_client, load_settings
 from collector.gate import protocol
 from collector.gate.errors import GateError
@@ -50,7 +51,7 @@ async def check(config: Path) -> int:
 
 async def gate_rest(settings: Settings) -> str:
     """``GET /broker/info`` with the broker key."""
-    url = settings.gate.rest_url
+    url = redact_url(settings.gate.rest_url)
     try:
         async with open_broker(settings) as broker:
             info = await broker.info()
@@ -119,14 +120,14 @@ async def influx_write(settings: Settings) -> str:
             response = await request.send(http, content=b"")
     except httpx.HTTPError as exc:
         raise CheckFailed(
-            f"InfluxDB at {influx.url}: cannot connect ({_reason(exc)}); is it running? "
-            "check influx.url"
+            f"InfluxDB at {redact_url(influx.url)}: cannot connect ({_reason(exc)}); "
+            "is it running? check influx.url"
         ) from None
     target = f"bucket {influx.bucket}" if influx.api == "v2" else f"database {influx.database}"
     if response.status_code in (200, 204):
-        return f"InfluxDB at {influx.url} accepts writes to {target} (an empty write)"
+        return f"InfluxDB at {redact_url(influx.url)} accepts writes to {target} (an empty write)"
     raise CheckFailed(
-        f"InfluxDB at {influx.url} refuses a write to {target}: {response.status_code} "
+        f"InfluxDB at {redact_url(influx.url)} refuses a write to {target}: {response.status_code} "
         f"{response.text.strip()[:200]}; {_influx_hint(response.status_code)}"
     )
 

@@ -20,20 +20,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-import httpx
 import trio
 
 from collector.app.reload import Reloader
+from collector.app.statelock import hold_state_dir
 from collector.app.summary import SUMMARY_INTERVAL, Summary
 from collector.base.logging import get_logger
-from collector.config import InfluxSettings, Settings, broker_credentials, http_client
+from collector.config import ConfigError, Settings, broker_credentials, http_client
 from collector.gate.broker import BrokerClient
 from collector.keys import KeyStore
 from collector.points.lineproto import Bundle
 from collector.points.totals import SessionState, TotalsTracker
 from collector.session.session import SessionTiming
 from collector.session.websocket import fast_queue_note
-from collector.sink.request import query_request
+from collector.sink.database import create_database
 from collector.sink.spool import Spool
 from collector.sink.writer import Sink
 from collector.supervisor.snapshots import SnapshotClient
@@ -62,25 +62,6 @@ class Daemon:
     sink: Sink
 
 
-async def ensure_database(http: httpx.AsyncClient, influx: InfluxSettings) -> None:
-    """``CREATE DATABASE`` for the v1 API (idempotent); a refusal is only logged."""
-    if influx.api != "v1" or not influx.create_database:
-        return
-    request = query_request(influx, f'CREATE DATABASE "{influx.database}"', database=False)
-    try:
-        response = await request.send(http)
-        if response.status_code >= 400:
-            log.warning(
-                "create_database_refused", status=response.status_code, answer=response.text[:200]
-            )
-    except httpx.HTTPError as exc:
-        log.warning(
-            "influx_unreachable_at_start",
-            error=repr(exc),
-            hint="points are kept and spooled until it answers",
-        )
-
-
 async def run_daemon(
     settings: Settings,
     *,
@@ -92,8 +73,34 @@ async def run_daemon(
     stop: trio.Event | None = None,
     stats_interval: float = 10.0,
 ) -> None:
-    """Run until SIGTERM/SIGINT (or ``stop``); raise StartupError/KeyStoreError on failure."""
+    """Run until SIGTERM/SIGINT (or ``stop``); raise StartupError/KeyStoreError on failure,
+    StateDirBusy when another collector runs on ``state.dir``."""
+    with hold_state_dir(settings.state.path):
+        await _run(
+            settings,
+            config_path=config_path,
+            summary_interval=summary_interval,
+            notifier=notifier,
+            timing=timing,
+            on_start=on_start,
+            stop=stop,
+            stats_interval=stats_interval,
+        )
+
+
+async def _run(
+    settings: Settings,
+    *,
+    config_path: Path | None,
+    summary_interval: float,
+    notifier: Notifier | None,
+    timing: SessionTiming | None,
+    on_start: Callable[[Daemon], None] | None,
+    stop: trio.Event | None,
+    stats_interval: float,
+) -> None:
     gc.set_threshold(*GC_THRESHOLDS)
+    check_source_addresses(settings.gate.source_addresses)
     notify = notifier or Notifier()
     master = settings.state.master_key
     store = KeyStore.open(settings.state.path, master.get_secret_value() if master else None)
@@ -125,11 +132,13 @@ async def run_daemon(
         if on_start is not None:
             on_start(Daemon(supervisor, sink))
         listeners = await _listen(settings.http.listen)
-        await ensure_database(influx_http, settings.influx)
         endpoint = trio.CancelScope()
         async with trio.open_nursery() as nursery:
+            # In the background: a hanging InfluxDB must not hold the sessions back
+            # (a write's 404 creates the database later anyway).
+            totals, stats, setup = trio.CancelScope(), trio.CancelScope(), trio.CancelScope()
+            nursery.start_soon(_in_scope, setup, create_database(influx_http, settings.influx))
             nursery.start_soon(sink.run, receive)
-            totals, stats = trio.CancelScope(), trio.CancelScope()
             if stats_interval > 0:
                 nursery.start_soon(
                     _run_totals,
@@ -169,6 +178,7 @@ async def run_daemon(
             finally:
                 stats.cancel()
                 totals.cancel()
+                setup.cancel()
                 notify.stopping()
                 endpoint.cancel()
                 log.info("stopping", status=supervisor.status_line())
@@ -178,6 +188,12 @@ async def run_daemon(
                     await send.aclose()  # the sink drains, spools the rest and returns
     notify.close()
     log.info("stopped", points_written=sink.stats.points_written, spooled_bytes=spool.bytes)
+
+
+async def _in_scope(scope: trio.CancelScope, work: Awaitable[object]) -> None:
+    """Await ``work`` until ``scope`` is cancelled (a task stopping with the sessions)."""
+    with scope:
+        await work
 
 
 async def _run_totals(
@@ -212,11 +228,26 @@ async def _listen(listen: str) -> list[trio.SocketListener]:
         return []
     try:
         return await open_listeners(listen)
-    except OSError as exc:
-        raise StartupError(
+    except OSError as exc:  # a local problem (exit 2), not Gate's
+        raise ConfigError(
             f"cannot listen on http.listen = {listen!r}: {exc.strerror or exc}; "
             'choose a free port or set it to "" to turn the endpoint off'
         ) from None
+
+
+def check_source_addresses(addresses: Sequence[str]) -> None:
+    """ConfigError naming the first of ``addresses`` that is not an address of this host
+    (else every session would fail to bind and reconnect forever)."""
+    for address in addresses:
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.bind((address, 0))
+        except OSError as exc:
+            raise ConfigError(
+                f"gate.source_addresses: {address} is not an address of this host "
+                f"({exc.strerror or exc}); list only this host's IPs (ip -br addr)"
+            ) from None
 
 
 async def _serve_endpoint(

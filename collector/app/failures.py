@@ -12,6 +12,7 @@ from typing import Final
 
 import trio
 
+from collector.app.statelock import StateDirBusy
 from collector.config import ConfigError
 from collector.gate.errors import GateError
 from collector.keys import KeyStoreError
@@ -42,7 +43,7 @@ def exit_code_for(exc: BaseException) -> tuple[int, str] | None:
 
 
 def _one(exc: BaseException) -> tuple[int, str] | None:
-    if isinstance(exc, ConfigError | KeyStoreError):
+    if isinstance(exc, ConfigError | KeyStoreError | StateDirBusy):
         return EXIT_LOCAL, str(exc)
     if isinstance(exc, StartupError | GateError):
         return EXIT_REMOTE, _first_line(str(exc))

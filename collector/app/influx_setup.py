@@ -22,6 +22,7 @@ from typing import Final
 
 import httpx
 
+from collector.base.logging import redact_url
 from collector.config import InfluxSettings, http_client, load_settings
 from collector.points import schema
 
@@ -150,7 +151,8 @@ async def main(config: Path, raw: str, minute: str, hour: str) -> int:
         print(f"gate-collector influx-setup: {exc}")
         return 1
     except httpx.HTTPError as exc:
-        print(f"gate-collector influx-setup: cannot reach InfluxDB at {influx.url}: {exc!r}")
+        url = redact_url(influx.url)
+        print(f"gate-collector influx-setup: cannot reach InfluxDB at {url}: {exc!r}")
         return 1
     queries = sum(1 for s in done if s.startswith("CREATE CONTINUOUS QUERY"))
     print(

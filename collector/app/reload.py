@@ -3,8 +3,10 @@
 What changes live: ``log.level``, ``gate.currencies`` (each session subscribes
 again on its connection), ``gate.ws_url`` (each session closes politely and
 connects to the new URL),
-``accounts.refresh_interval``, and the InfluxDB target and batching (the sink
-first writes what it holds to the old target, then switches). Everything else
+``accounts.refresh_interval``, and every ``[influx]`` key but ``spool_max_bytes``:
+the target, credentials, ``batch_size``, ``buffer_limit``, ``flush_interval``,
+``flush_jitter``, ``spool_after``, ``timeout``, ``gzip``, ``create_database`` (the
+sink first writes what it holds to the old target, then switches). Everything else
 (the broker key, ``gate.rest_url``, the shard, ``state.*``, ...) needs a restart:
 it is named in one log line and the running value is kept. A file that does not
 load is logged and the running configuration stays.
@@ -37,7 +39,7 @@ LIVE_KEYS: Final = frozenset(
     }
 )
 LIVE_SECTIONS: Final = frozenset({"influx"})
-NOT_LIVE_INFLUX: Final = frozenset({"spool_max_bytes", "create_database"})
+NOT_LIVE_INFLUX: Final = frozenset({"spool_max_bytes"})  # the spool is sized at start
 
 
 @dataclass(frozen=True)

@@ -43,17 +43,24 @@ _SECRET_PATTERNS: Final = (
     re.compile(r"\b[0-9a-fA-F]{128}\b"),
     re.compile(r"gAAAAA[0-9A-Za-z_\-=]{40,}"),
 )
+# The userinfo of a URL (``http://user:PASSWORD@host``), wherever a URL is in a string.
+_USERINFO: Final = re.compile(r"(?<=://)[^/?#@\s\"']*@")
 # syslog priorities for journald's "<N>" prefix.
 _PRIORITY: Final = {"critical": 2, "error": 3, "warning": 4, "info": 6, "debug": 7}
 
 LogFormat = Literal["json", "journal", "console"]
 
 
+def redact_url(text: str) -> str:
+    """``text`` with the userinfo of every URL in it masked (``http://***@host:8086``)."""
+    return _USERINFO.sub(MASK + "@", text)
+
+
 def _scrub(value: Any) -> Any:
     if isinstance(value, str):
         for pattern in _SECRET_PATTERNS:
             value = pattern.sub(MASK, value)
-        return value
+        return redact_url(value)
     if isinstance(value, MutableMapping):
         return {k: MASK if _is_secret_key(k) else _scrub(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -66,7 +73,8 @@ def _is_secret_key(key: object) -> bool:
 
 
 def redact_secrets(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
-    """Mask secret-named keys and anything shaped like a signature or Fernet token."""
+    """Mask secret-named keys, anything shaped like a signature or Fernet token, and
+    the userinfo of URLs."""
     for key, value in list(event_dict.items()):
         event_dict[key] = MASK if _is_secret_key(key) else _scrub(value)
     return event_dict

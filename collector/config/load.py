@@ -14,6 +14,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ValidationError
 
+from collector.base.logging import redact_url
 from collector.config.errors import ConfigError
 from collector.config.settings import Settings
 from collector.config.sources import SECRET_ENV, read_sources
@@ -29,8 +30,10 @@ def load_settings(
         return Settings.model_validate(raw)
     except ValidationError as exc:
         source = str(path) if path is not None else "the configuration"
-        problems = "\n".join(f"  - {_describe(err)}" for err in exc.errors())
-        raise ConfigError(f"{source} is not valid:\n{problems}") from None
+        # One line, whatever the number of problems: it is what systemd and a
+        # terminal show of a failed start.
+        problems = " | ".join(_describe(err) for err in exc.errors())
+        raise ConfigError(f"{source}: {problems}") from None
 
 
 def _is_secret(loc: tuple[int | str, ...]) -> bool:
@@ -43,14 +46,15 @@ def _describe(err: Mapping[str, Any]) -> str:
     path = ".".join(str(part) for part in loc) or "(top level)"
     if err["type"] == "extra_forbidden":
         return _describe_unknown(loc, path)
-    message = str(err["msg"])
+    message = str(err["msg"]).removeprefix("Value error, ")
     if _is_secret(loc):
         return f"{path}: {message} (value hidden: it is a secret)"
     value = err.get("input")
     hint = ""
-    if loc and str(loc[-1]) in _DURATIONS:
+    if loc and str(loc[-1]) in _DURATIONS and err["type"] != "value_error":
         hint = "; durations are seconds, as a number (e.g. 1.5)"
-    return f"{path}: {message}; got {value!r}{hint}"
+    # A URL's userinfo (user:PASSWORD@) is a secret too.
+    return f"{path}: {message}; got {redact_url(repr(value))}{hint}"
 
 
 _DURATIONS: Final = frozenset(
@@ -62,6 +66,8 @@ _DURATIONS: Final = frozenset(
         "timeout",
         "key_activation_grace",
         "key_rotate_after",
+        "spool_after",
+        "stall_seconds",
     }
 )
 

@@ -7,10 +7,13 @@ sources and explaining what is wrong is :mod:`collector.config.load`.
 
 from __future__ import annotations
 
+import ipaddress
+import math
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Final, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -19,6 +22,51 @@ def parse_listen(value: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or int(port) > 65535:
         raise ValueError(f'must look like "127.0.0.1:9108" (host:port), got {value!r}')
     return host.strip("[]"), int(port)
+
+
+DAY: Final = 86400.0
+# Every duration is seconds in this range: below it a loop would spin, above it a
+# value is a typo (1e308 never flushes, inf never times out).
+MIN_SECONDS: Final = 0.01
+MAX_SECONDS: Final = 30 * DAY
+# Sizes a machine can hold: points in memory (~200 bytes each) and bytes on disk.
+MAX_BATCH: Final = 1_000_000  # the spool's MAX_FILE_POINTS too
+MAX_BUFFER: Final = 10_000_000
+MAX_SPOOL_BYTES: Final = 1 << 44  # 16 TiB
+MAX_COUNT: Final = 1_000_000  # connections per IP, currencies per account
+
+
+def _span(seconds: float) -> str:
+    return f"{seconds / DAY:g} days" if seconds >= DAY else f"{seconds:g} s"
+
+
+def _seconds(low: float, high: float, *, zero: bool = False) -> AfterValidator:
+    """A duration in ``[low, high]`` (or exactly 0 when ``zero``), finite, named in the error."""
+
+    def check(value: float) -> float:
+        if math.isfinite(value) and (low <= value <= high or (zero and value == 0)):
+            return value
+        off = " (or 0)" if zero else ""
+        raise ValueError(f"must be seconds from {_span(low)} to {_span(high)}{off}")
+
+    return AfterValidator(check)
+
+
+Seconds = Annotated[float, _seconds(MIN_SECONDS, MAX_SECONDS)]
+SecondsOrZero = Annotated[float, _seconds(MIN_SECONDS, MAX_SECONDS, zero=True)]
+
+
+def _with_host(value: str, schemes: tuple[str, ...], hint: str) -> str:
+    """``value`` when it is a URL of one of ``schemes`` with a host; ValueError otherwise."""
+    if not value.startswith(schemes):
+        raise ValueError(hint)
+    try:
+        host = urlsplit(value).hostname
+    except ValueError as exc:  # a bad port or bracket
+        raise ValueError(f"is not a URL ({exc})") from None
+    if not host:
+        raise ValueError(f"needs a host after {value.split('//')[0]}//")
+    return value
 
 
 class _Section(BaseModel):
@@ -35,10 +83,10 @@ class GateSettings(_Section):
     api_secret: SecretStr | None = None
     currencies: list[str] = Field(default_factory=lambda: ["!all"], min_length=1)
     ca_file: str | None = None
-    max_connections_per_ip: int = Field(default=300, gt=0)
+    max_connections_per_ip: int = Field(default=300, gt=0, le=MAX_COUNT)
     # New currencies per account beyond this are dropped and counted (one account
     # must not poison InfluxDB's max-values-per-tag for all, nor grow memory).
-    max_currencies_per_account: int = Field(default=1000, gt=0)
+    max_currencies_per_account: int = Field(default=1000, gt=0, le=MAX_COUNT)
     # Seconds between unified.ping frames; Gate documents pings every 5-25 s.
     ping_interval: float = Field(default=15.0, ge=5, le=25)
     source_addresses: list[str] = Field(default_factory=list)
@@ -46,15 +94,25 @@ class GateSettings(_Section):
     @field_validator("rest_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with https:// (or http:// for a local simulator)")
-        return value.rstrip("/")
+        hint = "must start with https:// (or http:// for a local simulator)"
+        return _with_host(value, ("http://", "https://"), hint).rstrip("/")
 
     @field_validator("ws_url")
     @classmethod
     def _ws_url(cls, value: str) -> str:
-        if not value.startswith(("ws://", "wss://")):
-            raise ValueError("must start with wss:// (or ws:// for a local simulator)")
+        hint = "must start with wss:// (or ws:// for a local simulator)"
+        return _with_host(value, ("ws://", "wss://"), hint)
+
+    @field_validator("source_addresses")
+    @classmethod
+    def _ips(cls, value: list[str]) -> list[str]:
+        for address in value:
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise ValueError(
+                    f"{address!r} is not an IP address (one of this host's, e.g. 10.0.0.5)"
+                ) from None
         return value
 
 
@@ -63,13 +121,13 @@ class AccountsSettings(_Section):
 
     shard: str = "0/1"
     shards: int | None = Field(default=None, gt=0)
-    refresh_interval: float = Field(default=300.0, gt=0)
+    refresh_interval: Seconds = 300.0
     key_name: str = Field(default="gate-collector", min_length=1)
     # REST snapshots (GET /unified/accounts): Gate pushes only on change, so every
     # account is read in full this often (0: only on (re)subscribe and after gaps),
     # spread over the interval, at most snapshot_rate requests/s for the instance.
-    snapshot_interval: float = Field(default=300.0, ge=0)
-    snapshot_rate: float = Field(default=20.0, gt=0)
+    snapshot_interval: SecondsOrZero = 300.0
+    snapshot_rate: float = Field(default=20.0, gt=0, le=10_000)
     # The Broker document's permission names; all read-only (see README, "Keys").
     key_permissions: list[str] = Field(
         default_factory=lambda: ["wallet", "spot", "futures"], min_length=1
@@ -79,9 +137,9 @@ class AccountsSettings(_Section):
     # The create-key body's `type`: 1 as in every example of the Broker document.
     key_type: int = Field(default=1, ge=1, le=3)
     # Gate: key changes "can take up to 5 minutes to take effect".
-    key_activation_grace: float = Field(default=300.0, ge=0)
+    key_activation_grace: SecondsOrZero = 300.0
     # Keys without an IP binding expire after 90 days: replace them before that.
-    key_rotate_after: float = Field(default=80 * 86400.0, gt=0, le=89 * 86400.0)
+    key_rotate_after: Annotated[float, _seconds(MIN_SECONDS, 89 * DAY)] = 80 * DAY
 
     @field_validator("shard")
     @classmethod
@@ -106,6 +164,13 @@ class StateSettings(_Section):
     dir: str = "/var/lib/gate-collector"
     master_key: SecretStr | None = None
 
+    @field_validator("dir")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not Path(value).is_absolute():
+            raise ValueError("must be an absolute path (e.g. /var/lib/gate-collector)")
+        return value
+
     @property
     def path(self) -> Path:
         """``dir`` as a :class:`Path`."""
@@ -124,30 +189,29 @@ class InfluxSettings(_Section):
     org: str = ""
     bucket: str = ""
     token: SecretStr | None = None
-    batch_size: int = Field(default=5000, gt=0)
-    flush_interval: float = Field(default=1.0, gt=0)
-    flush_jitter: float = Field(default=0.1, ge=0)
-    buffer_limit: int = Field(default=100_000, gt=0)
-    spool_max_bytes: int = Field(default=1 << 30, gt=0)
+    batch_size: int = Field(default=5000, gt=0, le=MAX_BATCH)
+    flush_interval: Seconds = 1.0
+    flush_jitter: SecondsOrZero = 0.1
+    buffer_limit: int = Field(default=100_000, gt=0, le=MAX_BUFFER)
+    spool_max_bytes: int = Field(default=1 << 30, gt=0, le=MAX_SPOOL_BYTES)
     # While InfluxDB is not taking writes, buffered data is on disk after this long.
-    spool_after: float = Field(default=5.0, gt=0)
+    spool_after: Seconds = 5.0
     gzip: bool = True
-    timeout: float = Field(default=10.0, gt=0)
+    timeout: Seconds = 10.0
     create_database: bool = True
 
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/")
+        hint = "must start with http:// or https://"
+        return _with_host(value, ("http://", "https://"), hint).rstrip("/")
 
 
 class HttpSettings(_Section):
     """``[http]``: the endpoint (/metrics /healthz /readyz /status); off when listen is ""."""
 
     listen: str = ""
-    stall_seconds: float = Field(default=300.0, gt=0)
+    stall_seconds: Seconds = 300.0
 
     @field_validator("listen")
     @classmethod

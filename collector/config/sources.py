@@ -8,8 +8,10 @@ source itself has (a missing file, bad TOML, an unreadable credential) are a
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
+import stat
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -73,6 +75,7 @@ def _resolve_auto_shard(raw: dict[str, Any], env: Mapping[str, str]) -> None:
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
+        _must_be_a_file(path, "--config")
         with path.open("rb") as handle:
             return tomllib.load(handle)
     except FileNotFoundError:
@@ -81,8 +84,23 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"--config {path} is a directory; pass the TOML file in it") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+            "save it as UTF-8"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+
+
+def _must_be_a_file(path: Path, what: str) -> None:
+    """ConfigError unless ``path`` is a regular file (a FIFO would hang the start);
+    OSError (missing, a directory, no access) is the caller's to explain."""
+    mode = path.stat().st_mode
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+    if not stat.S_ISREG(mode):
+        raise ConfigError(f"{what} {path} is not a regular file (a FIFO, a device?); pass a file")
 
 
 def _set(raw: dict[str, Any], section: str, key: str, value: Any) -> None:
@@ -102,8 +120,9 @@ def _merge_credentials(raw: dict[str, Any], env: Mapping[str, str]) -> None:
 
 def _set_credential(raw: dict[str, Any], file: Path, section: str, key: str) -> None:
     try:
-        if not file.is_file():
+        if not file.exists():
             return
+        _must_be_a_file(file, "credential file")
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(
@@ -114,6 +133,8 @@ def _set_credential(raw: dict[str, Any], file: Path, section: str, key: str) -> 
         raise ConfigError(
             f"credential file {file} is not UTF-8 text; write the bare value into it"
         ) from None
+    if not text.strip():
+        raise ConfigError(f"credential file {file} is empty; write the bare value into it")
     _set(raw, section, key, text.strip())
 
 

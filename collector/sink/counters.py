@@ -20,6 +20,8 @@ class SinkStats:
     buffer_size: int = 0
     spool_bytes: int = 0
     dropped_by_reason: Counter[str] = field(default_factory=Counter)
+    # CREATE DATABASE after a write's 404 (not a collector_stats field: the data contract)
+    databases_created: int = 0
 
     def fields(self) -> dict[str, float | int]:
         """The counters as ``collector_stats`` fields."""

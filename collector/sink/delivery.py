@@ -5,11 +5,17 @@
   split in halves, or retried after a backoff);
 * while InfluxDB is not taking writes, everything buffered (the batch being
   retried too) reaches the spool within ``spool_after`` seconds, so a SIGKILL
-  loses at most that much.
+  loses at most that much. "Not taking writes" starts when a write is sent that
+  is not answered, not when it times out: a hanging InfluxDB (``influx.timeout``
+  later) must not stretch the bound, so a write from memory unanswered for
+  ``spool_after`` is given up and its batch spooled with the rest;
+* a 404 "database not found" (an InfluxDB that came back empty) creates the
+  database when ``influx.create_database`` is on, and the write is sent again.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 
@@ -22,6 +28,7 @@ from collector.sink import gzipbody
 from collector.sink.backlog import Backlog
 from collector.sink.batcher import Batch
 from collector.sink.counters import Settled, SinkStats
+from collector.sink.database import create_database, may_create
 from collector.sink.policy import Action, Verdict, decide, retry_delay
 from collector.sink.request import write_request
 
@@ -51,6 +58,7 @@ class Delivery:
         self._clock = clock
         self._backoff = backoff
         self._failing_since: float | None = None  # trio time of the first failure in a row
+        self._asked_at: float | None = None  # trio time the unanswered write was sent
         self._settled = trio.Event()  # set (and replaced) whenever a batch is settled
 
     def retarget(self, settings: InfluxSettings) -> None:
@@ -63,9 +71,14 @@ class Delivery:
         """Sleep until the next batch is settled."""
         await self._settled.wait()
 
+    def outage_since(self) -> float | None:
+        """Trio time since which InfluxDB has taken no write: the first failure in a row,
+        else the write waiting for its answer; None while writes go through."""
+        return self._failing_since if self._failing_since is not None else self._asked_at
+
     def outage_is_long(self, ahead: float = 0.0) -> bool:
         """Whether InfluxDB has not taken a write for ``spool_after`` (by ``ahead`` from now)."""
-        since = self._failing_since
+        since = self.outage_since()
         if since is None or self._backlog.spool is None:
             return False
         return trio.current_time() + ahead - since >= self.settings.spool_after
@@ -118,26 +131,24 @@ class Delivery:
     async def _send(self, lines: Batch, stored: bytes | None, *, may_spill: bool) -> Settled | None:
         """Deliver ``lines`` under the policy; None when they went to the spool instead."""
         failures = 0
+        created = False  # at most one CREATE DATABASE per batch: never a tight loop
         while True:
-            verdict = await self._attempt(lines, stored)
+            sent_at = trio.current_time()
+            verdict = await self._attempt(lines, stored, may_give_up=may_spill)
             if verdict.action is Action.SPLIT:
                 half = len(lines) // 2
                 first = await self._send(lines[:half], None, may_spill=False)
                 second = await self._send(lines[half:], None, may_spill=False)
                 return (first or Settled()) + (second or Settled())
             if verdict.action is not Action.RETRY:
-                self._failing_since = None
-                if failures:  # the one line that says the outage is over, and what is left
-                    log.info(
-                        "influx_recovered",
-                        failed_attempts=failures,
-                        **self._backlog.outage_fields(len(lines)),
-                    )
-                return Settled(verdict.written, verdict.rejected)
+                return self._ended(verdict, failures, len(lines))
             failures += 1
             self._stats.write_errors += 1
             if self._failing_since is None:
-                self._failing_since = trio.current_time()
+                self._failing_since = sent_at
+            if verdict.missing_database and not created and await self._create_database():
+                created = True
+                continue  # at once: the database is there now
             delay = retry_delay(verdict, failures, self._rng, *self._backoff)
             if may_spill and self.outage_is_long(ahead=delay):
                 self._backlog.inflight = None
@@ -145,7 +156,42 @@ class Delivery:
                 return None
             await trio.sleep(delay)
 
-    async def _attempt(self, lines: Batch, stored: bytes | None) -> Verdict:
+    def _ended(self, verdict: Verdict, failures: int, points: int) -> Settled:
+        """A batch is settled: the outage (if any) is over."""
+        self._failing_since = None
+        if failures:  # the one line that says the outage is over, and what is left
+            log.info(
+                "influx_recovered", failed_attempts=failures, **self._backlog.outage_fields(points)
+            )
+        return Settled(verdict.written, verdict.rejected)
+
+    async def _create_database(self) -> bool:
+        """CREATE DATABASE after a write's 404, when allowed; True when it was created."""
+        if not may_create(self.settings):
+            return False
+        if not await create_database(self._http, self.settings):
+            return False
+        self._stats.databases_created += 1
+        log.warning(
+            "influx_database_created",
+            database=self.settings.database,
+            hint="InfluxDB answered 404 database not found (it came back empty?); "
+            "the write is sent again",
+        )
+        return True
+
+    def _give_up_at(self, may_give_up: bool) -> float:
+        """When a write is abandoned unanswered: ``spool_after`` into the outage, for a
+        batch from memory (it is then spooled); a spooled one waits for ``timeout``.
+        A first try after a long outage still gets ``spool_after`` of its own (else a
+        recovered InfluxDB would never be tried with a batch from memory)."""
+        if not may_give_up or self._backlog.spool is None:
+            return math.inf
+        now, since = trio.current_time(), self.outage_since()
+        end = (now if since is None else since) + self.settings.spool_after
+        return end if end > now else now + self.settings.spool_after
+
+    async def _attempt(self, lines: Batch, stored: bytes | None, *, may_give_up: bool) -> Verdict:
         """One POST and the policy's verdict on its answer."""
         body = stored
         if body is None:
@@ -153,16 +199,26 @@ class Delivery:
             if self.settings.gzip:
                 body = gzipbody.compress(body)
         start = trio.current_time()
+        if self._asked_at is None:
+            self._asked_at = start
+        give_up_at = self._give_up_at(may_give_up)
+        response: httpx.Response | None = None
+        error = "no answer within influx.spool_after"
         try:
-            response = await self._request.send(
-                self._http, content=body, http_timeout=self.settings.timeout
-            )
+            with trio.move_on_at(give_up_at):
+                response = await self._request.send(
+                    self._http, content=body, http_timeout=self.settings.timeout
+                )
         except httpx.HTTPError as exc:
+            error = repr(exc)
+        finally:
+            self._asked_at = None
+        if response is None:
             verdict = decide(None, {}, "", len(lines), self._clock())
             log.warning(
                 verdict.event or "",
                 url=self._request.url,
-                error=repr(exc),
+                error=error,
                 points=len(lines),
                 **self._backlog.outage_fields(),
             )

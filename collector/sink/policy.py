@@ -14,6 +14,7 @@ data is kept, retried and the operator alarmed. A partial write (InfluxDB 1.x:
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import random
 import re
@@ -118,6 +119,7 @@ class Verdict:
     level: str = "error"
     hint: str = ""
     series: tuple[str, ...] = ()  # series/accounts a partial write named
+    missing_database: bool = False  # a 404 that says "database not found"
 
 
 def status_class(status: int | None) -> str:
@@ -198,7 +200,10 @@ def decide(
         return _replace(base, lines, 0)
     if row.action is Action.REJECTED:
         return _replace(base, 0, lines)
-    return _replace(base, 0, 0, wait=None if wait is None else min(wait, MAX_RETRY_AFTER))
+    retry = _replace(base, 0, 0, wait=None if wait is None else min(wait, MAX_RETRY_AFTER))
+    if status == 404 and "database not found" in (influx_message(body) or ""):
+        return dataclasses.replace(retry, missing_database=True)
+    return retry
 
 
 def _replace(

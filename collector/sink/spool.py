@@ -30,7 +30,16 @@ from collector.sink import gzipbody
 
 log = get_logger(__name__)
 
-_NAME: Final = re.compile(r"(\d{20})-(\d+)\.lp\.gz")
+# Strict: 20 digits of sequence, a count with no leading zero and at most
+# MAX_FILE_POINTS (influx.batch_size's bound). Any other name is not ours, or is
+# damaged: moved to corrupt/ and never trusted for a count.
+_NAME: Final = re.compile(r"(\d{20})-([1-9]\d{0,6})\.lp\.gz")
+MAX_FILE_POINTS: Final = 1_000_000
+SEQ_DIGITS: Final = 20
+# Found at start past this sequence number, the files are numbered again from 0 (in
+# order), so a name never outgrows SEQ_DIGITS (a 21-digit name would be ignored by a
+# restart): 9 * 10**19 appends are left before that could happen.
+SEQ_RENUMBER: Final = 10**19
 CORRUPT_DIR: Final = "corrupt"
 
 # Why points were dropped (the ``reason`` of a drop, one counter each).
@@ -88,6 +97,7 @@ class Spool:
         self.bytes = 0
         self.points = 0
         self.dropped: Counter[str] = Counter()
+        self.foreign_files = 0  # files with a name not ours, moved to corrupt/
         self._recover()
 
     def __len__(self) -> int:
@@ -96,16 +106,53 @@ class Spool:
     def _recover(self) -> None:
         found = []
         for path in self.directory.iterdir():
-            match = _NAME.fullmatch(path.name)
-            if match is None:
-                if path.name.endswith(".tmp"):
-                    path.unlink(missing_ok=True)  # a write cut short by a crash
-                continue
-            found.append(SpoolEntry(int(match[1]), int(match[2]), path.stat().st_size, path))
-        for entry in sorted(found, key=lambda e: e.seq):
+            if path.is_dir():
+                continue  # corrupt/, or something of the operator's
+            entry = _entry(path)
+            if entry is not None:
+                found.append(entry)
+            elif path.name.endswith(".tmp"):
+                path.unlink(missing_ok=True)  # a write cut short by a crash
+            else:
+                self._set_aside(path)
+        found.sort(key=lambda e: e.seq)
+        if found and found[-1].seq >= SEQ_RENUMBER:
+            found = self._renumber(found)
+        for entry in found:
             self._add(entry)
         if found:
             log.info("spool_recovered", batches=len(found), points=self.points, bytes=self.bytes)
+
+    def _set_aside(self, path: Path) -> None:
+        """A file whose name is not a spool file's: to corrupt/, counted, its name not believed."""
+        target = self.directory / CORRUPT_DIR / path.name
+        try:
+            target.parent.mkdir(exist_ok=True, mode=0o700)
+            os.replace(path, target)
+        except OSError as exc:
+            log.error("spool_file_not_moved", file=str(path), error=str(exc))
+            return
+        self.foreign_files += 1
+        log.error(
+            "spool_file_unrecognised",
+            file=str(path),
+            moved_to=str(target),
+            hint="not a name the spool writes (<20 digits>-<points>.lp.gz); "
+            "its points are not counted",
+        )
+
+    def _renumber(self, entries: list[SpoolEntry]) -> list[SpoolEntry]:
+        """Name ``entries`` (sorted) 0, 1, 2, ... in order. Each new number is at most the
+        old one, so no rename lands on a file still waiting for its own, and a crash
+        half-way leaves names that still sort in the right order."""
+        out = []
+        for seq, entry in enumerate(entries):
+            path = self.directory / _name(seq, entry.points)
+            if path != entry.path:
+                os.replace(entry.path, path)
+            out.append(SpoolEntry(seq, entry.points, entry.size, path))
+        log.warning("spool_renumbered", batches=len(out))
+        return out
 
     def _add(self, entry: SpoolEntry) -> None:
         self._entries.append(entry)
@@ -130,7 +177,7 @@ class Spool:
         body = compress(lines)
         seq = self._next_seq
         self._next_seq += 1
-        path = self.directory / f"{seq:020d}-{len(lines)}.lp.gz"
+        path = self.directory / _name(seq, len(lines))
         while True:
             try:
                 atomic_write(path, body)
@@ -211,3 +258,15 @@ class Spool:
             entry.path.unlink(missing_ok=True)
         if self._pinned == entry.seq:
             self._pinned = None
+
+
+def _name(seq: int, points: int) -> str:
+    return f"{seq:0{SEQ_DIGITS}d}-{points}.lp.gz"
+
+
+def _entry(path: Path) -> SpoolEntry | None:
+    """The entry a file's name describes; None unless the name is exactly a spool file's."""
+    match = _NAME.fullmatch(path.name)
+    if match is None or int(match[2]) > MAX_FILE_POINTS:
+        return None
+    return SpoolEntry(int(match[1]), int(match[2]), path.stat().st_size, path)

@@ -78,6 +78,7 @@ class Sink:
         self._delivery = Delivery(
             http, settings, self._backlog, self._stats, rng=self._rng, clock=clock, backoff=backoff
         )
+        self._tick = trio.CancelScope()  # the ticker's wait (a SIGHUP cuts it short)
 
     @property
     def stats(self) -> SinkStats:
@@ -105,7 +106,9 @@ class Sink:
 
     async def retarget(self, settings: InfluxSettings) -> None:
         """SIGHUP: write what is buffered to the old target (within the shutdown
-        timeout), then send everything after it to ``settings``' target."""
+        timeout), then send everything after it to ``settings``' target, with its
+        batching (``batch_size``, ``buffer_limit``, ``flush_interval``/``jitter``),
+        ``timeout``, ``gzip`` and ``spool_after``."""
         backlog = self._backlog
         if backlog.batcher.cut():
             backlog.after_cut()
@@ -113,6 +116,9 @@ class Sink:
             while backlog.batcher.points or backlog.inflight is not None:
                 await self._delivery.settled()
         self._delivery.retarget(settings)
+        backlog.batcher.batch_size = settings.batch_size
+        backlog.batcher.buffer_limit = settings.buffer_limit
+        self._tick.cancel()  # the next tick on the new flush_interval
 
     # -- intake --------------------------------------------------------------
 
@@ -161,10 +167,14 @@ class Sink:
             self._backlog.after_cut()
 
     async def _ticker(self) -> None:
-        settings, backlog = self._delivery.settings, self._backlog
-        interval, jitter = settings.flush_interval, settings.flush_jitter
+        backlog = self._backlog
         while True:
-            await trio.sleep(interval + self._rng.uniform(0, jitter))
+            settings = self._delivery.settings  # a SIGHUP may change the interval
+            self._tick = trio.CancelScope()
+            with self._tick:
+                await trio.sleep(
+                    settings.flush_interval + self._rng.uniform(0, settings.flush_jitter)
+                )
             if self._delivery.outage_is_long():
                 backlog.spill(backlog.batcher.drain())
             elif backlog.batcher.cut():

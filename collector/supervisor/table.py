@@ -82,7 +82,9 @@ class SlotTable:
     def restart_all(self) -> None:
         """A new ``ws_url``: every slot's session closes politely and connects again.
 
-        Counters carry over. Nothing to do before the supervisor runs.
+        Counters carry over, and so do keys pending retirement (a twin left on Gate
+        is still deleted once the new session delivers). Nothing to do before the
+        supervisor runs.
         """
         if self.nursery is None:
             return

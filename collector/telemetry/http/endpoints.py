@@ -24,7 +24,7 @@ import trio
 from collector import __version__
 from collector.base.logging import get_logger
 from collector.telemetry.http.metrics import StatsCollector, exposition
-from collector.telemetry.http.server import Response, bound_port, serve
+from collector.telemetry.http.server import Response, Server, bound_port
 
 log = get_logger(__name__)
 
@@ -83,6 +83,8 @@ class Observed:
     stall_seconds: float = 300.0
     progress: Progress = field(init=False)
     rates: dict[str, float] = field(default_factory=dict)
+    # The server answering (its refused/evicted counts), once serve_endpoint runs.
+    http_server: Server | None = None
 
     def __post_init__(self) -> None:
         self.progress = Progress(self.stall_seconds)
@@ -179,4 +181,5 @@ async def serve_endpoint(observed: Observed, listeners: list[trio.SocketListener
     log.info("http_listening", port=bound_port(listeners))
     async with trio.open_nursery() as nursery:
         nursery.start_soon(observed.measure_rates)
-        nursery.start_soon(serve, observed.handle, listeners)
+        observed.http_server = Server(observed.handle)
+        nursery.start_soon(observed.http_server.serve, listeners)
