@@ -34,7 +34,15 @@ import trio
 
 from collector.backoff import backoff_delay
 from collector.gate import signing
-from collector.gate.errors import AuthError, GateAPIError, GateError, error_for
+from collector.gate.errors import (
+    CONFIG_REFUSALS,
+    AuthError,
+    GateAPIError,
+    GateError,
+    error_body,
+    error_for,
+    find_refusal,
+)
 from collector.gate.signing import ApiCredentials
 from collector.logging import get_logger
 from collector.points.lineproto import Bundle, Point
@@ -88,9 +96,7 @@ class SnapshotClient:
             raise GateError(f"GET {PATH}: cannot reach Gate at {self._base} ({exc!r})") from None
         body = _json(response.content)
         if not response.is_success:
-            label, message = "", response.text[:200]
-            if isinstance(body, dict):
-                label, message = str(body.get("label", "")), str(body.get("message", ""))
+            label, message = error_body(body, response.text[:200])
             error = error_for(response.status_code, label, message, request=f"GET {PATH}")
             if not isinstance(error, AuthError) and "UNIFIED" in f"{label} {message}".upper():
                 raise NotUnifiedError(f"not in unified account mode: {label} {message}")
@@ -289,7 +295,7 @@ class SnapshotScheduler:
             self._settle(account, status, STATE_NOT_UNIFIED, str(exc), SLOW_RETRY)
             return
         except GateAPIError as exc:
-            if isinstance(exc, AuthError) and exc.label in ("FORBIDDEN", "IP_FORBIDDEN"):
+            if find_refusal(exc.label) in CONFIG_REFUSALS:  # no retry cures it soon
                 self._settle(account, status, STATE_FORBIDDEN, str(exc), SLOW_RETRY)
             else:
                 self._failed(account, status, str(exc))

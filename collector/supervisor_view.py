@@ -44,6 +44,7 @@ _SUMMED: Final = (
     (schema.STAT_GATE_ERRORS, "errors"),
     (schema.STAT_RECONNECTS, "reconnects"),
     (schema.STAT_GAPS, "gaps"),
+    (schema.STAT_REFUSALS_UNEXPLAINED, "refusals_unexplained"),
 )
 
 

@@ -31,4 +31,14 @@ def test_refusal_kind(message: str, kind: Refusal) -> None:
 
 
 def test_the_kinds_have_their_names() -> None:
-    assert {k.value for k in Refusal} == {"key", "clock", "ip", "permission"}
+    assert {k.value for k in Refusal} == {
+        "key",
+        "clock",
+        "ip",
+        "permission",
+        "locked",
+        "not_found",
+        "rate",
+        "server",
+        "argument",
+    }

@@ -44,6 +44,17 @@ class GateSettings(_Section):
             raise ValueError("must start with https:// (or http:// for a local simulator)")
         return value.rstrip("/")
 
+    @field_validator("currencies")
+    @classmethod
+    def _currencies(cls, value: list[str]) -> list[str]:
+        # Gate takes a list of currencies or ["!all"], never both in one payload.
+        if "!all" in value and len(value) > 1:
+            raise ValueError(
+                'mixes "!all" with currency names, which Gate refuses: '
+                'use ["!all"] alone, or list only the currencies'
+            )
+        return value
+
     @field_validator("ws_url")
     @classmethod
     def _ws_url(cls, value: str) -> str:

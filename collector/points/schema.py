@@ -148,6 +148,8 @@ STAT_FIELDS_INVALID: Final = "fields_invalid"
 STAT_GATE_ERRORS: Final = "gate_errors"
 STAT_RECONNECTS: Final = "reconnects"
 STAT_GAPS: Final = "gaps"
+# Code 1/2 subscribe refusals without a label (retried; loud when they repeat).
+STAT_REFUSALS_UNEXPLAINED: Final = "subscribe_refusals_unexplained"
 STAT_KEY_REPLACEMENTS: Final = "key_replacements"
 STAT_KEY_STORE_WRITE_ERRORS: Final = "key_store_write_errors"
 STAT_KEY_ROTATIONS: Final = "key_rotations"

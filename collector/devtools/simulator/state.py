@@ -207,7 +207,7 @@ class BrokerState:
     deleted: Counter[str] = field(default_factory=Counter)
     deleted_in_use: Counter[str] = field(default_factory=Counter)
     keys_in_use: Counter[str] = field(default_factory=Counter)
-    # 429 answers carry a reset of "now" in seconds (Gate outside a window), not ms.
+    # 429 answers carry a reset of "now" (Gate's value outside a limit), not the window's end.
     rate_reset_now: bool = False
 
     def now(self) -> float:
