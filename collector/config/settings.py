@@ -75,9 +75,10 @@ class AccountsSettings(_Section):
     # spread over the interval, at most snapshot_rate requests/s for the instance.
     snapshot_interval: float = Field(default=300.0, ge=0)
     snapshot_rate: float = Field(default=20.0, gt=0)
-    # The Broker document's permission names; all read-only (see README, "Keys").
+    # All read-only (see README, "Keys"): Gate's unified data needs "unified"; a name
+    # the create-key call refuses is left out (logged once).
     key_permissions: list[str] = Field(
-        default_factory=lambda: ["wallet", "spot", "futures"], min_length=1
+        default_factory=lambda: ["wallet", "spot", "futures", "unified"], min_length=1
     )
     # The collector's egress IPs: keys bound to them do not expire (else 90 days).
     key_ip_whitelist: list[str] = Field(default_factory=list)

@@ -111,7 +111,7 @@ class RestApi:
         self.state.calls[f"{request.method} {name}"] += 1
         fault = self.state.take_fault(path, request.method)
         if fault is not None and not fault.drop_response:
-            raise SimError(fault.status, fault.label, "injected fault")
+            raise SimError(fault.status, fault.label, "injected fault", fault.text_field)
         result = route(self.state, request, args)
         if fault is not None:
             return None
@@ -202,5 +202,5 @@ class _RateLimited(SimError):
 
 def _error(err: SimError) -> HttpResponse:
     headers = err.headers if isinstance(err, _RateLimited) else {}
-    body = orjson.dumps({"label": err.label, "message": err.message})
+    body = orjson.dumps({"label": err.label, err.text_field: err.message})
     return HttpResponse(err.status, body, headers)
