@@ -46,6 +46,8 @@ class SupervisorStats:
     discovery_errors: int = 0
     key_replacements: int = 0
     key_rotations: int = 0
+    # Rotations without a spare connection on the address: the old session closed first.
+    key_rotations_break_before_make: int = 0
     key_errors: int = 0
     # Refusals a new key cannot cure (IP whitelist, permissions): the config is wrong.
     key_config_refusals: int = 0

@@ -3,7 +3,9 @@
 Each slot keeps one :class:`~collector.session.AccountSession` up with the
 account's stored key (:mod:`collector.key_lifecycle` finds, waits for or replaces
 it), restarts it with backoff after a crash, and once the session delivers
-data retires replaced keys and rotates an old one (make before break). The
+data retires replaced keys and rotates an old one (make before break while
+Gate's per-IP connection limit leaves a spare connection, else break before
+make: :mod:`collector.connections`). The
 upkeep is a deadline in the process's shared :class:`~collector.timers.Timers`
 every ``UPKEEP_INTERVAL``, not a sleeping task per slot: a task is started only
 when there is a key to retire or rotate.
@@ -21,6 +23,7 @@ import trio
 
 from collector.backoff import backoff_delay
 from collector.config import GateSettings
+from collector.connections import ConnectionBudget
 from collector.gate.errors import GateError
 from collector.key_lifecycle import KeyLifecycle
 from collector.keys import KeyProvisioner, KeyStore, StoredKey
@@ -54,6 +57,7 @@ class SlotRunner:
     rng: random.Random
     gate_clock: Callable[[], float]
     connect_limiter: trio.CapacityLimiter
+    connections: ConnectionBudget  # Gate's per-IP limit: a rotation's successor asks it
     session_factory: Callable[..., AccountSession]
     timing: SessionTiming | None
     # The one task for every session's ping and watchdog, and every slot's upkeep.
@@ -167,7 +171,13 @@ class SlotRunner:
         self._arm_upkeep(slot, UPKEEP_INTERVAL)
 
     async def _rotate(self, slot: Slot) -> None:
-        """A successor key, its session up beside the old one, then the old one stopped."""
+        """A successor key, and its session in place of the old one.
+
+        Make before break when Gate's per-IP limit leaves an extra connection on
+        the slot's address; else break before make (:meth:`_break_before_make`):
+        a successor that cannot connect must not wait forever while the old key
+        runs out its 90 days.
+        """
         account_id = slot.account.gate_id
         try:
             await self.provisioner.create(account_id)
@@ -175,6 +185,20 @@ class SlotRunner:
             self.stats.key_errors += 1
             log.error("key_rotate_failed", account=account_id, error=str(exc))
             return
+        address = slot.local_address
+        if not self.connections.try_extra(address):
+            self._break_before_make(slot)
+            return
+        try:
+            await self._make_before_break(slot)
+        finally:
+            self.connections.release_extra(address)  # the old session's is the slot's now
+        self.stats.key_rotations += 1
+        log.info("key_rotated", account=account_id)
+        await self.keys.retire(slot)
+
+    async def _make_before_break(self, slot: Slot) -> None:
+        """The successor's session up beside the old one, then the old one stopped."""
         assert slot.drive is not None
         old_scope, old_done = slot.drive
         stats = SessionStats()
@@ -190,6 +214,40 @@ class SlotRunner:
         merge_counters(stats, slot.stats)
         slot.stats = stats
         slot.retire_pending = True
+
+    def _break_before_make(self, slot: Slot) -> None:
+        """No spare connection: stop the old session, start the successor's in its place.
+
+        The old session closes before the new one connects, so the address never
+        holds more than Gate allows; a REST snapshot with the new key bridges the
+        moment without a subscription (pushes come only on change). The old key
+        stays on Gate until the new session has delivered data (the upkeep retires
+        it then), so a new key Gate has not activated yet strands nothing.
+        """
+        account_id = slot.account.gate_id
+        assert slot.drive is not None
+        old_scope, old_done = slot.drive
+        old_scope.cancel()
+        slot.drive = trio.CancelScope(), trio.Event()
+        slot.retire_pending = True
         self.stats.key_rotations += 1
-        log.info("key_rotated", account=account_id)
-        await self.keys.retire(slot)
+        self.stats.key_rotations_break_before_make += 1
+        log.warning(
+            "key_rotated_break_before_make",
+            account=account_id,
+            address=slot.local_address or "default",
+            limit=self.gate().max_connections_per_ip,
+            hint="no spare connection under gate.max_connections_per_ip on this address: "
+            "the old session closed before the new one opened; a REST snapshot bridges it",
+        )
+        assert slot.nursery is not None
+        slot.nursery.start_soon(self._successor_after, slot, old_done, slot.drive)
+
+    async def _successor_after(
+        self, slot: Slot, old_done: trio.Event, drive: tuple[trio.CancelScope, trio.Event]
+    ) -> None:
+        """Once the old session has closed its connection: the new one, and a snapshot."""
+        await old_done.wait()
+        if self.snapshots is not None:
+            self.snapshots.request(slot.account.gate_id, "rotation")
+        await self._drive(slot, slot.stats, *drive)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 import trio
 
 from collector.config import GateSettings
+from collector.connections import ConnectionBudget
 from collector.gate.models import SubAccount
 from collector.keys import KeyProvisioner
 from collector.logging import get_logger
@@ -36,6 +37,7 @@ class SlotTable:
         provisioner: KeyProvisioner,
         stats: SupervisorStats,
         snapshots: SnapshotScheduler | None,
+        connections: ConnectionBudget,
     ) -> None:
         self._gate = gate  # the current settings (a SIGHUP may change them)
         self._runner = runner
@@ -43,7 +45,9 @@ class SlotTable:
         self._stats = stats
         self._snapshots = snapshots
         self.slots: dict[int, Slot] = {}
-        self._per_address: Counter[str | None] = Counter()  # slots by source address
+        # Slots by source address: each holds one of Gate's connections per IP there
+        # (the budget's own count, so a rotation's extra connection is counted beside).
+        self._per_address: Counter[str | None] = connections.slots
         self.nursery: trio.Nursery | None = None  # set once the supervisor runs
 
     async def reconcile(self, wanted: dict[int, SubAccount]) -> None:

@@ -9,7 +9,12 @@ or when a test calls ``account.change``); pushers look every
 ``state.push_interval``. Values go out truncated to 2 decimals (the REST
 snapshot has full precision). ``u`` is the account's user id, or counts up per
 channel (``u_mode="counter"``). Subscribes can be refused (``account.refuse``:
-channel -> code 1/2/3, ``result.status: "fail"``). Faults queued on an account
+channel -> code 1/2/3, ``result.status: "fail"``; ``account.refuse_text`` the text).
+Auth refusals carry Gate's JSON label, in code 4 or (``state.ws_auth_shape =
+"ws_auth"``) inside Gate's code-2 ws_auth text; a key lacking one of
+``state.required_perms`` is refused with FORBIDDEN. Over
+``state.max_connections_per_ip`` a handshake is refused with 429 and Gate's error
+body; the most connections an IP held at once are counted. Faults queued on an account
 (:class:`~collector.devtools.simulator.state.WsFault`) are played at the next look.
 
 This module answers requests; ``ws_push`` pushes, ``ws_faults`` plays faults,
