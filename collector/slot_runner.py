@@ -40,6 +40,9 @@ log = get_logger(__name__)
 CRASH_BACKOFF: Final = (1.0, 300.0)
 # How often a slot looks after its key: retire replaced keys, rotate old ones.
 UPKEEP_INTERVAL: Final = 30.0
+# How long a restarted slot waits for its old session to close its connection (a
+# polite close takes at most session.CLOSE_TIMEOUT; this is the backstop).
+OLD_SESSION_CLOSE: Final = 10.0
 
 
 @dataclass
@@ -64,10 +67,17 @@ class SlotRunner:
     timers: Timers
     totals: Observer | None = None  # told every pushed value written (the shard's totals)
 
-    async def run(self, slot: Slot) -> None:
-        """The slot's session and its key upkeep, until its scope is cancelled."""
+    async def run(self, slot: Slot, after: trio.Event | None = None) -> None:
+        """The slot's session and its key upkeep, until its scope is cancelled.
+
+        ``after``: the end of the session this slot replaces (a restart), so its
+        connection is closed before this one opens: both count against Gate's limit.
+        """
         try:
             with slot.scope:
+                if after is not None:
+                    with trio.move_on_after(OLD_SESSION_CLOSE):
+                        await after.wait()
                 async with trio.open_nursery() as nursery:
                     slot.nursery = nursery
                     self._arm_upkeep(slot, self.rng.uniform(0, UPKEEP_INTERVAL))
@@ -247,7 +257,11 @@ class SlotRunner:
         self, slot: Slot, old_done: trio.Event, drive: tuple[trio.CancelScope, trio.Event]
     ) -> None:
         """Once the old session has closed its connection: the new one, and a snapshot."""
-        await old_done.wait()
+        try:
+            await old_done.wait()
+        except BaseException:  # stopped before it began: its end is now, for whoever waits
+            drive[1].set()
+            raise
         if self.snapshots is not None:
             self.snapshots.request(slot.account.gate_id, "rotation")
         await self._drive(slot, slot.stats, *drive)

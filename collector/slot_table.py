@@ -93,7 +93,9 @@ class SlotTable:
             old.scope.cancel()
             slot = Slot(old.account, trio.CancelScope(), old.stats, old.local_address)
             self.slots[account_id] = slot
-            self.nursery.start_soon(self._runner.run, slot)
+            # The old connection closes first: Gate counts both against the limit.
+            ended = old.drive[1] if old.drive is not None else None
+            self.nursery.start_soon(self._runner.run, slot, ended)
         log.info("sessions_restarted", sessions=len(self.slots), reason="configuration reloaded")
 
     @property

@@ -202,3 +202,41 @@ async def test_a_session_refused_at_the_limit_retries_and_says_why(
                 await trio.sleep(0.5)
         inner.cancel_scope.cancel()
     receive.close()
+
+
+async def test_a_new_ws_url_reconnects_every_session_without_going_over_the_limit(
+    csim: Simulator,
+    nursery: trio.Nursery,
+    http: httpx.AsyncClient,
+    tmp_path: Path,
+    wall_clock: Callable[[], float],
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    running = await start_supervisor(
+        nursery, csim, http, tmp_path, wall_clock, gate={"max_connections_per_ip": ACCOUNTS}
+    )
+    supervisor = running.supervisor
+
+    async def all_connected() -> None:
+        with trio.fail_after(120):
+            while not all(s.connected for s in supervisor.session_stats().values()):
+                await trio.sleep(0.5)
+
+    await all_connected()
+    opened = csim.state.ws_events["subscribe"]
+    moved = Settings.model_validate(
+        {
+            "gate": {
+                "rest_url": csim.rest_url,
+                "ws_url": csim.ws_url + "?moved=1",  # the same server under a new URL
+                "max_connections_per_ip": ACCOUNTS,
+            },
+            "state": {"dir": str(tmp_path)},
+        }
+    )
+    supervisor.reload(moved)
+    await trio.sleep(1)
+    await all_connected()
+    assert csim.state.ws_events["subscribe"] >= opened + 2 * ACCOUNTS  # every one again
+    assert csim.state.ws_peak_per_ip[IP] == ACCOUNTS
+    assert csim.state.ws_refused_over_cap == 0
