@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
 import trio
 import trio.testing
+from pydantic import ValidationError
 from structlog.testing import capture_logs
+from trio_websocket import open_websocket_url
 
-from collector.config import GateSettings
+from collector.config import ConfigError, GateSettings, load_settings
 from collector.devtools.simulator import Simulator
 from collector.devtools.simulator.state import Fault
 from collector.gate.broker import BrokerClient
 from collector.gate.errors import AuthError, Refusal, refusal_kind
-from collector.gate.protocol import ASSET_DETAIL, ASSETS
+from collector.gate.protocol import ASSET_DETAIL, ASSETS, Ack, Error, ErrorKind, parse, subscribe
 from collector.gate.signing import ApiCredentials
 from collector.points.lineproto import Bundle
 from collector.session import AccountSession, AuthenticationFailed, SessionTiming
@@ -185,3 +188,37 @@ async def test_a_snapshot_error_whose_text_is_detail_keeps_its_words(
             ApiCredentials(key.key, key.secret)
         )
     assert (info.value.label, info.value.message) == ("SUB_ACCOUNT_LOCKED", "injected fault")
+
+
+async def test_gate_refuses_a_payload_mixing_all_with_currencies(
+    wsim: Simulator, wall_clock: Callable[[], float]
+) -> None:
+    key = wsim.state.create_key(ACCOUNT, "k", [], [])
+    creds = ApiCredentials(key.key, key.secret)
+    async with open_websocket_url(wsim.ws_url) as ws:
+        now = int(wall_clock())
+        await ws.send_message(subscribe(ASSET_DETAIL, ["BTC", "!all"], now, creds))
+        event = parse(await ws.get_message())
+        await ws.send_message(subscribe(ASSET_DETAIL, ["!all"], now, creds))
+        accepted = parse(await ws.get_message())
+    assert isinstance(event, Error)
+    assert (event.code, event.kind) == (2, ErrorKind.ARGUMENT)
+    assert "payload" in event.message
+    assert accepted == Ack(ASSET_DETAIL, "subscribe")
+
+
+def test_the_config_refuses_a_mixed_payload_in_one_line() -> None:
+    with pytest.raises(ValidationError) as info:
+        GateSettings(currencies=["BTC", "!all"])
+    assert 'mixes "!all" with currency names' in str(info.value)
+    assert GateSettings(currencies=["!all"]).currencies == ["!all"]
+    assert GateSettings(currencies=["BTC", "ETH"]).currencies == ["BTC", "ETH"]
+
+
+def test_loading_a_mixed_payload_says_the_value_and_the_fix(tmp_path: Path) -> None:
+    config = tmp_path / "collector.toml"
+    config.write_text('[gate]\ncurrencies = ["BTC", "!all"]\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(config, {})
+    [line] = [x for x in str(info.value).splitlines() if "gate.currencies" in x]
+    assert "['BTC', '!all']" in line and 'use ["!all"] alone' in line

@@ -14,7 +14,8 @@ Auth refusals carry Gate's JSON label, in code 4 or (``state.ws_auth_shape =
 "ws_auth"``) inside Gate's code-2 ws_auth text; a key lacking one of
 ``state.required_perms`` is refused with FORBIDDEN. Over
 ``state.max_connections_per_ip`` a handshake is refused with 429 and Gate's error
-body; the most connections an IP held at once are counted. Faults queued on an account
+body; the most connections an IP held at once are counted. A payload mixing
+``!all`` with currencies is refused (code 2), as Gate does. Faults queued on an account
 (:class:`~collector.devtools.simulator.state.WsFault`) are played at the next look.
 
 This module answers requests; ``ws_push`` pushes, ``ws_faults`` plays faults,
@@ -108,9 +109,14 @@ class _Connection:
             text = account.refuse_text.get(channel) or _REFUSALS.get(refusal, "refused")
             await link.error(channel, event, refusal, text, "fail")
             return
+        payload = message.get("payload")
+        if event == "subscribe" and _mixed(payload):  # Gate: a list, or ["!all"], not both
+            state.ws_events["subscribe_refused"] += 1
+            await link.error(channel, event, 2, f"invalid argument: payload {payload}", "fail")
+            return
         self._stop_pusher(account, channel)
         if event == "subscribe":
-            self._start_pusher(account, channel, _payload(message.get("payload")), key)
+            self._start_pusher(account, channel, _payload(payload), key)
         state.ws_events[event] += 1
         ack = {"channel": channel, "event": event, "result": {"status": "success"}}
         await link.send({**link.stamp(), **ack})
@@ -164,6 +170,11 @@ def _shaped(shape: str, refused: _Refused) -> tuple[int, str]:
         return refused.code, refused.message
     text = f"http get status code err, status : 400, url : {WS_AUTH_URL}, info : {refused.message}"
     return 2, text
+
+
+def _mixed(raw: object) -> bool:
+    """A payload naming ``!all`` beside currencies."""
+    return isinstance(raw, list) and "!all" in raw and len(raw) > 1
 
 
 def _payload(raw: object) -> list[str]:
