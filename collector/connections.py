@@ -18,13 +18,12 @@ from collections.abc import Callable
 class ConnectionBudget:
     """Places per source address (None: the default route) under Gate's limit."""
 
-    __slots__ = ("_limit", "extra", "peak", "slots")
+    __slots__ = ("_limit", "extra", "slots")
 
     def __init__(self, limit: Callable[[], int]) -> None:
         self._limit = limit  # the current gate.max_connections_per_ip (SIGHUP may change it)
         self.slots: Counter[str | None] = Counter()  # one place per slot, kept by the table
         self.extra: Counter[str | None] = Counter()  # places beyond the slots' own
-        self.peak: Counter[str | None] = Counter()  # most extra-inclusive places held at once
 
     def in_use(self, address: str | None) -> int:
         """Places held on ``address``: its slots and the extra ones."""
@@ -35,7 +34,6 @@ class ConnectionBudget:
         if self.in_use(address) >= self._limit():
             return False
         self.extra[address] += 1
-        self.peak[address] = max(self.peak[address], self.in_use(address))
         return True
 
     def release_extra(self, address: str | None) -> None:

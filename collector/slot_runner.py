@@ -25,7 +25,7 @@ from collector.backoff import backoff_delay
 from collector.config import GateSettings
 from collector.connections import ConnectionBudget
 from collector.gate.errors import GateError
-from collector.key_lifecycle import KeyLifecycle
+from collector.key_lifecycle import GRACE_BACKOFF, KeyLifecycle
 from collector.keys import KeyProvisioner, KeyStore, StoredKey
 from collector.logging import get_logger
 from collector.points.direct import Observer
@@ -197,7 +197,7 @@ class SlotRunner:
             return
         address = slot.local_address
         if not self.connections.try_extra(address):
-            self._break_before_make(slot)
+            await self._break_before_make(slot)
             return
         try:
             await self._make_before_break(slot)
@@ -225,16 +225,19 @@ class SlotRunner:
         slot.stats = stats
         slot.retire_pending = True
 
-    def _break_before_make(self, slot: Slot) -> None:
+    async def _break_before_make(self, slot: Slot) -> None:
         """No spare connection: stop the old session, start the successor's in its place.
 
-        The old session closes before the new one connects, so the address never
-        holds more than Gate allows; a REST snapshot with the new key bridges the
-        moment without a subscription (pushes come only on change). The old key
+        First a REST snapshot with the new key, retried while Gate may still be
+        activating it (the old session keeps the data flowing meanwhile): its points
+        bridge the moment, and the break waits until the new key works, so Gate's
+        activation delay is no gap. Then the old session closes before the new one
+        connects, so the address never holds more than Gate allows. The old key
         stays on Gate until the new session has delivered data (the upkeep retires
-        it then), so a new key Gate has not activated yet strands nothing.
+        it then).
         """
         account_id = slot.account.gate_id
+        await self._bridge(slot)
         assert slot.drive is not None
         old_scope, old_done = slot.drive
         old_scope.cancel()
@@ -248,20 +251,30 @@ class SlotRunner:
             address=slot.local_address or "default",
             limit=self.gate().max_connections_per_ip,
             hint="no spare connection under gate.max_connections_per_ip on this address: "
-            "the old session closed before the new one opened; a REST snapshot bridges it",
+            "the old session closed before the new one opened; a REST snapshot bridged it",
         )
         assert slot.nursery is not None
         slot.nursery.start_soon(self._successor_after, slot, old_done, slot.drive)
 
+    async def _bridge(self, slot: Slot) -> None:
+        """A snapshot with the new key, retried with backoff while the key is in its grace."""
+        stored = self.store.get(slot.account.gate_id)
+        failures = 0
+        while self.snapshots is not None and stored is not None:
+            if await self.snapshots.bridge(slot.account.gate_id):
+                return
+            if not self.provisioner.in_grace(stored):
+                return  # not activation: the new session's own refusal handling decides
+            failures += 1
+            await trio.sleep(backoff_delay(failures, *GRACE_BACKOFF, self.rng))
+
     async def _successor_after(
         self, slot: Slot, old_done: trio.Event, drive: tuple[trio.CancelScope, trio.Event]
     ) -> None:
-        """Once the old session has closed its connection: the new one, and a snapshot."""
+        """Once the old session has closed its connection: the new one."""
         try:
             await old_done.wait()
         except BaseException:  # stopped before it began: its end is now, for whoever waits
             drive[1].set()
             raise
-        if self.snapshots is not None:
-            self.snapshots.request(slot.account.gate_id, "rotation")
         await self._drive(slot, slot.stats, *drive)

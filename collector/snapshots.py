@@ -220,6 +220,19 @@ class SnapshotScheduler:
             self._urgent[account] = reason
             self._wake.set()
 
+    async def bridge(self, account: int) -> bool:
+        """A snapshot now with the stored key (a rotation's new one); True when Gate answered.
+
+        Taken outside the schedule's pace: a rotation at the connection limit asks
+        once per backoff step, and its points bridge the old session's last push
+        and the new session's first.
+        """
+        status = self._accounts.get(account)
+        if status is None:
+            return False
+        await self._take_one(account, "rotation")
+        return status.state == STATE_OK
+
     def status(self, account: int) -> SnapshotStatus | None:
         """The account's snapshot status, None when it is not scheduled."""
         return self._accounts.get(account)

@@ -21,6 +21,8 @@ def unified_accounts(state: BrokerState, req: HttpRequest, args: list[str]) -> A
     """
     account = state.accounts[account_id(state, args[0])]
     key = state.keys.get(req.headers.get("key", ""))
+    if key is not None and state.now() < key.active_at:  # Gate has not activated it yet
+        raise SimError(401, "INVALID_KEY", "Invalid key provided")
     refusal = state.permission_refusal(key) if key is not None else None
     if refusal is not None:  # Gate: /unified/** needs a key "checking the unified permission"
         raise SimError(403, "FORBIDDEN", orjson.loads(refusal)["message"])
