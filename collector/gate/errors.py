@@ -210,11 +210,14 @@ def refusal_kind(message: str) -> Refusal:
 CONFIG_REFUSALS: Final = frozenset({Refusal.IP, Refusal.PERMISSION, Refusal.LOCKED})
 
 
+_CONFIG_HINTS: Final[dict[Refusal, str]] = {
+    Refusal.IP: "a new key would be refused the same way: check accounts.key_ip_whitelist",
+    Refusal.PERMISSION: "a new key would be refused the same way: check "
+    "accounts.key_permissions (unified data needs the unified permission)",
+    Refusal.LOCKED: "the account is locked on Gate: unlock it; no new key helps",
+}
+
+
 def refusal_hint(kind: Refusal) -> str:
-    """What a person does about a refusal no new key cures."""
-    return {
-        Refusal.IP: "a new key would be refused the same way: check accounts.key_ip_whitelist",
-        Refusal.PERMISSION: "a new key would be refused the same way: check "
-        "accounts.key_permissions (unified data needs the unified permission)",
-        Refusal.LOCKED: "the account is locked on Gate: unlock it; no new key helps",
-    }.get(kind, "")
+    """What a person does about a refusal no new key cures ("" for the others)."""
+    return _CONFIG_HINTS.get(kind, "")
