@@ -184,9 +184,11 @@ class SlotRunner:
         """A successor key, and its session in place of the old one.
 
         Make before break when Gate's per-IP limit leaves an extra connection on
-        the slot's address; else break before make (:meth:`_break_before_make`):
-        a successor that cannot connect must not wait forever while the old key
-        runs out its 90 days.
+        the slot's address; else, or when the successor delivers nothing within
+        :meth:`_successor_wait` (Gate refused its connection: something else on
+        the address holds connections too), break before make
+        (:meth:`_break_before_make`): a successor that cannot connect must not
+        wait forever while the old key runs out its 90 days.
         """
         account_id = slot.account.gate_id
         try:
@@ -196,34 +198,57 @@ class SlotRunner:
             log.error("key_rotate_failed", account=account_id, error=str(exc))
             return
         address = slot.local_address
-        if not self.connections.try_extra(address):
-            await self._break_before_make(slot)
-            return
-        try:
-            await self._make_before_break(slot)
-        finally:
-            self.connections.release_extra(address)  # the old session's is the slot's now
-        self.stats.key_rotations += 1
-        log.info("key_rotated", account=account_id)
-        await self.keys.retire(slot)
+        if self.connections.try_extra(address):
+            try:
+                made = await self._make_before_break(slot)
+            finally:
+                self.connections.release_extra(address)  # the old session's is the slot's
+            if made:
+                self.stats.key_rotations += 1
+                log.info("key_rotated", account=account_id)
+                await self.keys.retire(slot)
+                return
+            log.warning(
+                "key_rotate_successor_stalled",
+                account=account_id,
+                wait_seconds=self._successor_wait(),
+                hint="the new key's session delivered nothing beside the old one "
+                "(Gate refused its connection or its key): rotating break before make",
+            )
+        await self._break_before_make(slot)
 
-    async def _make_before_break(self, slot: Slot) -> None:
-        """The successor's session up beside the old one, then the old one stopped."""
+    def _successor_wait(self) -> float:
+        """How long a successor beside the old session may take to deliver data."""
+        return self.provisioner.policy.activation_grace + 2 * UPKEEP_INTERVAL
+
+    async def _make_before_break(self, slot: Slot) -> bool:
+        """The successor's session up beside the old one, then the old one stopped.
+
+        False, the old session untouched and the successor stopped, when the
+        successor delivered nothing within :meth:`_successor_wait`.
+        """
         assert slot.drive is not None
-        old_scope, old_done = slot.drive
+        old_drive, old_session = slot.drive, slot.session
         stats = SessionStats()
         slot.drive = self._launch(slot, stats)
         # The new key may need Gate's activation grace; the old session keeps the data
         # flowing meanwhile (a refused new key is replaced by its own session task).
-        while True:
-            await trio.sleep(1.0)
-            if stats.points:
-                break
-        old_scope.cancel()
-        await old_done.wait()
+        with trio.move_on_after(self._successor_wait()):
+            while True:  # polled: a session's points are a counter, not an event
+                await trio.sleep(1.0)
+                if stats.points:
+                    break
+        stopped, ended = old_drive if stats.points else slot.drive
+        stopped.cancel()
+        await ended.wait()
+        if not stats.points:
+            slot.drive, slot.session = old_drive, old_session
+            merge_counters(slot.stats, stats)  # the successor's refusals, reconnects
+            return False
         merge_counters(stats, slot.stats)
         slot.stats = stats
         slot.retire_pending = True
+        return True
 
     async def _break_before_make(self, slot: Slot) -> None:
         """No spare connection: stop the old session, start the successor's in its place.

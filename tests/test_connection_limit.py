@@ -8,6 +8,7 @@ two minutes pass instantly; every wait has a deadline.
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -254,3 +255,39 @@ async def test_a_new_ws_url_reconnects_every_session_without_going_over_the_limi
     assert csim.state.ws_events["subscribe"] >= opened + 2 * ACCOUNTS  # every one again
     assert csim.state.ws_peak_per_ip[IP] == ACCOUNTS
     assert csim.state.ws_refused_over_cap == 0
+
+
+async def test_a_successor_gate_refuses_beside_the_old_session_falls_back_to_break_before_make(
+    csim: Simulator,
+    nursery: trio.Nursery,
+    http: httpx.AsyncClient,
+    tmp_path: Path,
+    wall_clock: Callable[[], float],
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # The collector is told 7, but something else on this IP holds one of Gate's 7
+    # connections: every successor beside its old session is refused (429).
+    with capture_logs() as logs:
+        running, keys, _ = await rotate_at_the_limit(
+            csim, nursery, http, tmp_path, wall_clock, limit=ACCOUNTS + 1
+        )
+    stats = running.supervisor.stats
+    stalled = [e for e in logs if e["event"] == "key_rotate_successor_stalled"]
+    done = Counter(
+        e["account"] for e in logs if e["event"] in ("key_rotated", "key_rotated_break_before_make")
+    )
+    print(
+        f"told {ACCOUNTS + 1}, Gate allows {ACCOUNTS}: {stats.key_rotations} rotations "
+        f"({stats.key_rotations_break_before_make} break before make), {len(stalled)} "
+        f"successors stalled, {csim.state.ws_refused_over_cap} handshakes refused, "
+        f"fewest per account {min(done.values(), default=0)}"
+    )
+    # No account's rotation hangs on a successor Gate keeps refusing: each completed
+    # rotations all along (a stalled successor falls back after its wait).
+    assert set(done) == set(keys) and min(done.values()) >= 2, done
+    assert all(e["wait_seconds"] == 360.0 for e in stalled)
+    assert csim.state.ws_peak_per_ip[IP] == ACCOUNTS
+    with trio.fail_after(300):  # and every account ends with a working session
+        while not all(s.connected for s in running.supervisor.session_stats().values()):
+            await trio.sleep(1.0)
+    assert csim.state.deleted_in_use == {}
