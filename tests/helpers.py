@@ -14,7 +14,9 @@ import re
 import signal
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +26,13 @@ import trio
 from collector.app.commands import write_credentials
 from collector.config import InfluxSettings, Settings
 from collector.devtools.simulator import Simulator
-from collector.gate.broker import BrokerClient
+from collector.gate.broker import BrokerClient, RetryPolicy
 from collector.keys import KeyStore, generate_master_key
-from collector.points.lineproto import FieldValue, FloatText, Point, Record
+from collector.points import schema
+from collector.points.lineproto import Bundle, FieldValue, FloatText, Point, Record
 from collector.points.normalize import Normalized
+from collector.session.session import SessionTiming
+from collector.supervisor.snapshots import SnapshotClient
 from collector.supervisor.supervisor import Supervisor
 from tests.servers import InfluxServer, free_port
 
@@ -370,3 +375,87 @@ async def start_supervisor(
     with trio.fail_after(30):
         await supervisor.ready.wait()
     return supervisor
+
+
+# -- a supervisor on the autojump clock, with what it handed on (permissions, connection limit)
+
+
+@dataclass
+class Running:
+    """A supervisor in a test's nursery and the points it handed to the sink."""
+
+    supervisor: Supervisor
+    scope: trio.CancelScope
+    store: KeyStore
+    points: Counter[tuple[str, str]]  # (measurement, account) -> points
+    # account -> trio times at which points of it arrived
+    arrivals: dict[str, list[float]] = field(default_factory=dict)
+
+    def key_of(self, account: int) -> str:
+        stored = self.store.get(account)
+        assert stored is not None
+        return stored.key
+
+
+async def start_running(
+    nursery: trio.Nursery,
+    sim: Simulator,
+    http: httpx.AsyncClient,
+    state_dir: Path,
+    wall_clock: Callable[[], float],
+    *,
+    gate: dict[str, Any] | None = None,
+    accounts: dict[str, Any] | None = None,
+    timing: SessionTiming | None = None,
+) -> Running:
+    """Start a supervisor (with REST snapshots) on ``sim``; returns once it is ready."""
+    settings = Settings.model_validate(
+        {
+            "gate": {"rest_url": sim.rest_url, "ws_url": sim.ws_url, **(gate or {})},
+            "accounts": accounts or {},
+            "state": {"dir": str(state_dir)},
+        }
+    )
+    broker = BrokerClient(
+        http,
+        sim.state.broker,
+        base_url=sim.rest_url,
+        wall_clock=wall_clock,
+        retry=RetryPolicy(base_delay=0.1, max_delay=1.0),
+    )
+    store = KeyStore.open(state_dir, generate_master_key())
+    store.io_in_thread = False  # autojump clock: no thread may run while it jumps
+    send, receive = trio.open_memory_channel[Bundle](100_000)
+    running = Running(
+        Supervisor(
+            settings,
+            broker,
+            store,
+            send,
+            timing=timing,
+            wall_clock=wall_clock,
+            snapshot_client=SnapshotClient(http, sim.rest_url, wall_clock),
+        ),
+        trio.CancelScope(),
+        store,
+        Counter(),
+    )
+
+    async def drain() -> None:
+        async for batch in receive:
+            now = trio.current_time()
+            for point in as_points(batch):
+                account = dict(point.tags)[schema.TAG_ACCOUNT]
+                running.points[(point.measurement, account)] += 1
+                running.arrivals.setdefault(account, []).append(now)
+
+    async def serve() -> None:
+        with running.scope:
+            async with trio.open_nursery() as inner:
+                inner.start_soon(drain)
+                await running.supervisor.run()
+
+    nursery.start_soon(serve)
+    with trio.fail_after(60):
+        await running.supervisor.ready.wait()
+    return running

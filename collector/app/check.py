@@ -1,5 +1,9 @@
 """``gate-collector check``: try every outside dependency once and change nothing.
 
+Its WebSocket handshake is one more of Gate's connections on this address: next
+to a collector that holds ``gate.max_connections_per_ip`` of them, Gate refuses
+it (429), and the FAIL line says so.
+
 Read-only by design: the key store is opened only if it exists (never created or
 rewritten), the WebSocket gets a handshake and a ``unified.ping``, InfluxDB gets
 a write with an empty body (InfluxDB 1.x answers 204 for a database it has and
@@ -16,7 +20,7 @@ from typing import Final
 import httpx
 import trio
 from cryptography.fernet import Fernet
-from trio_websocket import open_websocket_url
+from trio_websocket import ConnectionRejected, open_websocket_url
 
 from collector.app.commands import open_broker
 from collector.base.logging import redact_url
@@ -25,7 +29,7 @@ from collector.gate import protocol
 from collector.gate.errors import GateError
 from collector.keys import KeyStore, KeyStoreError
 from collector.keys.store import STORE_NAME
-from collector.session.websocket import tls_context
+from collector.session.websocket import connect_failure, tls_context
 from collector.sink.request import write_request
 
 # Each outside call of a check gets this long.
@@ -76,6 +80,9 @@ async def gate_websocket(settings: Settings) -> str:
             "check gate.ws_url"
         ) from None
     except Exception as exc:  # any way a handshake can fail is this step's answer
+        inner = _single(exc)
+        if isinstance(inner, ConnectionRejected):  # e.g. 429: Gate's limit on this IP
+            raise CheckFailed(connect_failure(url, inner)) from None
         raise CheckFailed(f"Gate WebSocket at {url}: {_reason(exc)}; check gate.ws_url") from None
     return f"Gate WebSocket at {url} answers unified.ping"
 
@@ -140,7 +147,13 @@ def _influx_hint(status: int) -> str:
     return "check influx.url and the server's log"
 
 
+def _single(exc: BaseException) -> BaseException:
+    """The one exception inside nested single-exception groups (trio's nurseries)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
 def _reason(exc: BaseException) -> str:
-    if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        return _reason(exc.exceptions[0])
-    return str(exc) or type(exc).__name__
+    inner = _single(exc)
+    return str(inner) or type(inner).__name__

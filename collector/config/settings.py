@@ -97,6 +97,17 @@ class GateSettings(_Section):
         hint = "must start with https:// (or http:// for a local simulator)"
         return _with_host(value, ("http://", "https://"), hint).rstrip("/")
 
+    @field_validator("currencies")
+    @classmethod
+    def _currencies(cls, value: list[str]) -> list[str]:
+        # Gate takes a list of currencies or ["!all"], never both in one payload.
+        if "!all" in value and len(value) > 1:
+            raise ValueError(
+                'mixes "!all" with currency names, which Gate refuses: '
+                'use ["!all"] alone, or list only the currencies'
+            )
+        return value
+
     @field_validator("ws_url")
     @classmethod
     def _ws_url(cls, value: str) -> str:
@@ -128,9 +139,10 @@ class AccountsSettings(_Section):
     # spread over the interval, at most snapshot_rate requests/s for the instance.
     snapshot_interval: SecondsOrZero = 300.0
     snapshot_rate: float = Field(default=20.0, gt=0, le=10_000)
-    # The Broker document's permission names; all read-only (see README, "Keys").
+    # All read-only (see README, "Keys"): Gate's unified data needs "unified"; a name
+    # the create-key call refuses is left out (logged once).
     key_permissions: list[str] = Field(
-        default_factory=lambda: ["wallet", "spot", "futures"], min_length=1
+        default_factory=lambda: ["wallet", "spot", "futures", "unified"], min_length=1
     )
     # The collector's egress IPs: keys bound to them do not expire (else 90 days).
     key_ip_whitelist: list[str] = Field(default_factory=list)

@@ -12,6 +12,7 @@ from typing import Any, Final
 
 import orjson
 
+from collector.gate.errors import Refusal, find_refusal
 from collector.gate.signing import ApiCredentials, ws_auth
 
 ASSETS: Final = "unified.assets"
@@ -20,11 +21,6 @@ PING: Final = "unified.ping"
 PONG: Final = "unified.pong"
 CHANNELS: Final = (ASSETS, ASSET_DETAIL)
 _DATA_CHANNELS: Final = frozenset(CHANNELS)
-_EXPIRED: Final = "REQUEST_EXPIRED"
-_AUTH_MARKERS: Final = ("INVALID_KEY", "INVALID_SIGNATURE", _EXPIRED, "AUTH")
-# A refusal because the key lacks a permission (or the IP is not whitelisted): a new
-# key with the same permissions would be refused too, so this is never key churn.
-_PERMISSION_MARKERS: Final = ("FORBIDDEN", "PERMISSION", "NOT IN WHITELIST")
 SYSTEM_SUFFIX: Final = ".system"
 _EMPTY: Final[dict[str, Any]] = {}
 
@@ -64,6 +60,21 @@ class ErrorKind(Enum):
     PERMISSION = "permission"  # the key lacks a permission: loud, retried slowly, no new key
     ARGUMENT = "argument"  # our request was wrong
     SERVER = "server"  # Gate's side: retry later
+
+
+# What each refusal means for a session (the labels' meanings: collector.gate.errors).
+# A permission, IP or lock refusal would refuse a new key too: never key churn.
+_KIND_OF: Final[dict[Refusal, ErrorKind]] = {
+    Refusal.KEY: ErrorKind.AUTH,
+    Refusal.CLOCK: ErrorKind.AUTH,
+    Refusal.NOT_FOUND: ErrorKind.AUTH,
+    Refusal.IP: ErrorKind.PERMISSION,
+    Refusal.PERMISSION: ErrorKind.PERMISSION,
+    Refusal.LOCKED: ErrorKind.PERMISSION,
+    Refusal.RATE: ErrorKind.SERVER,
+    Refusal.SERVER: ErrorKind.SERVER,
+    Refusal.ARGUMENT: ErrorKind.ARGUMENT,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,15 +130,18 @@ Event = Ack | Update | Pong | Error | Upgrade | Invalid
 
 
 def classify(code: int | None, message: str) -> ErrorKind:
-    """Auth failures arrive as code 2 or 4 with the label inside the message.
+    """A refusal by the label in its message wherever it is, else by its code.
 
-    A permission refusal (``FORBIDDEN``, "permission", an IP whitelist) is told
-    apart from a dead key first: replacing the key would not cure it.
+    Gate puts the label inside the text: code 2 ``... ws_auth, info :
+    {"label":"INVALID_SIGNATURE",...}`` (gateio/WebSocket-API#13), code 4
+    ``{"label":"INVALID_KEY",...}``. Without a label only code 4 is auth; codes 1
+    and 2 are our argument (retried, loud after a few), 3 is Gate's service error,
+    never auth unless it carries an auth label.
     """
-    upper = message.upper()
-    if any(marker in upper for marker in _PERMISSION_MARKERS):
-        return ErrorKind.PERMISSION
-    if code == 4 or any(marker in upper for marker in _AUTH_MARKERS):
+    refusal = find_refusal(message)
+    if refusal is not None:
+        return _KIND_OF[refusal]
+    if code == 4:
         return ErrorKind.AUTH
     if code in (1, 2):
         return ErrorKind.ARGUMENT
@@ -146,7 +160,7 @@ class AuthenticationFailed(Exception):
 
 def is_clock_error(message: str) -> bool:
     """An auth error caused by the request's time, not by the key (``REQUEST_EXPIRED``)."""
-    return _EXPIRED in message.upper()
+    return find_refusal(message) is Refusal.CLOCK
 
 
 def _excerpt(frame: bytes | str) -> str:

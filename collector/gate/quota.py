@@ -2,7 +2,9 @@
 
 Gate's ``X-Gate-RateLimit-*`` headers are remembered per endpoint; a request
 takes one from its endpoint's quota and, when none is left (or after a 429),
-waits until the reset instead of retrying in a storm. Header parsing is pure
+waits until the reset instead of retrying in a storm. Outside a limit Gate's
+reset is "just the current timestamp", so a count whose reset is now or past is
+kept for one window (10 s) rather than forgotten. Header parsing is pure
 (:mod:`collector.gate.ratelimit`); this holds the state and the waits.
 """
 
@@ -45,6 +47,11 @@ class Quotas:
         reset = ratelimit.reset_timestamp(headers.get("X-Gate-RateLimit-Reset-Timestamp"))
         if remain is None or not remain.isdigit() or reset is None:
             return
+        now = self._clock()
+        if reset <= now:
+            # Outside a limit Gate's reset is "just the current timestamp": the window's
+            # end is unknown, so the count is kept for one window (Gate's are 10 s).
+            reset = now + ratelimit.MIN_REFUSAL_WAIT
         known = self._limits.get(endpoint)
         remaining = int(remain)
         if known is not None and abs(known.reset_at - reset) < 0.5:

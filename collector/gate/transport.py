@@ -39,6 +39,7 @@ from collector.gate.errors import (
     GateError,
     RateLimitedError,
     ServerError,
+    error_body,
     error_for,
 )
 from collector.gate.quota import Quotas
@@ -219,12 +220,9 @@ def _endpoint(method: str, path: str) -> str:
 
 
 def _error(response: httpx.Response, endpoint: str) -> GateAPIError:
-    label, message = "", response.text[:200]
     try:
         body = orjson.loads(response.content)
     except orjson.JSONDecodeError:
         body = None
-    if isinstance(body, dict):
-        label = str(body.get("label", ""))
-        message = str(body.get("message", ""))
+    label, message = error_body(body, response.text[:200])
     return error_for(response.status_code, label, message, request=endpoint)

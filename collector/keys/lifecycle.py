@@ -18,7 +18,14 @@ import trio
 from collector.base.backoff import backoff_delay
 from collector.base.logging import get_logger
 from collector.gate.broker import BrokerClient
-from collector.gate.errors import GateError, NotFoundError, Refusal, refusal_kind
+from collector.gate.errors import (
+    CONFIG_REFUSALS,
+    GateError,
+    NotFoundError,
+    Refusal,
+    refusal_hint,
+    refusal_kind,
+)
 from collector.gate.models import SubAccount, label
 from collector.gate.protocol import AuthenticationFailed
 from collector.keys.provision import KeyProvisioner
@@ -100,7 +107,7 @@ class KeyLifecycle:
         """After a refused key: wait, or replace it; False when the account is gone.
 
         A clock refusal keeps the key (the REST call made here re-measures the skew);
-        an IP or permission refusal is a configuration error no new key cures (loud,
+        an IP, permission or lock refusal is one no new key cures (loud,
         counted, retried slowly); a key within Gate's activation grace is retried
         with backoff; only then is the key dead, and a successor is created and
         stored first. The dead key is deleted once the successor delivers data.
@@ -108,16 +115,15 @@ class KeyLifecycle:
         account_id = key.account.gate_id
         kind = refusal_kind(failure.reason)
         key.refusals += 1
-        if kind in (Refusal.IP, Refusal.PERMISSION):
+        if kind in CONFIG_REFUSALS:
             self.stats.key_config_refusals += 1
             delay = backoff_delay(key.refusals, *REPLACE_BACKOFF, self.rng)
-            setting = "key_ip_whitelist" if kind is Refusal.IP else "key_permissions"
             log.error(
                 f"key_refused_{kind.value}",
                 account=account_id,
                 reason=failure.reason,
                 wait_seconds=round(delay, 1),
-                hint=f"a new key would be refused the same way: check accounts.{setting}",
+                hint=refusal_hint(kind),
             )
             await trio.sleep(delay)
             return True

@@ -17,6 +17,7 @@ Rules (DESIGN section 6), each kept here so the supervisor only drives them:
 from __future__ import annotations
 
 import contextlib
+import re
 import secrets
 import time
 from collections.abc import Callable, Iterable
@@ -30,15 +31,38 @@ from collector.base.fsutil import atomic_write
 from collector.base.logging import get_logger
 from collector.config import AccountsSettings
 from collector.gate.broker import BrokerClient
-from collector.gate.errors import GateError, NotFoundError
-from collector.gate.models import KeyPermission, SubAccount
+from collector.gate.errors import GateAPIError, GateError, NotFoundError
+from collector.gate.models import CreatedApiKey, KeyPermission, SubAccount
 from collector.keys.store import KeyStore, KeyStoreWriteError, StoredKey, write_failure
 
 log = get_logger(__name__)
 
 # Read-only permissions of the keys the collector creates for itself by default.
-READ_ONLY_PERMS: Final = ("wallet", "spot", "futures")
+# Gate's API v4 document: /unified/** needs a key "checking the unified permission";
+# the Broker document lists only wallet, spot, futures, delivery and withdraw, so a
+# create call that refuses "unified" is answered by creating without it.
+READ_ONLY_PERMS: Final = ("wallet", "spot", "futures", "unified")
+# The Broker document's names: when a refusal names several of ours, the one it does
+# not list is the one refused.
+BROKER_DOC_PERMS: Final = frozenset({"wallet", "spot", "futures", "delivery", "withdraw"})
 INSTANCE_FILE: Final = "instance-id"
+
+
+def refused_permission(error: GateAPIError, requested: list[str]) -> str | None:
+    """The requested permission name a create-key refusal names, if it names exactly one.
+
+    Only a 400 counts (a bad parameter); the name must appear as a word of Gate's
+    message. When several requested names appear (a message listing the allowed
+    ones), the one the Broker document does not list is taken; else None: better
+    raise than drop a name on a guess.
+    """
+    if error.status != 400:
+        return None
+    words = set(re.findall(r"[a-z_]+", error.message.lower()))
+    named = [name for name in requested if name.lower() in words]
+    if len(named) > 1:
+        named = [name for name in named if name not in BROKER_DOC_PERMS]
+    return named[0] if len(named) == 1 else None
 
 
 def instance_id(state_dir: Path) -> str:
@@ -129,6 +153,8 @@ class KeyProvisioner:
         self.policy = policy or KeyPolicy()
         self._limiter = trio.CapacityLimiter(concurrency)
         self._perms = [KeyPermission(name=n, read_only=True) for n in self.policy.permissions]
+        # Names Gate's create call refused (left out of every key since).
+        self.refused_permissions: list[str] = []
         self._clock = wall_clock
         # Keys of an older store carry no creation time: their age counts from here.
         self._first_seen: dict[str, float] = {}
@@ -210,13 +236,7 @@ class KeyProvisioner:
         if self._store_down is not None:  # a key whose secret cannot be kept is churn
             raise KeyStoreWriteError(self._store_down)
         self._save_instance()
-        created = await self._client.create_key(
-            user_id,
-            self.policy.name,
-            self._perms,
-            list(self.policy.ip_whitelist),
-            key_type=self.policy.key_type,
-        )
+        created = await self._create_on_gate(user_id)
         stored = StoredKey(
             user_id, created.key, created.secret.get_secret_value(), created_at=self._clock()
         )
@@ -227,8 +247,50 @@ class KeyProvisioner:
             with contextlib.suppress(GateError):
                 await self._client.delete_key(user_id, created.key)
             raise
-        log.info("key_created", account=user_id, key=created.key)
+        log.info(
+            "key_created",
+            account=user_id,
+            key=created.key,
+            permissions=[p.name for p in created.perms],  # as Gate's answer echoes them
+        )
         return stored
+
+    async def _create_on_gate(self, user_id: int) -> CreatedApiKey:
+        """``POST /broker/sub_account_keys``; a permission name Gate refuses is left out.
+
+        Gate's 400 naming one of the requested permissions (the Broker document
+        lists fewer names than Gate's key page) drops that name for this and every
+        later key, logged once; any other refusal is raised. The last name is never
+        dropped: a key without permissions reads nothing.
+        """
+        while True:
+            perms = self._perms  # concurrent creates may drop a name meanwhile
+            try:
+                return await self._client.create_key(
+                    user_id,
+                    self.policy.name,
+                    perms,
+                    list(self.policy.ip_whitelist),
+                    key_type=self.policy.key_type,
+                )
+            except GateAPIError as exc:
+                refused = refused_permission(exc, [p.name for p in perms])
+                if refused is None or len(perms) == 1:
+                    raise
+                if refused in self.refused_permissions:
+                    continue  # another create dropped it already (and said so)
+                self._perms = [p for p in self._perms if p.name != refused]
+                self.refused_permissions.append(refused)
+                log.warning(
+                    "key_permission_refused",
+                    account=user_id,
+                    permission=refused,
+                    error=str(exc),
+                    permissions=[p.name for p in self._perms],
+                    hint=f"Gate's create-key call does not take {refused!r}: keys are "
+                    "created without it; if sessions are then refused for permissions, "
+                    "Gate needs it granted another way (ask Gate's broker support)",
+                )
 
     def _save_instance(self) -> None:
         """Keep the instance id of the key name before a key carries it."""

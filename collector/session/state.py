@@ -32,6 +32,7 @@ class SessionStats:
     last_frame_at: float | None = None  # any frame, pongs too: the socket lives
     last_data_at: float | None = None  # the last update: the subscription delivers
     refusals: int = 0
+    refusals_unexplained: int = 0  # code 1/2 refusals without a label
     frames: int = 0
     frames_invalid: int = 0
     fields_invalid: int = 0

@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 import trio
 
 from collector.gate import protocol
+from collector.gate.errors import refusal_hint, refusal_kind
 from collector.gate.subscription import Change, ChannelState, SubscriptionError, Subscriptions
 from collector.session.state import SessionStats, SessionTiming
+
+# Unlabelled code 1/2 refusals of one channel in a row before they are logged as an error.
+LOUD_AFTER: Final = 3
 
 
 class SubscriptionView:
@@ -76,6 +80,8 @@ class SubscriptionView:
             reason = f"code {event.code}: {event.message}"[:200]
             now = trio.current_time()
             self.changed(self.machine.refused(event.channel, now, reason, permission=permission))
+            if event.kind is protocol.ErrorKind.ARGUMENT:
+                self._unexplained(event.channel, reason)
             self.wake.set()
             return
         self._stats().errors += 1
@@ -87,6 +93,24 @@ class SubscriptionView:
             message=event.message,
             kind=event.kind.value,
         )
+
+    def _unexplained(self, channel: str, reason: str) -> None:
+        """A code 1/2 refusal without a label: retried, counted, and loud once it repeats.
+
+        Gate answers a bad signature this way too ("auth faild", no label), so a
+        refusal that keeps coming back is an error a person should see, not a
+        warning lost among reconnects.
+        """
+        self._stats().refusals_unexplained += 1
+        if self.machine[channel].failures == LOUD_AFTER:
+            self._log.error(
+                "subscription_refused_repeatedly",
+                channel=channel,
+                refusals=LOUD_AFTER,
+                reason=reason,
+                hint="Gate refuses the subscribe without saying why (no label); it is "
+                "retried with backoff: check the key and gate.currencies",
+            )
 
     def changed(self, change: Change) -> None:
         """Log a channel's state change once, and resync when both became active."""
@@ -102,9 +126,8 @@ class SubscriptionView:
                     "subscription_forbidden",
                     channel=change.channel,
                     reason=change.reason,
-                    hint="the key lacks a permission Gate needs for unified data "
-                    "(or the IP is not whitelisted): fix the key's permissions; "
-                    "the key is not replaced, the subscribe is retried slowly",
+                    hint=refusal_hint(refusal_kind(change.reason))
+                    + "; the key is not replaced, the subscribe is retried slowly",
                 )
         else:
             stats.refusals += 1

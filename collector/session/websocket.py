@@ -30,6 +30,7 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urlsplit
@@ -48,6 +49,8 @@ PINNED_VERSION: Final = "0.12.2"
 # Only the pinned version's private queue is touched.
 FAST_QUEUE: Final = importlib.metadata.version("trio-websocket") == PINNED_VERSION
 MESSAGE_QUEUE_SIZE: Final = 64
+# The HTTP status of a handshake refused over Gate's (or its proxy's) connection limit.
+TOO_MANY_CONNECTIONS: Final = 429
 RECEIVE_BUFFER_SIZE: Final = None  # read what the stream has (its default: 4 KiB at a time)
 CONNECT_ERRORS: Final = (
     OSError,
@@ -136,9 +139,21 @@ async def open_websocket(
         async with limiter:  # a few handshakes at a time: no stampede
             return await _handshake(nursery, target)
     except CONNECT_ERRORS as exc:
-        # trio wraps a TLS refusal in BrokenResourceError: name the cause (e.g. the CA).
-        cause = f" caused by {exc.__cause__!r}" if exc.__cause__ is not None else ""
-        return f"connect to {target.url} failed: {exc!r}{cause}"
+        return connect_failure(target.url, exc)
+
+
+def connect_failure(url: str, exc: BaseException) -> str:
+    """Why a handshake failed, in one line; Gate's connection limit by its name."""
+    if isinstance(exc, ConnectionRejected) and exc.status_code == TOO_MANY_CONNECTIONS:
+        body = (exc.body or b"").decode("utf-8", "replace")[:200]
+        return (
+            f"Gate refused the handshake at {url} with {exc.status_code} ({body.strip()}): "
+            "this IP is at Gate's connection limit; something else on this address holds "
+            "connections (another collector, a check), see gate.max_connections_per_ip"
+        )
+    # trio wraps a TLS refusal in BrokenResourceError: name the cause (e.g. the CA).
+    cause = f" caused by {exc.__cause__!r}" if exc.__cause__ is not None else ""
+    return f"connect to {url} failed: {exc!r}{cause}"
 
 
 async def _handshake(nursery: trio.Nursery, target: Target) -> WebSocketConnection:
@@ -153,13 +168,51 @@ async def _handshake(nursery: trio.Nursery, target: Target) -> WebSocketConnecti
         if secure:
             stream = trio.SSLStream(stream, tls_context(target.ca_file), server_hostname=host)
             await stream.do_handshake()
-        ws = await wrap_client_stream(
-            nursery,
-            stream,
-            host,
-            resource,
-            message_queue_size=MESSAGE_QUEUE_SIZE,
-            receive_buffer_size=RECEIVE_BUFFER_SIZE,
-        )
+        reader = _ReaderNursery(nursery)
+        with reader.handshake:
+            ws = await wrap_client_stream(
+                reader.as_nursery(),
+                stream,
+                host,
+                resource,
+                message_queue_size=MESSAGE_QUEUE_SIZE,
+                receive_buffer_size=RECEIVE_BUFFER_SIZE,
+            )
+        if reader.rejected is not None:
+            await trio.aclose_forcefully(stream)
+            raise reader.rejected
         put_without_yield(ws)
         return ws
+
+
+class _ReaderNursery:
+    """The session's nursery, as trio-websocket's reader task sees it.
+
+    A handshake the server refuses with an HTTP status (Gate's 429 over its
+    per-IP connection limit) makes trio-websocket raise ``ConnectionRejected`` in
+    its reader task, not in the handshake call, which would wait on until its
+    timeout while the error tore down the session's nursery, and the supervisor's
+    with it. Here the reader's rejection is kept and ends the handshake instead.
+    """
+
+    __slots__ = ("_nursery", "handshake", "rejected")
+
+    def __init__(self, nursery: trio.Nursery) -> None:
+        self._nursery = nursery
+        self.handshake = trio.CancelScope()
+        self.rejected: ConnectionRejected | None = None
+
+    def as_nursery(self) -> trio.Nursery:
+        """This object where trio-websocket wants a nursery (it only calls start_soon)."""
+        return self  # type: ignore[return-value]  # duck-typed: start_soon is all it uses
+
+    def start_soon(self, task: Callable[[], Awaitable[None]]) -> None:
+        """Start trio-websocket's reader in the session's nursery, guarded."""
+        self._nursery.start_soon(self._guarded, task)
+
+    async def _guarded(self, task: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await task()
+        except ConnectionRejected as exc:
+            self.rejected = exc
+            self.handshake.cancel()

@@ -27,10 +27,11 @@ from collector.gate.errors import GateError
 from collector.gate.models import label
 from collector.gate.protocol import AuthenticationFailed
 from collector.keys import KeyProvisioner, KeyStore, StoredKey
-from collector.keys.lifecycle import KeyLifecycle
+from collector.keys.lifecycle import GRACE_BACKOFF, KeyLifecycle
 from collector.points.direct import Observer
 from collector.points.lineproto import Bundle
 from collector.session.session import AccountSession, SessionStats, SessionTiming
+from collector.supervisor.connections import ConnectionBudget
 from collector.supervisor.slot import Slot, SupervisorStats, merge_counters
 from collector.supervisor.snapshots import SnapshotScheduler
 
@@ -39,6 +40,9 @@ log = get_logger(__name__)
 CRASH_BACKOFF: Final = (1.0, 300.0)
 # How often a slot looks after its key: retire replaced keys, rotate old ones.
 UPKEEP_INTERVAL: Final = 30.0
+# How long a restarted slot waits for its old session to close its connection (a
+# polite close takes at most session.CLOSE_TIMEOUT; this is the backstop).
+OLD_SESSION_CLOSE: Final = 10.0
 
 
 @dataclass
@@ -56,16 +60,24 @@ class SlotRunner:
     rng: random.Random
     gate_clock: Callable[[], float]
     connect_limiter: trio.CapacityLimiter
+    connections: ConnectionBudget  # Gate's per-IP limit: a rotation's successor asks it
     session_factory: Callable[..., AccountSession]
     timing: SessionTiming | None
     # The one task for every session's ping and watchdog, and every slot's upkeep.
     timers: Timers
     totals: Observer | None = None  # told every pushed value written (the shard's totals)
 
-    async def run(self, slot: Slot) -> None:
-        """The slot's session and its key upkeep, until its scope is cancelled."""
+    async def run(self, slot: Slot, after: trio.Event | None = None) -> None:
+        """The slot's session and its key upkeep, until its scope is cancelled.
+
+        ``after``: the end of the session this slot replaces (a restart), so its
+        connection is closed before this one opens: both count against Gate's limit.
+        """
         try:
             with slot.scope:
+                if after is not None:
+                    with trio.move_on_after(OLD_SESSION_CLOSE):
+                        await after.wait()
                 async with trio.open_nursery() as nursery:
                     slot.nursery = nursery
                     self._arm_upkeep(slot, self.rng.uniform(0, UPKEEP_INTERVAL))
@@ -169,7 +181,15 @@ class SlotRunner:
         self._arm_upkeep(slot, UPKEEP_INTERVAL)
 
     async def _rotate(self, slot: Slot) -> None:
-        """A successor key, its session up beside the old one, then the old one stopped."""
+        """A successor key, and its session in place of the old one.
+
+        Make before break when Gate's per-IP limit leaves an extra connection on
+        the slot's address; else, or when the successor delivers nothing within
+        :meth:`_successor_wait` (Gate refused its connection: something else on
+        the address holds connections too), break before make
+        (:meth:`_break_before_make`): a successor that cannot connect must not
+        wait forever while the old key runs out its 90 days.
+        """
         account_id = slot.account.gate_id
         try:
             await self.provisioner.create(account_id)
@@ -177,21 +197,109 @@ class SlotRunner:
             self.stats.key_errors += 1
             log.error("key_rotate_failed", account=account_id, error=str(exc))
             return
+        address = slot.local_address
+        if self.connections.try_extra(address):
+            try:
+                made = await self._make_before_break(slot)
+            finally:
+                self.connections.release_extra(address)  # the old session's is the slot's
+            if made:
+                self.stats.key_rotations += 1
+                log.info("key_rotated", account=account_id)
+                await self.keys.retire(slot.key)
+                return
+            log.warning(
+                "key_rotate_successor_stalled",
+                account=account_id,
+                wait_seconds=self._successor_wait(),
+                hint="the new key's session delivered nothing beside the old one "
+                "(Gate refused its connection or its key): rotating break before make",
+            )
+        await self._break_before_make(slot)
+
+    def _successor_wait(self) -> float:
+        """How long a successor beside the old session may take to deliver data."""
+        return self.provisioner.policy.activation_grace + 2 * UPKEEP_INTERVAL
+
+    async def _make_before_break(self, slot: Slot) -> bool:
+        """The successor's session up beside the old one, then the old one stopped.
+
+        False, the old session untouched and the successor stopped, when the
+        successor delivered nothing within :meth:`_successor_wait`.
+        """
         assert slot.drive is not None
-        old_scope, old_done = slot.drive
+        old_drive, old_session = slot.drive, slot.session
         stats = SessionStats()
         slot.drive = self._launch(slot, stats)
         # The new key may need Gate's activation grace; the old session keeps the data
         # flowing meanwhile (a refused new key is replaced by its own session task).
-        while True:
-            await trio.sleep(1.0)
-            if stats.points:
-                break
-        old_scope.cancel()
-        await old_done.wait()
+        with trio.move_on_after(self._successor_wait()):
+            while True:  # polled: a session's points are a counter, not an event
+                await trio.sleep(1.0)
+                if stats.points:
+                    break
+        stopped, ended = old_drive if stats.points else slot.drive
+        stopped.cancel()
+        await ended.wait()
+        if not stats.points:
+            slot.drive, slot.session = old_drive, old_session
+            merge_counters(slot.stats, stats)  # the successor's refusals, reconnects
+            return False
         merge_counters(stats, slot.stats)
         slot.stats = stats
         slot.key.retire_pending = True
+        return True
+
+    async def _break_before_make(self, slot: Slot) -> None:
+        """No spare connection: stop the old session, start the successor's in its place.
+
+        First a REST snapshot with the new key, retried while Gate may still be
+        activating it (the old session keeps the data flowing meanwhile): its points
+        bridge the moment, and the break waits until the new key works, so Gate's
+        activation delay is no gap. Then the old session closes before the new one
+        connects, so the address never holds more than Gate allows. The old key
+        stays on Gate until the new session has delivered data (the upkeep retires
+        it then).
+        """
+        account_id = slot.account.gate_id
+        await self._bridge(slot)
+        assert slot.drive is not None
+        old_scope, old_done = slot.drive
+        old_scope.cancel()
+        slot.drive = trio.CancelScope(), trio.Event()
+        slot.key.retire_pending = True
         self.stats.key_rotations += 1
-        log.info("key_rotated", account=account_id)
-        await self.keys.retire(slot.key)
+        self.stats.key_rotations_break_before_make += 1
+        log.warning(
+            "key_rotated_break_before_make",
+            account=account_id,
+            address=slot.local_address or "default",
+            limit=self.gate().max_connections_per_ip,
+            hint="no spare connection under gate.max_connections_per_ip on this address: "
+            "the old session closed before the new one opened; a REST snapshot bridged it",
+        )
+        assert slot.nursery is not None
+        slot.nursery.start_soon(self._successor_after, slot, old_done, slot.drive)
+
+    async def _bridge(self, slot: Slot) -> None:
+        """A snapshot with the new key, retried with backoff while the key is in its grace."""
+        stored = self.store.get(slot.account.gate_id)
+        failures = 0
+        while self.snapshots is not None and stored is not None:
+            if await self.snapshots.bridge(slot.account.gate_id):
+                return
+            if not self.provisioner.in_grace(stored):
+                return  # not activation: the new session's own refusal handling decides
+            failures += 1
+            await trio.sleep(backoff_delay(failures, *GRACE_BACKOFF, self.rng))
+
+    async def _successor_after(
+        self, slot: Slot, old_done: trio.Event, drive: tuple[trio.CancelScope, trio.Event]
+    ) -> None:
+        """Once the old session has closed its connection: the new one."""
+        try:
+            await old_done.wait()
+        except BaseException:  # stopped before it began: its end is now, for whoever waits
+            drive[1].set()
+            raise
+        await self._drive(slot, slot.stats, *drive)

@@ -35,7 +35,15 @@ import trio
 from collector.base.backoff import backoff_delay
 from collector.base.logging import get_logger
 from collector.gate import signing
-from collector.gate.errors import AuthError, GateAPIError, GateError, error_for
+from collector.gate.errors import (
+    CONFIG_REFUSALS,
+    AuthError,
+    GateAPIError,
+    GateError,
+    error_body,
+    error_for,
+    find_refusal,
+)
 from collector.gate.signing import ApiCredentials
 from collector.points.lineproto import Bundle, Point
 from collector.points.snapshot import snapshot_points
@@ -88,9 +96,7 @@ class SnapshotClient:
             raise GateError(f"GET {PATH}: cannot reach Gate at {self._base} ({exc!r})") from None
         body = _json(response.content)
         if not response.is_success:
-            label, message = "", response.text[:200]
-            if isinstance(body, dict):
-                label, message = str(body.get("label", "")), str(body.get("message", ""))
+            label, message = error_body(body, response.text[:200])
             error = error_for(response.status_code, label, message, request=f"GET {PATH}")
             if not isinstance(error, AuthError) and "UNIFIED" in f"{label} {message}".upper():
                 raise NotUnifiedError(f"not in unified account mode: {label} {message}")
@@ -214,6 +220,19 @@ class SnapshotScheduler:
             self._urgent[account] = reason
             self._wake.set()
 
+    async def bridge(self, account: int) -> bool:
+        """A snapshot now with the stored key (a rotation's new one); True when Gate answered.
+
+        Taken outside the schedule's pace: a rotation at the connection limit asks
+        once per backoff step, and its points bridge the old session's last push
+        and the new session's first.
+        """
+        status = self._accounts.get(account)
+        if status is None:
+            return False
+        await self._take_one(account, "rotation")
+        return status.state == STATE_OK
+
     def status(self, account: int) -> SnapshotStatus | None:
         """The account's snapshot status, None when it is not scheduled."""
         return self._accounts.get(account)
@@ -289,7 +308,7 @@ class SnapshotScheduler:
             self._settle(account, status, STATE_NOT_UNIFIED, str(exc), SLOW_RETRY)
             return
         except GateAPIError as exc:
-            if isinstance(exc, AuthError) and exc.label in ("FORBIDDEN", "IP_FORBIDDEN"):
+            if find_refusal(exc.label) in CONFIG_REFUSALS:  # no retry cures it soon
                 self._settle(account, status, STATE_FORBIDDEN, str(exc), SLOW_RETRY)
             else:
                 self._failed(account, status, str(exc))

@@ -50,6 +50,7 @@ from collector.session.session import AccountSession, SessionStats, SessionTimin
 from collector.supervisor import account_state as status
 from collector.supervisor import placement
 from collector.supervisor import view as supervisor_view
+from collector.supervisor.connections import ConnectionBudget
 from collector.supervisor.runner import CRASH_BACKOFF, UPKEEP_INTERVAL, SlotRunner
 from collector.supervisor.slot import SupervisorStats
 from collector.supervisor.snapshots import SnapshotClient, SnapshotScheduler
@@ -112,6 +113,8 @@ class Supervisor:
         self._provisioner = KeyProvisioner(broker, store, policy, wall_clock=wall_clock)
         self._timers = Timers()  # one task keeps every session's ping and watchdog deadlines
         self._connect_limiter = trio.CapacityLimiter(CONNECT_CONCURRENCY)
+        # Gate's connections per IP: every slot's session and every rotation's successor.
+        self._connections = ConnectionBudget(lambda: self._settings.gate.max_connections_per_ip)
         # Every sub-account id of the broker, shared by all sessions (one set, not a
         # copy each: 10,000 copies of 10,000 ids would be gigabytes).
         self._known: set[int] = set()
@@ -144,6 +147,7 @@ class Supervisor:
             rng=self._rng,
             gate_clock=self._gate_clock,
             connect_limiter=self._connect_limiter,
+            connections=self._connections,
             session_factory=session_factory,
             timing=timing or SessionTiming(ping_interval=settings.gate.ping_interval),
             totals=totals,
@@ -155,6 +159,7 @@ class Supervisor:
             self._provisioner,
             self.stats,
             self._snapshots,
+            self._connections,
         )
         self._slots = self._table.slots  # the one dict of slots (tests read it)
 

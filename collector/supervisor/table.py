@@ -20,6 +20,7 @@ from collector.gate.models import SubAccount, label
 from collector.keys import KeyProvisioner
 from collector.keys.lifecycle import KeyState
 from collector.session.session import SessionStats
+from collector.supervisor.connections import ConnectionBudget
 from collector.supervisor.runner import SlotRunner
 from collector.supervisor.slot import Slot, SupervisorStats
 from collector.supervisor.snapshots import SnapshotScheduler
@@ -37,6 +38,7 @@ class SlotTable:
         provisioner: KeyProvisioner,
         stats: SupervisorStats,
         snapshots: SnapshotScheduler | None,
+        connections: ConnectionBudget,
     ) -> None:
         self._gate = gate  # the current settings (a SIGHUP may change them)
         self._runner = runner
@@ -44,7 +46,9 @@ class SlotTable:
         self._stats = stats
         self._snapshots = snapshots
         self.slots: dict[int, Slot] = {}
-        self._per_address: Counter[str | None] = Counter()  # slots by source address
+        # Slots by source address: each holds one of Gate's connections per IP there
+        # (the budget's own count, so a rotation's extra connection is counted beside).
+        self._per_address: Counter[str | None] = connections.slots
         self.nursery: trio.Nursery | None = None  # set once the supervisor runs
 
     async def reconcile(self, wanted: dict[int, SubAccount]) -> None:
@@ -92,7 +96,9 @@ class SlotTable:
             old.scope.cancel()
             slot = Slot(old.key, trio.CancelScope(), old.stats, old.local_address)
             self.slots[account_id] = slot
-            self.nursery.start_soon(self._runner.run, slot)
+            # The old connection closes first: Gate counts both against the limit.
+            ended = old.drive[1] if old.drive is not None else None
+            self.nursery.start_soon(self._runner.run, slot, ended)
         log.info("sessions_restarted", sessions=len(self.slots), reason="configuration reloaded")
 
     @property

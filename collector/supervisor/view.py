@@ -45,6 +45,7 @@ _SUMMED: Final = (
     (schema.STAT_GATE_ERRORS, "errors"),
     (schema.STAT_RECONNECTS, "reconnects"),
     (schema.STAT_GAPS, "gaps"),
+    (schema.STAT_REFUSALS_UNEXPLAINED, "refusals_unexplained"),
 )
 
 
@@ -66,6 +67,7 @@ def stats_fields(
         schema.STAT_KEY_STORE_WRITE_ERRORS: store_write_errors,
         **_truth_fields(snapshots, by_state),
         schema.STAT_KEY_ROTATIONS: stats.key_rotations,
+        schema.STAT_KEY_ROTATIONS_BREAK_BEFORE_MAKE: stats.key_rotations_break_before_make,
         schema.STAT_KEY_ERRORS: stats.key_errors,
         schema.STAT_KEY_CONFIG_REFUSALS: stats.key_config_refusals,
     }

@@ -273,7 +273,10 @@ async def test_old_keys_are_rotated_without_losing_an_update(
     ("accounts", "why"),
     [
         ({"key_ip_whitelist": ["203.0.113.7"]}, "Request IP not in whitelist: 127.0.0.1"),
-        ({}, "API key lacks the permission unified"),
+        (
+            {"key_permissions": ["wallet", "spot", "futures"]},
+            "API key lacks the permission unified",
+        ),
     ],
 )
 async def test_refusals_no_new_key_can_cure_are_loud_and_never_churn_keys(
@@ -284,8 +287,8 @@ async def test_refusals_no_new_key_can_cure_are_loud_and_never_churn_keys(
     accounts: dict[str, Any],
     why: str,
 ) -> None:
-    if not accounts:
-        lsim.state.required_perms = frozenset({"unified"})  # the default set lacks it
+    if "key_permissions" in accounts:
+        lsim.state.required_perms = frozenset({"unified"})  # the set asked for lacks it
     with capture_logs() as logs:
         running = await start(tmp_path, **accounts)
         await trio.sleep(3 * GRACE)

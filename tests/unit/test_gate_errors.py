@@ -25,12 +25,15 @@ from collector.gate.errors import (
 # (label, the class whatever the status says)
 BY_LABEL: list[tuple[str, type[GateAPIError]]] = [
     ("INVALID_KEY", InvalidKeyError),
+    ("INVALID_CREDENTIALS", InvalidKeyError),
     ("INVALID_SIGNATURE", AuthError),
     ("REQUEST_EXPIRED", ClockSkewError),
     ("IP_FORBIDDEN", AuthError),
     ("FORBIDDEN", AuthError),
     ("READ_ONLY", AuthError),
     ("MISSING_REQUIRED_HEADER", AuthError),
+    ("ACCOUNT_LOCKED", AuthError),
+    ("SUB_ACCOUNT_LOCKED", AuthError),
     ("SUB_ACCOUNT_NOT_FOUND", NotFoundError),
     ("NOT_FOUND", NotFoundError),
     ("TOO_BUSY", ServerError),
@@ -49,7 +52,7 @@ def test_the_label_decides_the_class_whatever_the_status(
 
 
 def test_the_table_covers_every_label_the_module_knows() -> None:
-    assert {label for label, _ in BY_LABEL} == set(errors._BY_LABEL)
+    assert {label for label, _ in BY_LABEL} == set(errors.LABELS)
 
 
 # (status, the class when the label is unknown or missing)
@@ -150,4 +153,14 @@ def test_refusal_kind(message: str, kind: Refusal) -> None:
 
 
 def test_the_kinds_have_their_names() -> None:
-    assert {k.value for k in Refusal} == {"key", "clock", "ip", "permission"}
+    assert {k.value for k in Refusal} == {
+        "key",
+        "clock",
+        "ip",
+        "permission",
+        "locked",
+        "not_found",
+        "rate",
+        "server",
+        "argument",
+    }

@@ -25,7 +25,8 @@ AUTH, ARGUMENT, SERVER = ErrorKind.AUTH, ErrorKind.ARGUMENT, ErrorKind.SERVER
         (2, "invalid_key: key not found", AUTH),
         (2, "INVALID_SIGNATURE", AUTH),
         (2, "REQUEST_EXPIRED", AUTH),
-        (2, "AUTH failed", AUTH),
+        (2, "AUTH failed", ARGUMENT),  # no label: retried, loud after a few
+        (3, "AUTH service unavailable", SERVER),  # code 3 is auth only with a label
         (1, "INVALID_KEY", AUTH),
         (3, "INVALID_KEY", AUTH),
         (None, "INVALID_KEY", AUTH),

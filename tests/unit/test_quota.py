@@ -127,10 +127,15 @@ async def test_a_short_wait_is_not_stretched_to_max_wait(autojump_clock: MockClo
     assert await time_of_take(q) == pytest.approx(3.0 + RESET_MARGIN_SECONDS, abs=2e-3)
 
 
-async def test_a_reset_already_past_needs_no_wait(autojump_clock: MockClock) -> None:
+async def test_a_reset_that_is_now_or_past_keeps_the_count_for_one_window(
+    autojump_clock: MockClock,
+) -> None:
+    # Outside a limit Gate's reset is "just the current timestamp": it says nothing of
+    # the window's end, so the count Gate gave holds for one 10 s window.
     q = quotas()
-    q.observe(EP, limit("0", -1.0))
-    assert await free_takes(q) == 20
+    q.observe(EP, limit("3", -1.0))
+    assert await free_takes(q) == 3
+    assert await time_of_take(q) == pytest.approx(MIN_REFUSAL_WAIT + RESET_MARGIN_SECONDS, abs=2e-3)
 
 
 async def test_out_of_order_answers_of_one_window_keep_the_lowest_count(

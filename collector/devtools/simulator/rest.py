@@ -13,6 +13,7 @@ of routes and what comes before any of them: authentication and rate limits.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -110,7 +111,7 @@ class RestApi:
         self.state.calls[f"{request.method} {name}"] += 1
         fault = self.state.take_fault(path, request.method)
         if fault is not None and not fault.drop_response:
-            raise SimError(fault.status, fault.label, "injected fault")
+            raise SimError(fault.status, fault.label, "injected fault", fault.text_field)
         result = route(self.state, request, args)
         if fault is not None:
             return None
@@ -176,15 +177,17 @@ class RestApi:
         window = self.windows.get(endpoint)
         if window is None or now >= window.start + self.state.rate_window:
             window = self.windows[endpoint] = _Window(start=now)
-        reset_ms = int((window.start + self.state.rate_window) * 1000)
+        # Seconds, as in Gate's live answers: the window's end once it is used up, and
+        # outside a limit "just the current timestamp".
         headers = {
             "X-Gate-RateLimit-Limit": str(self.state.rate_limit),
-            "X-Gate-RateLimit-Reset-Timestamp": str(reset_ms),
+            "X-Gate-RateLimit-Reset-Timestamp": str(int(now)),
         }
         if window.used >= self.state.rate_limit:
             headers["X-Gate-RateLimit-Requests-Remain"] = "0"
-            if self.state.rate_reset_now:  # Gate's "just the current timestamp", in s
-                headers["X-Gate-RateLimit-Reset-Timestamp"] = str(int(now))
+            if not self.state.rate_reset_now:  # else a 429 that says "now" (seen too)
+                reset = math.ceil(window.start + self.state.rate_window)
+                headers["X-Gate-RateLimit-Reset-Timestamp"] = str(reset)
             raise _RateLimited(headers)
         window.used += 1
         headers["X-Gate-RateLimit-Requests-Remain"] = str(self.state.rate_limit - window.used)
@@ -199,5 +202,5 @@ class _RateLimited(SimError):
 
 def _error(err: SimError) -> HttpResponse:
     headers = err.headers if isinstance(err, _RateLimited) else {}
-    body = orjson.dumps({"label": err.label, "message": err.message})
+    body = orjson.dumps({"label": err.label, err.text_field: err.message})
     return HttpResponse(err.status, body, headers)

@@ -16,9 +16,10 @@ from collector.devtools.simulator.state import BrokerState
 class SimError(Exception):
     """An error answer in Gate's format."""
 
-    def __init__(self, status: int, label: str, message: str) -> None:
+    def __init__(self, status: int, label: str, message: str, text_field: str = "message") -> None:
         super().__init__(message)
         self.status, self.label, self.message = status, label, message
+        self.text_field = text_field  # "detail" in some of Gate's answers
 
 
 Route = Callable[[BrokerState, HttpRequest, list[str]], Any]

@@ -3,11 +3,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from collector.devtools.simulator.httpserver import HttpRequest
 from collector.devtools.simulator.rest_base import SimError, account_id, json_body, require
 from collector.devtools.simulator.state import BrokerState
+
+# The permission names of the Broker document's create-key body (wallet, spot,
+# futures, delivery, withdraw); Gate's key page also has "unified".
+BROKER_DOC_PERMS: Final = frozenset({"wallet", "spot", "futures", "delivery", "withdraw"})
 
 
 def create_key(state: BrokerState, req: HttpRequest, _args: list[str]) -> Any:
@@ -23,6 +27,10 @@ def create_key(state: BrokerState, req: HttpRequest, _args: list[str]) -> Any:
         isinstance(p, dict) and isinstance(p.get("name"), str) for p in perms
     ):
         raise SimError(400, "INVALID_PARAM_VALUE", "perms must be a list of {name, read_only}")
+    if state.broker_doc_perms:
+        unknown = [p["name"] for p in perms if p["name"] not in BROKER_DOC_PERMS]
+        if unknown:  # the first one, as a validator that stops at it would
+            raise SimError(400, "INVALID_PARAM_VALUE", f"invalid perms name: {unknown[0]}")
     key_type = body.get("type", 1)
     if key_type not in (1, 2, 3):
         raise SimError(400, "INVALID_PARAM_VALUE", f"type must be 1, 2 or 3, got {key_type!r}")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from collector.devtools.simulator.httpserver import HttpRequest
 from collector.devtools.simulator.rest_base import SimError, account_id, query
 from collector.devtools.simulator.state import BrokerState
@@ -18,6 +20,12 @@ def unified_accounts(state: BrokerState, req: HttpRequest, args: list[str]) -> A
     collector recognises (any non-auth label or message naming "unified").
     """
     account = state.accounts[account_id(state, args[0])]
+    key = state.keys.get(req.headers.get("key", ""))
+    if key is not None and state.now() < key.active_at:  # Gate has not activated it yet
+        raise SimError(401, "INVALID_KEY", "Invalid key provided")
+    refusal = state.permission_refusal(key) if key is not None else None
+    if refusal is not None:  # Gate: /unified/** needs a key "checking the unified permission"
+        raise SimError(403, "FORBIDDEN", orjson.loads(refusal)["message"])
     if not account.unified:
         raise SimError(400, "ACCOUNT_NOT_UNIFIED", "the account is not in unified account mode")
     state.snapshots[account.gate_id] += 1

@@ -57,6 +57,8 @@ class SimSubAccount:
     # channel -> Gate error code with which its subscribes are refused: 1, 2 or 3
     # (``result.status: "fail"``), or 4 with a FORBIDDEN label (no permission).
     refuse: dict[str, int] = field(default_factory=dict)
+    # channel -> the text of its refusal, instead of the code's usual one.
+    refuse_text: dict[str, str] = field(default_factory=dict)
 
     def change(self, now: float) -> None:
         """The account's balances move (a trade, a transfer): pushes follow."""
@@ -151,6 +153,8 @@ class Fault:
     drop_response: bool = False
     # Only requests of this method ("": any).
     method: str = ""
+    # The body's text under "message" (Gate's usual) or "detail" (seen too).
+    text_field: str = "message"
 
 
 @dataclass
@@ -199,7 +203,7 @@ class BrokerState:
     ws_events: Counter[str] = field(default_factory=Counter)
     # Keys: a new key is refused for this long; keys without an IP binding expire
     # after key_lifetime (Gate: 90 days); a key lacking a permission named here is
-    # refused on the WebSocket.
+    # refused on the WebSocket and on /unified/accounts (Gate: "unified").
     key_activation_delay: float = 0.0
     key_lifetime: float | None = None
     required_perms: frozenset[str] = frozenset()
@@ -207,7 +211,18 @@ class BrokerState:
     deleted: Counter[str] = field(default_factory=Counter)
     deleted_in_use: Counter[str] = field(default_factory=Counter)
     keys_in_use: Counter[str] = field(default_factory=Counter)
-    # 429 answers carry a reset of "now" in seconds (Gate outside a window), not ms.
+    # How a refused WebSocket auth looks: "code4" (code 4, a JSON label) or "ws_auth"
+    # (code 2, the label inside Gate's ws_auth text: gateio/WebSocket-API#13).
+    ws_auth_shape: str = "code4"
+    # True: creating a key refuses permission names the Broker document does not list.
+    broker_doc_perms: bool = False
+    # Gate's per-IP connection cap (None: none): a handshake over it is refused with
+    # 429; the most connections one IP held at once, and the handshakes refused.
+    max_connections_per_ip: int | None = None
+    ws_per_ip: Counter[str] = field(default_factory=Counter)
+    ws_peak_per_ip: Counter[str] = field(default_factory=Counter)
+    ws_refused_over_cap: int = 0
+    # 429 answers carry a reset of "now" (Gate's value outside a limit), not the window's end.
     rate_reset_now: bool = False
 
     def now(self) -> float:
@@ -287,6 +302,10 @@ class BrokerState:
             return '{"label":"INVALID_KEY","message":"API key expired"}'
         if key.ip_whitelist and peer not in key.ip_whitelist:
             return f'{{"label":"FORBIDDEN","message":"Request IP not in whitelist: {peer}"}}'
+        return self.permission_refusal(key)
+
+    def permission_refusal(self, key: SimKey) -> str | None:
+        """Gate's FORBIDDEN text when ``key`` lacks one of ``required_perms``, else None."""
         granted = {str(p.get("name")) for p in key.perms}
         missing = sorted(self.required_perms - granted)
         if missing:
