@@ -272,14 +272,16 @@ class Supervisor:
         return {account: slot.stats for account, slot in self._slots.items()}
 
     def readiness(self) -> tuple[bool, str]:
-        """(ready?, one line why): discovery done and every owned account has a session."""
+        """(ready?, one line why): discovery done and every session settled (subscribed, or
+        refused for a reason of the account's own). Accounts over capacity do not make a
+        shard unready: it serves what it can (they are on /metrics and in an alert)."""
         if not self.ready.is_set():
             return False, "first discovery of sub-accounts not done yet"
-        over = len(self.stats.over_capacity)
-        if over:
+        connecting = self._by_state()[status.CONNECTING]
+        if connecting:
             return False, (
-                f"over capacity: {over} accounts of shard {self._settings.accounts.shard} have no "
-                f"session (capacity {self.capacity}); add shards or gate.source_addresses"
+                f"{connecting} of {supervisor_view.session_count(self._slots, self.stats)} "
+                "sessions still connecting; " + self.status_line()
             )
         return True, self.status_line()
 

@@ -37,6 +37,7 @@ def session_count(slots: Mapping[int, Slot], stats: SupervisorStats) -> int:
 # The per-session counters summed into ``collector_stats``: (field, SessionStats attribute).
 _SUMMED: Final = (
     (schema.STAT_FRAMES_RECEIVED, "frames"),
+    (schema.STAT_UPDATES_RECEIVED, "updates"),
     (schema.STAT_FRAMES_INVALID, "frames_invalid"),
     (schema.STAT_FRAMES_REJECTED, "frames_rejected"),
     (schema.STAT_POINTS_OVER_CURRENCY_CAP, "points_over_currency_cap"),

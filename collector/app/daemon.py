@@ -53,6 +53,16 @@ CHANNEL_SIZE: Final = 10_000
 GC_THRESHOLDS: Final = (50_000, 50, 100)
 
 
+# Without snapshots, a quiet account has no data for as long as it stays quiet.
+STALE_WITHOUT_SNAPSHOTS: Final = 900.0
+
+
+def stale_after(snapshot_interval: float) -> float:
+    """Seconds without data after which an active account counts as stale: three
+    snapshot intervals missed (a snapshot brings data even when Gate pushes nothing)."""
+    return 3 * snapshot_interval if snapshot_interval > 0 else STALE_WITHOUT_SNAPSHOTS
+
+
 @dataclass
 class Daemon:
     """What a running collector is made of (exposed for the demo and tests)."""
@@ -153,6 +163,8 @@ async def run_daemon(
                     shard=settings.accounts.shard,
                     instance=socket.gethostname(),
                     stall_seconds=settings.http.stall_seconds,
+                    sink=lambda: sink.stats,  # read live, not through the sink
+                    stale_after=stale_after(settings.accounts.snapshot_interval),
                 )
                 nursery.start_soon(_serve_endpoint, observed, listeners, endpoint)
             try:
