@@ -214,6 +214,7 @@ def _account_row(state: status.AccountState, slot: Slot | None, now: float) -> d
         row.update(
             address=slot.local_address,
             frames=stats.frames,
+            updates=stats.updates,
             points=stats.points,
             reconnects=stats.reconnects,
             gaps=stats.gaps,

@@ -100,8 +100,10 @@ async def run_daemon(
     on_start: Callable[[Daemon], None] | None = None,
     stop: trio.Event | None = None,
     stats_interval: float = 10.0,
-) -> None:
-    """Run until SIGTERM/SIGINT (or ``stop``); raise StartupError/KeyStoreError on failure."""
+) -> signal.Signals | None:
+    """Run until SIGTERM/SIGINT (or ``stop``); raise StartupError/KeyStoreError on failure.
+
+    Returns the signal that stopped it (None: ``stop``), once everything is flushed."""
     gc.set_threshold(*GC_THRESHOLDS)
     notify = notifier or Notifier()
     master = settings.state.master_key
@@ -168,7 +170,7 @@ async def run_daemon(
                 )
                 nursery.start_soon(_serve_endpoint, observed, listeners, endpoint)
             try:
-                await _until_stopped(
+                stopped_by = await _until_stopped(
                     supervisor,
                     stop,
                     [
@@ -188,6 +190,7 @@ async def run_daemon(
                     await send.aclose()  # the sink drains, spools the rest and returns
     notify.close()
     log.info("stopped", points_written=sink.stats.points_written, spooled_bytes=spool.bytes)
+    return stopped_by
 
 
 async def _run_totals(
@@ -253,15 +256,18 @@ async def _until_stopped(
     supervisor: Supervisor,
     stop: trio.Event | None,
     extras: Sequence[Callable[[], Awaitable[None]]] = (),
-) -> None:
-    """Run the supervisor (and ``extras``, e.g. SIGHUP) until a signal or ``stop``."""
+) -> signal.Signals | None:
+    """Run the supervisor (and ``extras``, e.g. SIGHUP) until a signal (returned) or ``stop``."""
     failure: StartupError | None = None
+    received: signal.Signals | None = None
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
 
             async def watch_signals() -> None:
+                nonlocal received
                 async for signum in signals:
-                    log.info("signal", signal=signal.Signals(signum).name)
+                    received = signal.Signals(signum)
+                    log.info("signal", signal=received.name)
                     nursery.cancel_scope.cancel()
                     return
 
@@ -281,3 +287,4 @@ async def _until_stopped(
                 nursery.cancel_scope.cancel()
     if failure is not None:
         raise failure
+    return received
