@@ -79,8 +79,8 @@ def test_changed_durations_are_applied(tmp_path: Path, influxdb: InfluxServer) -
 
 def test_a_bad_duration_is_one_clear_line(tmp_path: Path, influxdb: InfluxServer) -> None:
     done = run_setup(tmp_path, influxdb, "--raw", "90 days")
-    assert done.returncode == 1
-    assert "retention raw='90 days' is not an InfluxQL duration: use e.g. 90d" in done.stdout
+    assert done.returncode == 2
+    assert "retention raw='90 days' is not an InfluxQL duration: use e.g. 90d" in done.stderr
 
 
 def test_the_downsampling_keeps_the_last_value_per_minute_under_the_same_names(

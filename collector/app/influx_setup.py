@@ -20,12 +20,14 @@ spelt by hand, and are idempotent: run it again after changing a duration.
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 import httpx
 
+from collector.app.failures import EXIT_LOCAL, EXIT_REMOTE
 from collector.config import InfluxSettings, http_client, load_settings
 from collector.points import schema
 
@@ -157,16 +159,25 @@ def _error(response: httpx.Response) -> str | None:
 
 
 async def main(config: Path, raw: str | None, minute: str, hour: str) -> int:
-    """The command: print what was done, or one line saying what went wrong (exit 1)."""
+    """The command: print what was done, or one line on stderr saying what went wrong
+    (exit 2 for a bad duration, 1 when InfluxDB refuses or cannot be reached)."""
     influx = load_settings(config).influx
     try:
-        done = await setup(influx, Retention(raw, minute, hour))
-    except (ValueError, SetupError) as exc:
-        print(f"gate-collector influx-setup: {exc}")
-        return 1
+        retention = Retention(raw, minute, hour)
+    except ValueError as exc:
+        print(f"gate-collector influx-setup: {exc}", file=sys.stderr)
+        return EXIT_LOCAL
+    try:
+        done = await setup(influx, retention)
+    except SetupError as exc:
+        print(f"gate-collector influx-setup: {exc}", file=sys.stderr)
+        return EXIT_REMOTE
     except httpx.HTTPError as exc:
-        print(f"gate-collector influx-setup: cannot reach InfluxDB at {influx.url}: {exc!r}")
-        return 1
+        print(
+            f"gate-collector influx-setup: cannot reach InfluxDB at {influx.url}: {exc!r}",
+            file=sys.stderr,
+        )
+        return EXIT_REMOTE
     queries = sum(1 for s in done if s.startswith("CREATE CONTINUOUS QUERY"))
     kept = f"raw kept {raw}" if raw is not None else "raw policy left as it was"
     print(
