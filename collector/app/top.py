@@ -27,7 +27,7 @@ from collector import status as account_status
 
 CLEAR_HOME: Final = "\x1b[H\x1b[2J"
 STATE_ORDER: Final = account_status.STATES  # the states /status counts, active first
-HEADER_LINES: Final = 10  # lines above the account rows (render's header)
+HEADER_LINES: Final = 9  # lines above the account rows (render's header)
 NEVER: Final = float("inf")
 
 
@@ -113,14 +113,15 @@ def render(
     columns, lines = size
     accounts = sorted(status.get("accounts", []), key=SORTS[sort])
     room = max(0, lines - HEADER_LINES)
-    shown = accounts[:room]
-    more = f"  (+{len(accounts) - len(shown)} more)" if len(shown) < len(accounts) else ""
+    shown = accounts if len(accounts) <= room else accounts[: max(0, room - 1)]
     screen = [
         *_header(status, url),
         f"{'account':>10}  {'state':<14}{'updates':>8}{'gaps':>6}{'reconn':>8}"
-        f"{'push s':>9}{'data s':>9}   sorted by {sort}{more}",
+        f"{'push s':>9}{'data s':>9}   by {sort}",
         *map(_row, shown),
     ]
+    if len(shown) < len(accounts):
+        screen.append(f"(+{len(accounts) - len(shown)} more)")
     return "\n".join(line[:columns] for line in screen) + "\n"
 
 
