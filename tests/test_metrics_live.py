@@ -136,3 +136,17 @@ async def test_an_influxdb_outage_makes_the_delivery_alert_true_then_false(
                 'SELECT count("points_written") FROM "collector_stats"', db="outage"
             )
     assert written["results"][0].get("series"), written  # type: ignore[index]
+
+
+async def test_updates_count_pushes_only_not_acks_or_pongs(
+    nursery: trio.Nursery, influxdb: InfluxServer, tmp_path: Path, http: httpx.AsyncClient
+) -> None:
+    idle = Simulator.create(accounts=5, disabled_every=0)  # nothing changes: Gate pushes nothing
+    await idle.start(nursery)
+    config = collector_config(tmp_path, idle, influxdb.url, "updates_only")
+    async with running_collector(tmp_path, config) as collector:
+        await wait_ready(http, collector.url)
+        text = (await http.get(f"{collector.url}/metrics")).text
+    values = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
+    assert values[PREFIX + "frames_received_total"] >= 10  # two subscribe acks per session
+    assert values[PREFIX + "updates_received_total"] == sum(idle.state.pushed.values())

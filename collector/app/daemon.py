@@ -4,7 +4,8 @@ SIGHUP reloads the configuration (:mod:`collector.app.reload`); a summary line
 is logged every minute (:mod:`collector.app.summary`).
 SIGTERM or SIGINT cancels the sessions (each unsubscribes and closes), then the
 points channel closes and the sink writes what is buffered within its deadline
-and spools the rest; the process exits 0. It exits non-zero only on what it
+and spools the rest; ``run_daemon`` returns the signal (the command exits 0 after
+SIGTERM, 130 after Ctrl-C's SIGINT). It exits non-zero only on what it
 cannot run without: a bad config, a wrong master key, a broker API that refuses
 or cannot be reached at start.
 """
