@@ -131,20 +131,52 @@ async def test_ctrl_c_stops_run_in_order_with_130(
     assert "stopped" in log and "Traceback" not in log
 
 
-async def test_ctrl_c_quits_top_with_130(tmp_path: Path) -> None:
-    process = await trio.lowlevel.open_process(
-        [*EXE, "top", "--url", f"http://127.0.0.1:{free_port()}", "--interval", "0.1"],
-        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=clean_env(),
-    )  # fmt: skip
-    try:
-        await trio.sleep(2)  # a few redraws of "cannot read"
-        process.send_signal(signal.SIGINT)
-        with trio.fail_after(20):
-            assert await process.wait() == 130
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+def hung_config(tmp: Path, port: int) -> Path:
+    """Gate and InfluxDB at a port that takes connections and never answers."""
+    config = tmp / "hung.toml"
+    config.write_text(
+        f'[gate]\nrest_url = "http://127.0.0.1:{port}/api/v4"\nws_url = "ws://127.0.0.1:{port}/ws"\n'
+        f'api_key = "k"\napi_secret = "s"\n[state]\ndir = "{tmp}/state"\n'
+        f'[influx]\nurl = "http://127.0.0.1:{port}"\n'
+    )
+    return config
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["top", "--url", "http://127.0.0.1:{dead}", "--interval", "0.1"],
+        ["simulate", "--accounts", "2", "--credentials-dir", "{tmp}/creds"],
+        ["check", "--config", "{config}"],
+        ["accounts", "--config", "{config}"],
+        ["plan", "--accounts-from-gate", "{config}", "--shards", "2"],
+    ],
+    ids=lambda c: c[0],
+)
+async def test_ctrl_c_is_130_without_a_traceback(tmp_path: Path, command: list[str]) -> None:
+    with socket.socket() as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen()
+        fill = {"dead": str(free_port()), "tmp": str(tmp_path)}
+        fill["config"] = str(hung_config(tmp_path, hung.getsockname()[1]))
+        args = [arg.format(**fill) for arg in command]
+        process = await trio.lowlevel.open_process(
+            [*EXE, *args], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, env=clean_env(GATE_COLLECTOR_MASTER_KEY=generate_master_key()),
+        )  # fmt: skip
+        try:
+            await trio.sleep(2)  # well into its work (or its wait)
+            assert process.returncode is None
+            process.send_signal(signal.SIGINT)
+            with trio.fail_after(30):
+                assert await process.wait() == 130
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+        assert process.stderr is not None
+        said = await process.stderr.receive_some(65536)
+    assert b"Traceback" not in said
 
 
 def processes_with(text: str) -> list[int]:
