@@ -44,6 +44,7 @@ class SupervisorStats:
 
     discoveries: int = 0
     discovery_errors: int = 0
+    discovery_failing: bool = False  # the last discovery (broker API) failed
     key_replacements: int = 0
     key_rotations: int = 0
     key_errors: int = 0

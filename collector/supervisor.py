@@ -185,6 +185,7 @@ class Supervisor:
                     accounts = await self._discover()
                 except GateError as exc:
                     self.stats.discovery_errors += 1
+                    self.stats.discovery_failing = True
                     log.error("discovery_failed", error=str(exc), hint="retrying at next refresh")
                     continue
                 await self._reconcile(accounts)
@@ -193,6 +194,7 @@ class Supervisor:
         shard = self._settings.accounts
         found = [a async for a in self._broker.list_sub_accounts()]
         self.stats.discoveries += 1
+        self.stats.discovery_failing = False
         self._known.clear()
         self._known.update(a.gate_id for a in found)
         wanted = {a.gate_id: a for a in found if a.enabled and owns(shard, a.gate_id)}

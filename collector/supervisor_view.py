@@ -62,6 +62,8 @@ def stats_fields(
         schema.STAT_SESSIONS_CONNECTED: connected,
         schema.STAT_SESSIONS_OVER_CAPACITY: len(stats.over_capacity),
         **sums,
+        schema.STAT_GATE_UP: int(not stats.discovery_failing),
+        schema.STAT_DISCOVERY_ERRORS: stats.discovery_errors,
         schema.STAT_KEY_REPLACEMENTS: stats.key_replacements,
         schema.STAT_KEY_STORE_WRITE_ERRORS: store_write_errors,
         **_truth_fields(snapshots, by_state),

@@ -15,6 +15,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from collector.devtools.simulator import Simulator
+from collector.devtools.simulator.state import Fault
 from collector.http.metrics import FIELDS, PREFIX
 from collector.points import schema
 from tests.helpers_ops import collector_config, get_when_up, running_collector, wait_ready
@@ -150,3 +151,31 @@ async def test_updates_count_pushes_only_not_acks_or_pongs(
     values = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
     assert values[PREFIX + "frames_received_total"] >= 10  # two subscribe acks per session
     assert values[PREFIX + "updates_received_total"] == sum(idle.state.pushed.values())
+
+
+async def test_gate_up_follows_the_broker_apis_answers_to_discovery(
+    nursery: trio.Nursery, influxdb: InfluxServer, tmp_path: Path, http: httpx.AsyncClient
+) -> None:
+    gate = Simulator.create(accounts=2, disabled_every=0)
+    gate.state.rate_limit = 100_000
+    await gate.start(nursery)
+    config = collector_config(tmp_path, gate, influxdb.url, "gate_up")
+    config.write_text(config.read_text() + "[accounts]\nrefresh_interval = 0.5\n")
+
+    async def gate_up() -> float:
+        text = (await http.get(f"{collector.url}/metrics")).text
+        [value] = [s.value for f in text_string_to_metric_families(text) for s in f.samples
+                   if s.name == PREFIX + "gate_up"]  # fmt: skip
+        return value
+
+    async with running_collector(tmp_path, config) as collector:
+        await wait_ready(http, collector.url)
+        assert await gate_up() == 1
+        gate.state.faults.append(Fault("/broker/sub_accounts", count=10_000, method="GET"))
+        with trio.fail_after(90):  # a discovery gives up after its retries
+            while await gate_up() != 0:
+                await trio.sleep(0.2)
+        gate.state.faults.clear()
+        with trio.fail_after(30):
+            while await gate_up() != 1:
+                await trio.sleep(0.2)

@@ -25,6 +25,7 @@ REQUIRED = {
     "GateCollectorSessionsBelowTotal",
     "GateCollectorAccountsOverCapacity",
     "GateCollectorStaleAccounts",
+    "GateCollectorGateApiFailing",  # Gate's broker API not answering discovery
 }
 
 

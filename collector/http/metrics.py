@@ -83,6 +83,14 @@ FIELDS: Final[Mapping[str, Family | None]] = {
         "fields_invalid", "Field values dropped because they were not numbers."
     ),
     schema.STAT_GATE_ERRORS: _counter("gate_errors", "Error frames Gate sent on the WebSocket."),
+    schema.STAT_GATE_UP: _gauge(
+        "gate_up",
+        "1 when Gate's broker API answered the last discovery of sub-accounts "
+        "(every accounts.refresh_interval), 0 when it failed.",
+    ),
+    schema.STAT_DISCOVERY_ERRORS: _counter(
+        "discovery_errors", "Discoveries of sub-accounts that failed (retried at the next refresh)."
+    ),
     schema.STAT_RECONNECTS: _counter("reconnects", "WebSocket sessions opened again after a loss."),
     schema.STAT_GAPS: _counter(
         "gaps", "Sequence gaps seen (updates Gate sent that never arrived); each wrote a gap point."
