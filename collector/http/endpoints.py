@@ -10,7 +10,7 @@
   ready: later losses and accounts over capacity are on ``/metrics`` and in the
   alerting rules, where they do not stall a rollout or use up the disruption budget.
 * ``/status``: JSON for ``gate-collector top`` and people: the stats, sessions by
-  state, per-second rates, per-account rows.
+  state, per-second rates, delivery (InfluxDB taking writes?), per-account rows.
 """
 
 from __future__ import annotations
