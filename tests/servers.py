@@ -25,6 +25,7 @@ class VictoriaMetrics:
     root: Path
     port: int
     process: subprocess.Popen[bytes] | None = None
+    flags: tuple[str, ...] = ()  # more command-line flags (say, -promscrape.config=...)
 
     @property
     def url(self) -> str:
@@ -44,6 +45,7 @@ class VictoriaMetrics:
                     "-retentionPeriod=100y",
                     "-search.latencyOffset=0s",
                     "-search.disableCache",
+                    *self.flags,
                 ],
                 stdout=out,
                 stderr=out,
@@ -59,10 +61,10 @@ class VictoriaMetrics:
 
 
 @contextlib.contextmanager
-def victoria_metrics(root: Path) -> Iterator[VictoriaMetrics]:
-    """A running VictoriaMetrics, stopped on exit."""
+def victoria_metrics(root: Path, *flags: str) -> Iterator[VictoriaMetrics]:
+    """A running VictoriaMetrics (with more command-line ``flags``), stopped on exit."""
     root.mkdir(parents=True, exist_ok=True)
-    server = VictoriaMetrics(root, free_port())
+    server = VictoriaMetrics(root, free_port(), flags=flags)
     server.start()
     try:
         yield server

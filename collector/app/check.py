@@ -7,8 +7,11 @@ it (429), and the FAIL line says so.
 Read-only by design: the key store is opened only if it exists (never created or
 rewritten), the WebSocket gets a handshake and a ``unified.ping``, InfluxDB gets
 a write with an empty body (InfluxDB 1.x answers 204 for a database it has and
-404 "database not found" otherwise; nothing is stored). Each step prints
-``ok: ...``; the first problem prints one ``FAIL: ...`` line and exits 1.
+404 "database not found" otherwise; nothing is stored; with
+``influx.create_database`` on, a missing database is fine: ``run`` creates it).
+Each step prints ``ok: ...``; the first problem prints one ``FAIL: ...`` line and
+exits 1 for Gate or InfluxDB, 2 for a local problem (the master key, the key
+store), as ``run`` would. ``--offline`` runs only the local steps.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ from cryptography.fernet import Fernet
 from trio_websocket import ConnectionRejected, open_websocket_url
 
 from collector.app.commands import open_broker
+from collector.app.failures import EXIT_LOCAL, EXIT_REMOTE
 from collector.base.logging import redact_url
-from collector.config import Settings, http_client, load_settings
+from collector.config import InfluxSettings, Settings, http_client, load_settings
 from collector.gate import protocol
 from collector.gate.errors import GateError
 from collector.keys import KeyStore, KeyStoreError
@@ -37,19 +41,26 @@ CHECK_TIMEOUT: Final = 15.0
 
 
 class CheckFailed(Exception):
-    """One step failed; the message is the FAIL line."""
+    """One step failed; the message is the FAIL line, ``code`` the exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_REMOTE) -> None:
+        super().__init__(message)
+        self.code = code
 
 
-async def check(config: Path) -> int:
-    """Run the steps in order; 0 when all pass, 1 at the first failure."""
+async def check(config: Path, *, offline: bool = False) -> int:
+    """Run the steps in order; 0 when all pass, else the first failure's exit code."""
     settings = load_settings(config)
     print(f"ok: {config} is valid")
-    for step in (gate_rest, gate_websocket, key_store, influx_write):
+    steps = (key_store,) if offline else (gate_rest, gate_websocket, key_store, influx_write)
+    for step in steps:
         try:
             print(f"ok: {await step(settings)}", flush=True)
         except CheckFailed as failed:
             print(f"FAIL: {failed}", flush=True)
-            return 1
+            return failed.code
+    if offline:
+        print("ok: offline: Gate and InfluxDB not contacted (run without --offline for them)")
     return 0
 
 
@@ -91,14 +102,17 @@ async def key_store(settings: Settings) -> str:
     """Open the key store if it exists (read only); else check the master key's form."""
     master = settings.state.master_key
     if master is None:
-        raise CheckFailed("no master key (GATE_COLLECTOR_MASTER_KEY or credential 'master-key')")
+        raise CheckFailed(
+            "no master key (GATE_COLLECTOR_MASTER_KEY or credential 'master-key')", EXIT_LOCAL
+        )
     path = settings.state.path / STORE_NAME
     if not path.exists():
         try:
             Fernet(master.get_secret_value())
         except ValueError:
             raise CheckFailed(
-                "the master key is not a Fernet key; make one with `gate-collector genkey`"
+                "the master key is not a Fernet key; make one with `gate-collector genkey`",
+                EXIT_LOCAL,
             ) from None
         return (
             f"no key store in {settings.state.path} yet (`run` creates it); master key well-formed"
@@ -106,7 +120,7 @@ async def key_store(settings: Settings) -> str:
     try:
         store = KeyStore(path, master.get_secret_value())
     except KeyStoreError as exc:
-        raise CheckFailed(str(exc)) from None
+        raise CheckFailed(str(exc), EXIT_LOCAL) from None
     return f"key store {path} opens with the master key ({len(store)} keys)"
 
 
@@ -133,9 +147,25 @@ async def influx_write(settings: Settings) -> str:
     target = f"bucket {influx.bucket}" if influx.api == "v2" else f"database {influx.database}"
     if response.status_code in (200, 204):
         return f"InfluxDB at {redact_url(influx.url)} accepts writes to {target} (an empty write)"
+    if _will_be_created(influx, response.status_code, response.text):
+        return (
+            f"InfluxDB at {redact_url(influx.url)} answers; "
+            f"database {influx.database} does not exist yet: "
+            "`run` creates it (influx.create_database = true)"
+        )
     raise CheckFailed(
         f"InfluxDB at {redact_url(influx.url)} refuses a write to {target}: {response.status_code} "
         f"{response.text.strip()[:200]}; {_influx_hint(response.status_code)}"
+    )
+
+
+def _will_be_created(influx: InfluxSettings, status: int, text: str) -> bool:
+    """A v1 "database not found" that ``run``'s ``CREATE DATABASE`` will fix."""
+    return (
+        influx.api == "v1"
+        and influx.create_database
+        and status == 404
+        and "database not found" in text
     )
 
 

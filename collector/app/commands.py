@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import random
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +16,13 @@ import trio
 
 from collector.config import ConfigError, Settings, broker_credentials, http_client, load_settings
 from collector.devtools.simulator import Simulator
+from collector.devtools.simulator.state import SimSubAccount, WsFault
 from collector.gate.broker import BrokerClient
 from collector.gate.errors import AuthError, GateError
 from collector.gate.models import SubAccount
 from collector.gate.signing import ApiCredentials
 from collector.keys import KeyPolicy, KeyProvisioner, KeyStore, generate_master_key
+from collector.keys.store import STORE_NAME, StoredKey
 from collector.supervisor import account_state as status
 from collector.supervisor.snapshots import NotUnifiedError, SnapshotClient
 from collector.supervisor.supervisor import owns
@@ -32,15 +36,17 @@ async def open_broker(settings: Settings) -> AsyncIterator[BrokerClient]:
         yield BrokerClient(http, creds, base_url=settings.gate.rest_url)
 
 
-def _account_row(
-    account: SubAccount, store: KeyStore | None, states: dict[int, str]
-) -> dict[str, Any]:
+# How a listing looks keys up: a key store's ``get``, or None without the master key.
+KeyLookup = Callable[[int], StoredKey | None] | None
+
+
+def _account_row(account: SubAccount, store: KeyLookup, states: dict[int, str]) -> dict[str, Any]:
     if not account.enabled:
         key_state = "-"
     elif store is None:
         key_state = "unknown"
     else:
-        key_state = "stored" if store.get(account.gate_id) else "missing"
+        key_state = "stored" if store(account.gate_id) else "missing"
     return {
         "user_id": account.gate_id,
         "id": account.id,
@@ -55,7 +61,7 @@ PROBE_CONCURRENCY = 8
 
 
 async def _probe_states(
-    settings: Settings, found: list[SubAccount], store: KeyStore | None
+    settings: Settings, found: list[SubAccount], store: KeyLookup
 ) -> dict[int, str]:
     """Each enabled account's unified state, read with its own stored key.
 
@@ -71,7 +77,7 @@ async def _probe_states(
         client = SnapshotClient(http, settings.gate.rest_url)
 
         async def probe(account: SubAccount) -> None:
-            stored = store.get(account.gate_id)
+            stored = store(account.gate_id)
             if stored is None:
                 states[account.gate_id] = status.KEYLESS
                 return
@@ -97,16 +103,34 @@ async def _probe_one(client: SnapshotClient, creds: ApiCredentials) -> str:
     return "unified"
 
 
+def _read_only_lookup(settings: Settings) -> KeyLookup:
+    """Key lookups of the existing key store (none yet: no key stored); never creates anything."""
+    master = settings.state.master_key
+    if master is None:
+        return None
+    path = settings.state.path / STORE_NAME
+    if not path.exists():
+        return lambda _: None
+    return KeyStore(path, master.get_secret_value()).get
+
+
 async def accounts(config: Path, as_json: bool, provision: bool) -> int:
-    """List sub-accounts with status and key state; optionally provision keys first."""
+    """List sub-accounts with status and key state; optionally provision keys first.
+
+    Without ``--provision`` it only reads: no state directory, no key store is
+    created (one bound to whatever master key is set would lock out the real one).
+    """
     settings = load_settings(config)
     master = settings.state.master_key
-    if provision and master is None:
-        raise ConfigError("--provision needs the master key (GATE_COLLECTOR_MASTER_KEY)")
-    store = KeyStore.open(settings.state.path, master.get_secret_value()) if master else None
+    store: KeyStore | None = None
+    if provision:
+        if master is None:
+            raise ConfigError("--provision needs the master key (GATE_COLLECTOR_MASTER_KEY)")
+        store = KeyStore.open(settings.state.path, master.get_secret_value())
+    lookup = store.get if store is not None else _read_only_lookup(settings)
     async with open_broker(settings) as broker:
         found = [a async for a in broker.list_sub_accounts()]
-        if provision and store is not None:
+        if store is not None:
             # Only this shard's accounts, by the supervisor's own ownership test.
             mine = [a for a in found if owns(settings.accounts, a.gate_id)]
             policy = KeyPolicy.from_settings(settings.accounts, settings.state.path)
@@ -116,8 +140,8 @@ async def accounts(config: Path, as_json: bool, provision: bool) -> int:
                 f"{len(report.failed)} failed",
                 file=sys.stderr,
             )
-    states = await _probe_states(settings, found, store)
-    rows = [_account_row(a, store, states) for a in found]
+    states = await _probe_states(settings, found, lookup)
+    rows = [_account_row(a, lookup, states) for a in found]
     if as_json:
         sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
@@ -145,20 +169,61 @@ def write_credentials(directory: Path, creds: ApiCredentials) -> None:
             handle.write(value)
 
 
+@dataclass(frozen=True)
+class SimulateOptions:
+    """How the simulated broker behaves (``gate-collector simulate``'s options)."""
+
+    accounts: int = 20
+    disabled_every: int = 5
+    change_every: float = 0.0  # seconds between changes (each pushed); 0: never
+    quiet_every: int = 0  # every Nth enabled account never changes; 0: none
+    rate_limit: int = 80  # REST calls per 10 s per key
+    fault: str | None = None  # a WsFault kind injected every fault_every seconds
+    fault_every: float = 10.0
+
+    def build(self) -> Simulator:
+        """A simulator set up as the options say."""
+        simulator = Simulator.create(self.accounts, self.disabled_every)
+        state = simulator.state
+        state.rate_limit = self.rate_limit
+        state.change_interval = self.change_every
+        if self.change_every:  # look for changes at least as often as they happen
+            state.push_interval = min(state.push_interval, self.change_every)
+        for index, account in enumerate(_enabled(simulator)):
+            if self.quiet_every and index % self.quiet_every == self.quiet_every - 1:
+                account.change_interval = 0
+        return simulator
+
+
+def _enabled(simulator: Simulator) -> list[SimSubAccount]:
+    return [a for a in simulator.state.accounts.values() if a.status == "enabled"]
+
+
+async def inject_faults(simulator: Simulator, kind: str, every: float, rng: random.Random) -> None:
+    """Every ``every`` seconds, the next push to a random busy account carries ``kind``."""
+    busy = [a for a in _enabled(simulator) if a.change_interval != 0]
+    while busy:
+        await trio.sleep(every)
+        rng.choice(busy).ws_faults.append(WsFault(kind, seconds=every / 2))
+
+
 async def simulate(
-    count: int,
-    disabled_every: int,
+    options: SimulateOptions,
     host: str,
     rest_port: int,
     ws_port: int,
     credentials_dir: Path,
 ) -> int:
     """Run the simulator until interrupted; the broker key goes to files, not stdout."""
-    simulator = Simulator.create(count, disabled_every)
+    simulator = options.build()
     simulator.host, simulator.rest_port, simulator.ws_port = host, rest_port, ws_port
     write_credentials(credentials_dir, simulator.state.broker)
     async with trio.open_nursery() as nursery:
         await simulator.start(nursery)
+        if options.fault is not None:
+            nursery.start_soon(
+                inject_faults, simulator, options.fault, options.fault_every, random.Random()
+            )
         print(
             orjson.dumps(
                 {

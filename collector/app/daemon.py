@@ -4,7 +4,8 @@ SIGHUP reloads the configuration (:mod:`collector.app.reload`); a summary line
 is logged every minute (:mod:`collector.app.summary`).
 SIGTERM or SIGINT cancels the sessions (each unsubscribes and closes), then the
 points channel closes and the sink writes what is buffered within its deadline
-and spools the rest; the process exits 0. It exits non-zero only on what it
+and spools the rest; ``run_daemon`` returns the signal (the command exits 0 after
+SIGTERM, 130 after Ctrl-C's SIGINT). It exits non-zero only on what it
 cannot run without: a bad config, a wrong master key, a broker API that refuses
 or cannot be reached at start.
 """
@@ -54,6 +55,16 @@ CHANNEL_SIZE: Final = 10_000
 GC_THRESHOLDS: Final = (50_000, 50, 100)
 
 
+# Without snapshots, a quiet account has no data for as long as it stays quiet.
+STALE_WITHOUT_SNAPSHOTS: Final = 900.0
+
+
+def stale_after(snapshot_interval: float) -> float:
+    """Seconds without data after which an active account counts as stale: three
+    snapshot intervals missed (a snapshot brings data even when Gate pushes nothing)."""
+    return 3 * snapshot_interval if snapshot_interval > 0 else STALE_WITHOUT_SNAPSHOTS
+
+
 @dataclass
 class Daemon:
     """What a running collector is made of (exposed for the demo and tests)."""
@@ -72,11 +83,13 @@ async def run_daemon(
     on_start: Callable[[Daemon], None] | None = None,
     stop: trio.Event | None = None,
     stats_interval: float = 10.0,
-) -> None:
+) -> signal.Signals | None:
     """Run until SIGTERM/SIGINT (or ``stop``); raise StartupError/KeyStoreError on failure,
-    StateDirBusy when another collector runs on ``state.dir``."""
+    StateDirBusy when another collector runs on ``state.dir``.
+
+    Returns the signal that stopped it (None: ``stop``), once everything is flushed."""
     with hold_state_dir(settings.state.path):
-        await _run(
+        return await _run(
             settings,
             config_path=config_path,
             summary_interval=summary_interval,
@@ -98,7 +111,7 @@ async def _run(
     on_start: Callable[[Daemon], None] | None,
     stop: trio.Event | None,
     stats_interval: float,
-) -> None:
+) -> signal.Signals | None:
     gc.set_threshold(*GC_THRESHOLDS)
     check_source_addresses(settings.gate.source_addresses)
     notify = notifier or Notifier()
@@ -164,10 +177,12 @@ async def _run(
                     shard=settings.accounts.shard,
                     instance=socket.gethostname(),
                     stall_seconds=settings.http.stall_seconds,
+                    sink=lambda: sink.stats,  # read live, not through the sink
+                    stale_after=stale_after(settings.accounts.snapshot_interval),
                 )
                 nursery.start_soon(_serve_endpoint, observed, listeners, endpoint)
             try:
-                await _until_stopped(
+                stopped_by = await _until_stopped(
                     supervisor,
                     stop,
                     [
@@ -188,6 +203,7 @@ async def _run(
                     await send.aclose()  # the sink drains, spools the rest and returns
     notify.close()
     log.info("stopped", points_written=sink.stats.points_written, spooled_bytes=spool.bytes)
+    return stopped_by
 
 
 async def _in_scope(scope: trio.CancelScope, work: Awaitable[object]) -> None:
@@ -274,15 +290,18 @@ async def _until_stopped(
     supervisor: Supervisor,
     stop: trio.Event | None,
     extras: Sequence[Callable[[], Awaitable[None]]] = (),
-) -> None:
-    """Run the supervisor (and ``extras``, e.g. SIGHUP) until a signal or ``stop``."""
+) -> signal.Signals | None:
+    """Run the supervisor (and ``extras``, e.g. SIGHUP) until a signal (returned) or ``stop``."""
     failure: StartupError | None = None
+    received: signal.Signals | None = None
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
 
             async def watch_signals() -> None:
+                nonlocal received
                 async for signum in signals:
-                    log.info("signal", signal=signal.Signals(signum).name)
+                    received = signal.Signals(signum)
+                    log.info("signal", signal=received.name)
                     nursery.cancel_scope.cancel()
                     return
 
@@ -302,3 +321,4 @@ async def _until_stopped(
                 nursery.cancel_scope.cancel()
     if failure is not None:
         raise failure
+    return received

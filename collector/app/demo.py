@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import shutil
+import signal
 import tempfile
 from functools import partial
 from pathlib import Path
@@ -23,6 +24,7 @@ import trio
 from pydantic import SecretStr
 
 from collector.app.daemon import Daemon, run_daemon
+from collector.app.failures import EXIT_INTERRUPTED
 from collector.config import AccountsSettings, GateSettings, InfluxSettings, Settings, StateSettings
 from collector.devtools.influxquery import influxql
 from collector.devtools.localinflux import InfluxServer, free_port
@@ -114,56 +116,87 @@ async def _summary(influx: InfluxSettings) -> None:
     )
 
 
+def _simulator(accounts: int) -> Simulator:
+    """A broker with busy, counting and quiet sub-accounts (see the module's docstring)."""
+    simulator = Simulator.create(accounts, disabled_every=6)
+    simulator.state.change_interval = CHANGE_EVERY
+    for i, account in enumerate(simulator.state.accounts.values()):
+        if i % 4 == 1:
+            account.u_mode = "counter"  # the seed's examples: u counts up
+        if i % 3 == 2:
+            account.change_interval = 0  # quiet: never changes, never pushed
+    return simulator
+
+
 async def run(accounts: int, duration: float) -> int:
-    """The whole demo; returns the exit code."""
+    """The whole demo; 0 when it ran its course, 130 when Ctrl-C stopped it (in order:
+    the collector flushes, the summary is read, InfluxDB stops; no process is left)."""
+    interrupted = False
     with tempfile.TemporaryDirectory(prefix="gate-collector-demo-") as tmp:
-        root = Path(tmp)
-        simulator = Simulator.create(accounts, disabled_every=6)
-        simulator.state.change_interval = CHANGE_EVERY
-        for i, account in enumerate(simulator.state.accounts.values()):
-            if i % 4 == 1:
-                account.u_mode = "counter"  # the seed's examples: u counts up
-            if i % 3 == 2:
-                account.change_interval = 0  # quiet: never changes, never pushed
-        influx_server: InfluxServer | None = None
-        async with trio.open_nursery() as nursery:
-            await simulator.start(nursery)
-            print(
-                f"simulated Gate: REST {simulator.rest_url}, WebSocket {simulator.ws_url}, "
-                f"{accounts} sub-accounts"
-            )
-            if shutil.which("influxd"):
-                influx_server = InfluxServer(root / "influxdb", free_port())
-                influx_server.root.mkdir()
-                await trio.to_thread.run_sync(influx_server.start)
-                influx_url = influx_server.url
-                print(f"InfluxDB 1.x (Debian's influxd) at {influx_url}, data in {root}")
-            else:
-                influx_url = await _line_printer(nursery)
-                print(
-                    "influxd is not installed (apt-get install influxdb): printing the "
-                    "line protocol the collector would write instead"
-                )
-            settings = _settings(simulator, influx_url, root / "state")
-            stop = trio.Event()
-            if duration > 0:
-                nursery.start_soon(_stop_after, duration, stop)
-                print(f"running for {duration:g} s (Ctrl-C stops earlier)")
-            else:
-                print("running until Ctrl-C")
-            await run_daemon(
-                settings, stop=stop, on_start=lambda d: nursery.start_soon(_progress, d)
-            )
-            if influx_server is not None:
-                await _summary(settings.influx)
-                print(
-                    f"\nkeys created: {simulator.state.calls['keys_created']}; "
-                    "dashboards: deploy/grafana (see the README to provision them)"
-                )
-            nursery.cancel_scope.cancel()
-        if influx_server is not None:
-            influx_server.stop()
-    return 0
+        started: list[InfluxServer] = []  # listed before it starts: stopped whatever happens
+        try:
+            with trio.open_signal_receiver(signal.SIGINT) as signals:
+                async with trio.open_nursery() as nursery:
+
+                    async def cancel_on_ctrl_c() -> None:
+                        nonlocal interrupted
+                        async for _ in signals:  # outside run_daemon (which stops on its own)
+                            interrupted = True
+                            nursery.cancel_scope.cancel()
+
+                    nursery.start_soon(cancel_on_ctrl_c)
+                    stopped_by = await _run(nursery, Path(tmp), accounts, duration, started)
+                    interrupted = interrupted or stopped_by == signal.SIGINT
+                    nursery.cancel_scope.cancel()
+        finally:
+            for server in started:
+                server.stop()
+    if interrupted:
+        print("\ninterrupted: the collector stopped in order, InfluxDB is stopped", flush=True)
+    return EXIT_INTERRUPTED if interrupted else 0
+
+
+async def _run(
+    nursery: trio.Nursery, root: Path, accounts: int, duration: float, started: list[InfluxServer]
+) -> signal.Signals | None:
+    """Start everything, run the collector, print the summary; the signal that stopped it."""
+    simulator = _simulator(accounts)
+    await simulator.start(nursery)
+    print(
+        f"simulated Gate: REST {simulator.rest_url}, WebSocket {simulator.ws_url}, "
+        f"{accounts} sub-accounts"
+    )
+    influx_server: InfluxServer | None = None
+    if shutil.which("influxd"):
+        influx_server = InfluxServer(root / "influxdb", free_port())
+        influx_server.root.mkdir()
+        started.append(influx_server)
+        await trio.to_thread.run_sync(influx_server.start)
+        influx_url = influx_server.url
+        print(f"InfluxDB 1.x (Debian's influxd) at {influx_url}, data in {root}")
+    else:
+        influx_url = await _line_printer(nursery)
+        print(
+            "influxd is not installed (apt-get install influxdb): printing the "
+            "line protocol the collector would write instead"
+        )
+    settings = _settings(simulator, influx_url, root / "state")
+    stop = trio.Event()
+    if duration > 0:
+        nursery.start_soon(_stop_after, duration, stop)
+        print(f"running for {duration:g} s (Ctrl-C stops earlier)", flush=True)
+    else:
+        print("running until Ctrl-C", flush=True)
+    stopped_by = await run_daemon(
+        settings, stop=stop, on_start=lambda d: nursery.start_soon(_progress, d)
+    )
+    if influx_server is not None:
+        await _summary(settings.influx)
+        print(
+            f"\nkeys created: {simulator.state.calls['keys_created']}; "
+            "dashboards: deploy/grafana (see the README to provision them)"
+        )
+    return stopped_by
 
 
 async def _stop_after(seconds: float, stop: trio.Event) -> None:

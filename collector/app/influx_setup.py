@@ -1,13 +1,17 @@
 """``gate-collector influx-setup``: retention and downsampling for years of history (InfluxDB 1.x).
 
-Raw points stay ``--raw`` (default 30 days) in the retention policy the
-collector writes to; continuous queries keep the last value of every known
-field per 1 minute (``gate_1m``, default 180 days) and per 1 hour (``gate_1h``,
-kept forever; README has the disk each costs), under the same measurement,
-tag and field names, so a dashboard reads old history by naming the policy
-(``"gate_1h"."gate_broker_totals"``).
-``last()`` is the right reduction here: every value is a state (a balance, a
-rate, a counter), and the last one in a minute is what the account stood at.
+Continuous queries keep every field of the data contract per 1 minute
+(``gate_1m``, default 180 days) and per 1 hour (``gate_1h``, kept forever; README
+has the disk each costs), under the same measurement, tag and field names, so a
+dashboard reads old history by naming the policy (``"gate_1h"."gate_broker_totals"``).
+``last()`` is the right reduction for states (a balance, a rate, a counter: the
+last one in a minute is what the account stood at); a sequence gap is an event,
+so its ``missed`` updates are summed. InfluxQL cannot keep a field's name through
+a wildcard (``last(*)`` writes ``last_<name>``), so the lists are the contract's
+(``points/schema.py``); a test compares them with what a real run writes.
+
+The raw policy (the database's default, which other writers may share) is left
+as it is unless ``--raw`` is given; nothing here makes another policy the default.
 
 The statements are built from the data contract (``points/schema.py``), never
 spelt by hand, and are idempotent: run it again after changing a duration.
@@ -16,12 +20,14 @@ spelt by hand, and are idempotent: run it again after changing a duration.
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 import httpx
 
+from collector.app.failures import EXIT_LOCAL, EXIT_REMOTE
 from collector.base.logging import redact_url
 from collector.config import InfluxSettings, http_client, load_settings
 from collector.points import schema
@@ -30,7 +36,8 @@ DURATION: Final = re.compile(r"(INF|[1-9][0-9]*[hdw])")
 MINUTE_RP: Final = "gate_1m"
 HOUR_RP: Final = "gate_1h"
 
-# measurement -> the fields kept downsampled (the ones the dashboards and alerts read)
+_ACCOUNT_FIELDS: Final = (schema.FIELD_U, schema.FIELD_REFRESH_TIME)
+# measurement -> every field the collector writes to it (kept by last(), but SUMMED)
 DOWNSAMPLED: Final[dict[str, tuple[str, ...]]] = {
     schema.BROKER_TOTALS: (schema.TOTALS_ACCOUNTS, *schema.BROKER_TOTAL_FIELDS),
     schema.CURRENCY_TOTALS: (schema.TOTALS_ACCOUNTS, *schema.CURRENCY_TOTAL_FIELDS),
@@ -38,27 +45,35 @@ DOWNSAMPLED: Final[dict[str, tuple[str, ...]]] = {
         schema.STATE_CONNECTED,
         schema.STATE_SESSION,
         schema.STATE_SECONDS_SINCE_UPDATE,
+        schema.STATE_SECONDS_SINCE_FRAME,
         *schema.ACCOUNT_STATE_VALUES,
     ),
-    schema.ASSETS: tuple(schema.ASSETS_FIELDS.values()),
-    schema.ASSET_DETAIL: tuple(schema.DETAIL_FIELDS.values()),
+    schema.ASSETS: tuple(
+        sorted({*schema.ASSETS_FIELDS.values(), *schema.SNAPSHOT_ASSETS_FIELDS, *_ACCOUNT_FIELDS})
+    ),
+    schema.ASSET_DETAIL: tuple(
+        sorted({*schema.DETAIL_FIELDS.values(), *schema.SNAPSHOT_DETAIL_FIELDS, *_ACCOUNT_FIELDS})
+    ),
+    schema.SEQUENCE_GAP: (schema.GAP_EXPECTED, schema.GAP_RECEIVED, schema.GAP_MISSED),
     schema.COLLECTOR_STATS: tuple(
         value for name, value in vars(schema).items() if name.startswith("STAT_")
     ),
 }
+# Events, not states: every one in the interval counts.
+SUMMED: Final = frozenset({(schema.SEQUENCE_GAP, schema.GAP_MISSED)})
 
 
 @dataclass(frozen=True)
 class Retention:
     """How long each resolution is kept: InfluxQL durations (``90d``, ``52w``, ``INF``)."""
 
-    raw: str = "30d"
+    raw: str | None = None  # None: leave the raw policy's duration alone
     minute: str = "180d"
     hour: str = "INF"
 
     def __post_init__(self) -> None:
         for name, value in (("raw", self.raw), ("minute", self.minute), ("hour", self.hour)):
-            if not DURATION.fullmatch(value):
+            if value is not None and not DURATION.fullmatch(value):
                 raise ValueError(
                     f"retention {name}={value!r} is not an InfluxQL duration: use e.g. 90d, 52w, "
                     "24h or INF"
@@ -71,7 +86,10 @@ def _q(name: str) -> str:
 
 def downsample(database: str, source_rp: str, target_rp: str, every: str, measurement: str) -> str:
     """The SELECT ... INTO of one measurement at one resolution."""
-    fields = ", ".join(f"last({_q(f)}) AS {_q(f)}" for f in DOWNSAMPLED[measurement])
+    fields = ", ".join(
+        f"{'sum' if (measurement, f) in SUMMED else 'last'}({_q(f)}) AS {_q(f)}"
+        for f in DOWNSAMPLED[measurement]
+    )
     db = _q(database)
     # names come from the config and schema.py, each quoted and escaped by _q
     return (
@@ -83,10 +101,9 @@ def downsample(database: str, source_rp: str, target_rp: str, every: str, measur
 def statements(database: str, raw_rp: str, retention: Retention) -> list[str]:
     """Every InfluxQL statement of the setup, in order (idempotent)."""
     db = _q(database)
-    out = [
-        f"CREATE DATABASE {db}",
-        f"ALTER RETENTION POLICY {_q(raw_rp)} ON {db} DURATION {retention.raw}",
-    ]
+    out = [f"CREATE DATABASE {db}"]
+    if retention.raw is not None:  # asked for: it may be the default policy others use
+        out.append(f"ALTER RETENTION POLICY {_q(raw_rp)} ON {db} DURATION {retention.raw}")
     for rp, duration in ((MINUTE_RP, retention.minute), (HOUR_RP, retention.hour)):
         # CREATE fails when the policy exists with other settings: ALTER sets the duration
         out.append(f"CREATE RETENTION POLICY {_q(rp)} ON {db} DURATION {duration} REPLICATION 1")
@@ -142,21 +159,31 @@ def _error(response: httpx.Response) -> str | None:
     return None
 
 
-async def main(config: Path, raw: str, minute: str, hour: str) -> int:
-    """The command: print what was done, or one line saying what went wrong (exit 1)."""
+async def main(config: Path, raw: str | None, minute: str, hour: str) -> int:
+    """The command: print what was done, or one line on stderr saying what went wrong
+    (exit 2 for a bad duration, 1 when InfluxDB refuses or cannot be reached)."""
     influx = load_settings(config).influx
     try:
-        done = await setup(influx, Retention(raw, minute, hour))
-    except (ValueError, SetupError) as exc:
-        print(f"gate-collector influx-setup: {exc}")
-        return 1
+        retention = Retention(raw, minute, hour)
+    except ValueError as exc:
+        print(f"gate-collector influx-setup: {exc}", file=sys.stderr)
+        return EXIT_LOCAL
+    try:
+        done = await setup(influx, retention)
+    except SetupError as exc:
+        print(f"gate-collector influx-setup: {exc}", file=sys.stderr)
+        return EXIT_REMOTE
     except httpx.HTTPError as exc:
-        url = redact_url(influx.url)
-        print(f"gate-collector influx-setup: cannot reach InfluxDB at {url}: {exc!r}")
-        return 1
+        print(
+            "gate-collector influx-setup: cannot reach InfluxDB at "
+            f"{redact_url(influx.url)}: {exc!r}",
+            file=sys.stderr,
+        )
+        return EXIT_REMOTE
     queries = sum(1 for s in done if s.startswith("CREATE CONTINUOUS QUERY"))
+    kept = f"raw kept {raw}" if raw is not None else "raw policy left as it was"
     print(
-        f"ok: {influx.database}: raw kept {raw}, {MINUTE_RP} {minute}, {HOUR_RP} {hour}; "
+        f"ok: {influx.database}: {kept}, {MINUTE_RP} {minute}, {HOUR_RP} {hour}; "
         f"{queries} continuous queries"
     )
     return 0

@@ -12,6 +12,7 @@ from typing import Final, Protocol
 import trio
 
 from collector.base.logging import get_logger
+from collector.points import schema
 
 log = get_logger(__name__)
 
@@ -77,7 +78,9 @@ class Summary:
 
     def _totals(self, fields: dict[str, float | int]) -> Totals:
         written = self._sink.stats.points_written
-        return Totals(trio.current_time(), int(fields.get("frames_received", 0)), written)
+        # updates only: pongs and acks are frames too, and would make an idle broker look busy
+        updates = int(fields.get(schema.STAT_UPDATES_RECEIVED, 0))
+        return Totals(trio.current_time(), updates, written)
 
     async def run(self) -> None:
         """Log a line every interval until cancelled."""

@@ -83,8 +83,13 @@ bind-address = "127.0.0.1:{free_port()}"
         """Start and wait for ``/ping``."""
         log = self.root / "influxd.log"
         with log.open("ab") as out:
+            # A session of its own: a Ctrl-C at the terminal (SIGINT to the foreground
+            # process group) stops the demo in order, which then stops this server.
             self.process = subprocess.Popen(
-                ["influxd", "-config", str(self._config())], stdout=out, stderr=out
+                ["influxd", "-config", str(self._config())],
+                stdout=out,
+                stderr=out,
+                start_new_session=True,
             )
         wait_ready(f"{self.url}/ping", self.process, log)
 

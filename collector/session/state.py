@@ -33,7 +33,8 @@ class SessionStats:
     last_data_at: float | None = None  # the last update: the subscription delivers
     refusals: int = 0
     refusals_unexplained: int = 0  # code 1/2 refusals without a label
-    frames: int = 0
+    frames: int = 0  # every frame: pongs and acks too
+    updates: int = 0  # frames carrying account data (pushes)
     frames_invalid: int = 0
     fields_invalid: int = 0
     frames_rejected: int = 0

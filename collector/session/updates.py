@@ -45,6 +45,7 @@ class Updates:
         if result.invalid_fields or result.over_cap or result.rejected is not None or result.gaps:
             self._count(event, result, stats)
         stats.last_data_at = now
+        stats.updates += 1
         records = result.records()
         if records:
             stats.points += len(records)

@@ -215,6 +215,7 @@ class Delivery:
             self._asked_at = None
         if response is None:
             verdict = decide(None, {}, "", len(lines), self._clock())
+            self._stats.record_attempt(trio.current_time() - start, taken=False, now=self._clock())
             log.warning(
                 verdict.event or "",
                 url=self._request.url,
@@ -223,9 +224,12 @@ class Delivery:
                 **self._backlog.outage_fields(),
             )
             return verdict
-        self._stats.write_time_ms = round((trio.current_time() - start) * 1000, 3)
+        elapsed = trio.current_time() - start
+        self._stats.write_time_ms = round(elapsed * 1000, 3)
         text = response.text
         verdict = decide(response.status_code, response.headers, text, len(lines), self._clock())
+        taken = verdict.action is not Action.RETRY  # a 413 to split is an answer too
+        self._stats.record_attempt(elapsed, taken=taken, now=self._clock())
         if verdict.event is not None:
             _report(verdict, response.status_code, text, lines)
         return verdict

@@ -38,7 +38,7 @@ from collector.config import InfluxSettings
 from collector.points.lineproto import Bundle, Encoder
 from collector.sink.backlog import Backlog
 from collector.sink.batcher import Batcher
-from collector.sink.counters import SinkStats
+from collector.sink.counters import Lag, SinkStats
 from collector.sink.delivery import Delivery
 from collector.sink.policy import BASE_BACKOFF, MAX_BACKOFF
 from collector.sink.spool import Spool
@@ -71,6 +71,9 @@ class Sink:
         self._rng = rng or random.Random()
         self._encoder = Encoder()
         self._stats = SinkStats()
+        self._clock = clock
+        self._lag = Lag()  # what was spooled before a restart waits from now on
+        self._lag.take(spool.points if spool is not None else 0, clock())
         batcher = Batcher(settings.batch_size, settings.buffer_limit)
         # spool_in_thread is False only for tests on trio's mock clock, which would
         # jump while a thread works.
@@ -89,6 +92,9 @@ class Sink:
         stats.points_dropped = stats.dropped_by_reason.total() + spool_drops.total()
         stats.buffer_size = self.buffered_points
         stats.spool_bytes = spool.bytes if spool is not None else 0
+        stats.spool_points = spool.points if spool is not None else 0
+        settled = stats.points_written + stats.points_rejected + stats.points_dropped
+        stats.oldest_unsent_seconds = self._lag.oldest_age(settled, self._clock())
         return stats
 
     def drops(self) -> Counter[str]:
@@ -163,6 +169,7 @@ class Sink:
         """Encode (points) and buffer lines; cut a batch when it is full."""
         encode = self._encoder.encode
         lines = [line for line in map(encode, bundle) if line is not None]
+        self._lag.take(len(lines), self._clock())
         if self._backlog.batcher.add(lines):
             self._backlog.after_cut()
 

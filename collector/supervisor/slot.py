@@ -45,6 +45,7 @@ class SupervisorStats(KeyStats):
 
     discoveries: int = 0
     discovery_errors: int = 0
+    discovery_failing: bool = False  # the last discovery (broker API) failed
     # Rotations without a spare connection on the address: the old session closed first.
     key_rotations_break_before_make: int = 0
     over_capacity: set[int] = field(default_factory=set)

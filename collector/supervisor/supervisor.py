@@ -189,6 +189,7 @@ class Supervisor:
                     await self.refresh()
                 except GateError as exc:
                     self.stats.discovery_errors += 1
+                    self.stats.discovery_failing = True
                     log.error("discovery_failed", error=str(exc), hint="retrying at next refresh")
 
     async def refresh(self) -> None:
@@ -199,6 +200,7 @@ class Supervisor:
         shard = self._settings.accounts
         found = [a async for a in self._broker.list_sub_accounts()]
         self.stats.discoveries += 1
+        self.stats.discovery_failing = False
         self._known.clear()
         self._known.update(a.gate_id for a in found)
         wanted = {a.gate_id: a for a in found if a.enabled and owns(shard, a.gate_id)}
@@ -291,14 +293,16 @@ class Supervisor:
         return {account: slot.local_address for account, slot in self._slots.items()}
 
     def readiness(self) -> tuple[bool, str]:
-        """(ready?, one line why): discovery done and every owned account has a session."""
+        """(ready?, one line why): discovery done and every session settled (subscribed, or
+        refused for a reason of the account's own). Accounts over capacity do not make a
+        shard unready: it serves what it can (they are on /metrics and in an alert)."""
         if not self.ready.is_set():
             return False, "first discovery of sub-accounts not done yet"
-        over = len(self.stats.over_capacity)
-        if over:
+        connecting = self._by_state()[status.CONNECTING]
+        if connecting:
             return False, (
-                f"over capacity: {over} accounts of shard {self._settings.accounts.shard} have no "
-                f"session (capacity {self.capacity}); add shards or gate.source_addresses"
+                f"{connecting} of {supervisor_view.session_count(self._slots, self.stats)} "
+                "sessions still connecting; " + self.status_line()
             )
         return True, self.status_line()
 

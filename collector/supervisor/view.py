@@ -38,6 +38,7 @@ def session_count(slots: Mapping[int, Slot], stats: SupervisorStats) -> int:
 # The per-session counters summed into ``collector_stats``: (field, SessionStats attribute).
 _SUMMED: Final = (
     (schema.STAT_FRAMES_RECEIVED, "frames"),
+    (schema.STAT_UPDATES_RECEIVED, "updates"),
     (schema.STAT_FRAMES_INVALID, "frames_invalid"),
     (schema.STAT_FRAMES_REJECTED, "frames_rejected"),
     (schema.STAT_POINTS_OVER_CURRENCY_CAP, "points_over_currency_cap"),
@@ -63,6 +64,8 @@ def stats_fields(
         schema.STAT_SESSIONS_CONNECTED: connected,
         schema.STAT_SESSIONS_OVER_CAPACITY: len(stats.over_capacity),
         **sums,
+        schema.STAT_GATE_UP: int(not stats.discovery_failing),
+        schema.STAT_DISCOVERY_ERRORS: stats.discovery_errors,
         schema.STAT_KEY_REPLACEMENTS: stats.key_replacements,
         schema.STAT_KEY_STORE_WRITE_ERRORS: store_write_errors,
         **_truth_fields(snapshots, by_state),
@@ -216,6 +219,7 @@ def _account_row(state: status.AccountState, slot: Slot | None, now: float) -> d
         row.update(
             address=slot.local_address,
             frames=stats.frames,
+            updates=stats.updates,
             points=stats.points,
             reconnects=stats.reconnects,
             gaps=stats.gaps,

@@ -171,7 +171,7 @@ def test_check_changes_nothing_in_the_state_directory(
         ["check", "--config", str(config)],
         {**env, "GATE_COLLECTOR_MASTER_KEY": generate_master_key()},
     )
-    assert wrong.returncode == 1
+    assert wrong.returncode == 2  # a local problem, as `run` says it
     assert "FAIL: the master key does not open" in wrong.stdout
     assert tree(tmp_path / "state") == before
 
@@ -198,7 +198,11 @@ def test_check_fails_in_one_line_on_a_missing_database(
     tmp_path: Path, simulator: RunningSimulator, influxdb: InfluxServer
 ) -> None:
     config = config_file(
-        tmp_path, simulator.rest_url, influxdb.url, simulator.ws_url, 'database = "absent"\n'
+        tmp_path,
+        simulator.rest_url,
+        influxdb.url,
+        simulator.ws_url,
+        'database = "absent"\ncreate_database = false\n',
     )
     env = {
         "CREDENTIALS_DIRECTORY": str(simulator.credentials),

@@ -21,7 +21,7 @@ from collector.points.lineproto import Point
 from collector.supervisor.supervisor import Supervisor
 from collector.telemetry.http import Observed, bound_port, open_listeners, serve_endpoint
 from collector.telemetry.http.endpoints import Progress
-from collector.telemetry.http.metrics import GAUGES, PREFIX
+from collector.telemetry.http.metrics import FIELDS, PREFIX
 from collector.telemetry.http.server import MAX_REQUEST
 from tests.helpers import start_collector, wait_ready
 from tests.servers import InfluxServer
@@ -159,12 +159,14 @@ async def test_metrics_equal_collector_stats_and_ready_after_discovery(
         status, metrics = await consistent_read(http, url)
         values = metric_values(metrics)
         for name, value in status["stats"].items():
-            suffix = "" if name in GAUGES else "_total"
-            assert values[PREFIX + name + suffix] == value, name
+            family = FIELDS[name]
+            if family is not None:
+                suffix = "_total" if family.kind == "counter" else ""
+                assert values[PREFIX + family.name + suffix] == value, name
         assert status["stats"]["sessions_connected"] == 18
         families = {f.name: f for f in text_string_to_metric_families(metrics)}
-        by_state = {s.labels["state"]: s.value for s in families[PREFIX + "sessions"].samples}
-        assert by_state == {"active": 18}
+        by_state = {s.labels["state"]: s.value for s in families[PREFIX + "accounts"].samples}
+        assert {state: n for state, n in by_state.items() if n} == {"active": 18}
         assert families[PREFIX + "build_info"].samples[0].labels["shard"] == "0/1"
         assert (await http.get(f"{url}/healthz")).status_code == 200
         assert len(status["accounts"]) == 18
@@ -172,16 +174,18 @@ async def test_metrics_equal_collector_stats_and_ready_after_discovery(
         assert await collector.stop() == 0
 
 
-async def test_not_ready_while_over_capacity(
+async def test_ready_while_over_capacity_which_metrics_show(
     small_gate: Simulator, influxdb: InfluxServer, tmp_path: Path, http: httpx.AsyncClient
 ) -> None:
     collector, url = await start_collector(small_gate, influxdb, tmp_path, "http_over", per_ip=10)
     try:
-        answer = await wait_ready(http, url, 503, "over capacity")
-        assert answer.text.startswith("over capacity: 8 accounts of shard 0/1 have no session")
+        answer = await wait_ready(http, url, 200, "over capacity")
+        assert answer.text == "10/10 sessions connected, 8 over capacity\n"
         status = (await http.get(f"{url}/status")).json()
         assert status["sessions"]["over_capacity"] == 8
-        assert status["ready"] is False
+        assert status["ready"] is True
+        values = metric_values((await http.get(f"{url}/metrics")).text)
+        assert values[PREFIX + "accounts_over_capacity"] == 8
     finally:
         assert await collector.stop() == 0
 

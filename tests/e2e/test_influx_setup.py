@@ -54,13 +54,18 @@ def test_setup_creates_policies_and_continuous_queries_idempotently(
     for _ in range(2):  # a second run changes nothing and still succeeds
         done = run_setup(tmp_path, influxdb)
         assert done.returncode == 0, done.stdout + done.stderr
-    assert "12 continuous queries" in done.stdout
-    policies = {row[0]: row[1] for row in rows(influxdb, f'SHOW RETENTION POLICIES ON "{DB}"')}
-    assert policies == {"autogen": "720h0m0s", "gate_1m": "4320h0m0s", "gate_1h": "0s"}
+    assert "14 continuous queries" in done.stdout
+    assert "raw policy left as it was" in done.stdout
+    found = rows(influxdb, f'SHOW RETENTION POLICIES ON "{DB}"')
+    policies = {row[0]: row[1] for row in found}
+    # the database's default policy keeps its duration and stays the default
+    assert policies == {"autogen": "0s", "gate_1m": "4320h0m0s", "gate_1h": "0s"}
+    assert [row[0] for row in found if row[-1] is True] == ["autogen"]
     result = influxdb.query("SHOW CONTINUOUS QUERIES")["results"][0]  # type: ignore[index]
     (ours,) = [s for s in result["series"] if s["name"] == DB]  # one series per database
     names = {row[0] for row in ours["values"]}
-    assert len(names) == 12
+    assert len(names) == 14
+    assert f"gate_1h_{schema.SEQUENCE_GAP}" in names
     assert f"gate_1m_{schema.BROKER_TOTALS}" in names
     assert f"gate_1h_{schema.ACCOUNT_STATE}" in names
 
@@ -74,8 +79,8 @@ def test_changed_durations_are_applied(tmp_path: Path, influxdb: InfluxServer) -
 
 def test_a_bad_duration_is_one_clear_line(tmp_path: Path, influxdb: InfluxServer) -> None:
     done = run_setup(tmp_path, influxdb, "--raw", "90 days")
-    assert done.returncode == 1
-    assert "retention raw='90 days' is not an InfluxQL duration: use e.g. 90d" in done.stdout
+    assert done.returncode == 2
+    assert "retention raw='90 days' is not an InfluxQL duration: use e.g. 90d" in done.stderr
 
 
 def test_the_downsampling_keeps_the_last_value_per_minute_under_the_same_names(

@@ -23,7 +23,7 @@ def test_render_puts_the_worst_accounts_first() -> None:
         "ready": False,
         "reason": "over capacity",
         "sessions": {"active": 2, "over_capacity": 1},
-        "rates": {"frames_received_per_s": 3.5, "points_written_per_s": 7.0},
+        "rates": {"updates_received_per_s": 3.5, "points_written_per_s": 7.0},
         "stats": {"buffer_size": 12, "spool_bytes": 0},
         "accounts": [
             {"account": 1, "state": "active", "gaps": 0, "reconnects": 0, "frames": 9},
@@ -34,8 +34,8 @@ def test_render_puts_the_worst_accounts_first() -> None:
     screen = render(status, "http://x").splitlines()
     assert "NOT READY: over capacity" in screen
     assert "sessions  active 2  over_capacity 1" in screen
-    assert "updates/s        3.5" in screen[4]
-    rows = [line.split()[0] for line in screen[-3:]]
+    assert "updates/s        3.5" in screen[3]
+    rows = [line.split()[0] for line in screen[-3:]]  # not active, then the most gaps
     assert rows == ["3", "2", "1"]
 
 

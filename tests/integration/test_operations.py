@@ -85,7 +85,7 @@ class _Counters:
         self.points_written = 0
 
     def stats_fields(self) -> dict[str, float | int]:
-        return {"sessions_total": 3, "sessions_connected": 3, "frames_received": self.frames}
+        return {"sessions_total": 3, "sessions_connected": 3, "updates_received": self.frames}
 
     @property
     def stats(self) -> _Counters:

@@ -38,7 +38,7 @@ def by_kind(kind: str) -> dict[str, Any]:
 @pytest.mark.parametrize(("name", "doc"), documents(), ids=[n for n, _ in documents()])
 def test_manifest_is_valid_kubernetes(name: str, doc: dict[str, Any], version: str) -> None:
     if doc["apiVersion"] in CRDS:
-        assert doc["kind"] == "ServiceMonitor"
+        assert doc["kind"] in ("ServiceMonitor", "PrometheusRule")
         return
     kubernetes_validate.validate(doc, version, strict=True)
 
@@ -62,9 +62,9 @@ def container() -> dict[str, Any]:
 
 
 def shipped_config(tmp_path: Path, hostname: str) -> Settings:
-    """The ConfigMap's collector.toml as a pod named ``hostname`` loads it."""
+    """The generated ConfigMap's collector.toml as a pod named ``hostname`` loads it."""
     path = tmp_path / "collector.toml"
-    path.write_text(by_kind("ConfigMap")["data"]["collector.toml"])
+    path.write_text((MANIFESTS / "collector.toml").read_text())
     return load_settings(path, {"HOSTNAME": hostname})
 
 

@@ -4,6 +4,14 @@ The rules read the same measurements as the dashboards: per-account rules from
 ``gate_account_state`` (written every stats interval for every account, so a
 quiet account is still judged), collector rules from ``collector_stats``. Each
 series is its own alert instance (per account, per instance/shard).
+
+What these can see: only what reached InfluxDB. ``collector_stats`` travels
+through the sink it describes, so while InfluxDB is not taking writes no stats
+arrive (they are back-filled after); a rule on the spool or on write errors would
+fire only after the outage. Those delivery alerts are Prometheus rules on the
+live ``/metrics`` (deploy/prometheus/gate-collector-rules.yaml). Here, "Collector
+silent" is the one delivery rule, and it says honestly that silence means the
+collector stopped OR InfluxDB is not taking its writes.
 """
 
 from __future__ import annotations
@@ -47,16 +55,6 @@ def _per_account(field_name: str) -> str:
 def _per_shard(expression: str, extra: str = "") -> str:
     return (
         f"SELECT {expression} FROM {q(schema.COLLECTOR_STATS)} WHERE $timeFilter{extra} "
-        f"GROUP BY {q(schema.TAG_INSTANCE)}, {q(schema.TAG_SHARD)}"
-    )
-
-
-def _increase(field_name: str) -> str:
-    """Restart-safe increase of a counter over the range (a restart resets it to 0)."""
-    return (
-        f'SELECT sum("d") FROM (SELECT non_negative_difference({q(field_name)}) AS "d" '
-        f"FROM {q(schema.COLLECTOR_STATS)} WHERE $timeFilter "
-        f"GROUP BY {q(schema.TAG_INSTANCE)}, {q(schema.TAG_SHARD)}) "
         f"GROUP BY {q(schema.TAG_INSTANCE)}, {q(schema.TAG_SHARD)}"
     )
 
@@ -116,23 +114,6 @@ def rules(margin_alert_rate: float = schema.MARGIN_ALERT_RATE) -> list[Rule]:
             pending="1m",
         ),
         Rule(
-            "gate-spool-growing",
-            "Spool growing (InfluxDB not taking writes)",
-            _per_shard(f"last({q(schema.STAT_SPOOL_BYTES)}) - first({q(schema.STAT_SPOOL_BYTES)})"),
-            "gt",
-            0,
-            "{{ $labels.instance }}: the on-disk spool grew by {{ humanize1024 $values.B.Value }}B "
-            "in 10 minutes.",
-        ),
-        Rule(
-            "gate-write-errors",
-            "Write errors",
-            _increase(schema.STAT_WRITE_ERRORS),
-            "gt",
-            0,
-            "{{ $labels.instance }}: {{ $values.B.Value }} failed writes to InfluxDB in 10 min.",
-        ),
-        Rule(
             "gate-collector-silent",
             "Collector silent",
             # Counted per 3-min bucket with fill(0), so an instance that stopped shows 0
@@ -143,7 +124,8 @@ def rules(margin_alert_rate: float = schema.MARGIN_ALERT_RATE) -> list[Rule]:
             "lt",
             1,
             "{{ $labels.instance }} shard {{ $labels.shard }}: no collector_stats for 3 "
-            "minutes: the collector stopped, or its writes do not reach InfluxDB.",
+            "minutes: the collector stopped, or InfluxDB is not taking its writes (the "
+            "Prometheus rules on /metrics tell which).",
             minutes=60,
             severity="critical",
             no_data="Alerting",

@@ -46,11 +46,16 @@ def collector_health() -> Board:
 
     board.add(
         "stat",
-        "Stats points in the last 2 min",
+        "Stats points per minute (last 3 min)",
         [
             target(
-                f"SELECT count({q(schema.STAT_SESSIONS_TOTAL)}) FROM {stats_m} "
-                f"WHERE {INSTANCE} AND time > now() - 2m GROUP BY {by_shard}",
+                # Counted per minute with fill(0) over the whole range, averaged over 3
+                # minutes: every instance seen in the range has a series, one that went
+                # silent shows 0 (red) instead of vanishing from the panel, and the
+                # minute just begun (a partial count) cannot turn a live one red.
+                f"SELECT moving_average(count({q(schema.STAT_SESSIONS_TOTAL)}), 3) "
+                f"FROM {stats_m} WHERE {INSTANCE} AND $timeFilter "
+                f"GROUP BY time(1m), {by_shard} fill(0)",
                 alias="$tag_instance $tag_shard",
             )
         ],
@@ -62,8 +67,10 @@ def collector_health() -> Board:
             "mappings": [silent_mapping()],
             "noValue": "SILENT",
         },
-        description="Each collector writes collector_stats every stats interval: none in 2 "
-        "minutes means it stopped, or its writes do not arrive (red, never blank).",
+        description="Each collector writes collector_stats every stats interval: none in 3 "
+        "minutes (red, 0) means it stopped or InfluxDB is not taking its writes; every "
+        "instance seen in the time range is listed. The delivery alerts are Prometheus "
+        "rules on /metrics (README, Alerting).",
     )
     board.add(
         "stat",
@@ -104,7 +111,9 @@ def collector_health() -> Board:
             "mappings": [silent_mapping()],
             "noValue": "SILENT",
         },
-        description="Non-zero: InfluxDB is not taking writes; batches wait on disk.",
+        description="Non-zero: InfluxDB was not taking writes; batches wait on disk. Read "
+        "through InfluxDB, so it shows an outage only after it: live, see /metrics "
+        "(gate_collector_spool_bytes).",
     )
     board.add(
         "timeseries",

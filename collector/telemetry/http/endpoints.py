@@ -4,10 +4,13 @@
   sink is not wedged: it made progress (wrote, refused, spooled, retried) or had
   nothing to do within ``stall_seconds``. InfluxDB being down is not unhealthy (the
   sink retries and spools; a restart would not help), a sink that stopped is.
-* ``/readyz``: 200 once discovery is done and every owned account has a session;
-  503 with a one-line reason before that or while accounts are over capacity.
+* ``/readyz``: "this shard serves what it can": 200 once discovery is done and
+  every session has settled (subscribed, or refused by Gate for a reason of the
+  account's own); 503 with a one-line reason before that. Once ready it stays
+  ready: later losses and accounts over capacity are on ``/metrics`` and in the
+  alerting rules, where they do not stall a rollout or use up the disruption budget.
 * ``/status``: JSON for ``gate-collector top`` and people: the stats, sessions by
-  state, per-second rates, per-account rows.
+  state, per-second rates, delivery (InfluxDB taking writes?), per-account rows.
 """
 
 from __future__ import annotations
@@ -23,14 +26,15 @@ import trio
 
 from collector import __version__
 from collector.base.logging import get_logger
-from collector.telemetry.http.metrics import StatsCollector, exposition
+from collector.sink.counters import SinkStats
+from collector.telemetry.http.metrics import StatsCollector, exposition, registry_for
 from collector.telemetry.http.server import Response, Server, bound_port
 
 log = get_logger(__name__)
 
 RATE_INTERVAL: Final = 5.0
 # Counters shown per second in /status.
-RATE_FIELDS: Final = ("frames_received", "points_written", "gaps", "reconnects")
+RATE_FIELDS: Final = ("updates_received", "frames_received", "points_written", "gaps", "reconnects")
 # Counters that move whenever the sink does anything with a batch.
 PROGRESS_FIELDS: Final = ("points_written", "points_rejected", "points_dropped", "write_errors")
 
@@ -81,20 +85,33 @@ class Observed:
     shard: str
     instance: str
     stall_seconds: float = 300.0
+    sink: Callable[[], SinkStats] | None = None  # the live sink's delivery health
+    stale_after: float = 900.0  # an active account without data this long is stale
     progress: Progress = field(init=False)
     rates: dict[str, float] = field(default_factory=dict)
     # The server answering (its refused/evicted counts), once serve_endpoint runs.
     http_server: Server | None = None
+    _ready_once: bool = False
 
     def __post_init__(self) -> None:
         self.progress = Progress(self.stall_seconds)
-        self._metrics = StatsCollector(
-            self.collector_stats, self.sessions_by_state, self.keys, self.shard
+        self._registry = registry_for(
+            StatsCollector(
+                self.collector_stats,
+                self.supervisor.account_rows,
+                self.keys,
+                self.shard,
+                sink=self.sink,
+                stale_after=self.stale_after,
+                ready=lambda: self.readiness()[0],
+            )
         )
 
-    def sessions_by_state(self) -> dict[str, int]:
-        """Owned accounts counted by their state."""
-        return dict(Counter(str(row["state"]) for row in self.supervisor.account_rows()))
+    def readiness(self) -> tuple[bool, str]:
+        """The supervisor's answer, latched once it was yes (see the module's docstring)."""
+        ready, reason = self.supervisor.readiness()
+        self._ready_once = self._ready_once or ready
+        return self._ready_once, reason
 
     def sample(self, now: float) -> dict[str, float | int]:
         """Read the stats once and feed the progress tracker."""
@@ -122,8 +139,8 @@ class Observed:
         }
 
     def metrics(self) -> Response:
-        """Prometheus exposition of collector_stats."""
-        return Response(200, exposition(self._metrics), "text/plain; version=0.0.4; charset=utf-8")
+        """Prometheus exposition of the collector's health."""
+        return Response(200, exposition(self._registry), "text/plain; version=0.0.4; charset=utf-8")
 
     def healthz(self) -> Response:
         """The loop answers and the sink is not wedged."""
@@ -136,14 +153,14 @@ class Observed:
         return Response(200, b"ok\n")
 
     def readyz(self) -> Response:
-        """Discovery done, every owned account has a session."""
-        ready, reason = self.supervisor.readiness()
+        """Discovery done, every session settled (latched)."""
+        ready, reason = self.readiness()
         return Response(200 if ready else 503, f"{reason}\n".encode())
 
     def status(self) -> Response:
         """The JSON document ``gate-collector top`` shows."""
         stats = self.sample(trio.current_time())
-        ready, reason = self.supervisor.readiness()
+        ready, reason = self.readiness()
         accounts = self.supervisor.account_rows()
         document = {
             "version": __version__,
@@ -156,9 +173,22 @@ class Observed:
             "sessions": dict(Counter(str(row["state"]) for row in accounts)),
             "rates": self.rates,
             "keys": dict(self.keys()),
+            "delivery": self._delivery(),
             "accounts": accounts,
         }
         return Response(200, orjson.dumps(document), "application/json")
+
+    def _delivery(self) -> dict[str, float | bool | None]:
+        """Whether InfluxDB takes writes, since when not, how old the oldest waiting point is."""
+        if self.sink is None:
+            return {}
+        stats = self.sink()
+        last = stats.last_success_time
+        return {
+            "influx_up": stats.influx_up,
+            "last_success_age": round(time.time() - last, 1) if last else None,
+            "oldest_unsent_seconds": round(stats.oldest_unsent_seconds, 1),
+        }
 
     async def measure_rates(self) -> None:
         """Every RATE_INTERVAL: per-second rates of the main counters."""
