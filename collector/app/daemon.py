@@ -39,7 +39,7 @@ from collector.sink.spool import Spool
 from collector.sink.writer import Sink
 from collector.snapshots import SnapshotClient
 from collector.stats import report_stats
-from collector.supervisor import StartupError, Supervisor
+from collector.supervisor import StartupError, Supervisor, new_book
 from collector.totals_task import final_totals, run_totals
 
 log = get_logger(__name__)
@@ -100,7 +100,8 @@ async def run_daemon(
     creds = broker_credentials(settings)
     # sessions, snapshots, stats and totals -> sink: one channel, no task in between
     send, receive = trio.open_memory_channel[Bundle](CHANNEL_SIZE)
-    tracker = TotalsTracker(socket.gethostname(), settings.accounts.shard)
+    book = new_book(settings)  # modes, push times, the unit of pushed rates: one for all
+    tracker = TotalsTracker(socket.gethostname(), settings.accounts.shard, book)
     async with (
         http_client(settings.gate.ca_file or True) as gate_http,
         http_client(timeout=settings.influx.timeout) as influx_http,
@@ -118,6 +119,7 @@ async def run_daemon(
             timing=timing,
             snapshot_client=snapshots,
             totals=tracker,
+            book=book,
         )
         sink = Sink(influx_http, settings.influx, spool)
         if on_start is not None:
@@ -153,6 +155,7 @@ async def run_daemon(
                     shard=settings.accounts.shard,
                     instance=socket.gethostname(),
                     stall_seconds=settings.http.stall_seconds,
+                    gate_facts=supervisor.gate_facts,
                 )
                 nursery.start_soon(_serve_endpoint, observed, listeners, endpoint)
             try:

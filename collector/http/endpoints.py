@@ -81,6 +81,8 @@ class Observed:
     shard: str
     instance: str
     stall_seconds: float = 300.0
+    # Facts about Gate the collector decided at run time (the unit of pushed rates).
+    gate_facts: Callable[[], Mapping[str, object]] | None = None
     progress: Progress = field(init=False)
     rates: dict[str, float] = field(default_factory=dict)
 
@@ -154,6 +156,7 @@ class Observed:
             "sessions": dict(Counter(str(row["state"]) for row in accounts)),
             "rates": self.rates,
             "keys": dict(self.keys()),
+            "gate": dict(self.gate_facts()) if self.gate_facts is not None else {},
             "accounts": accounts,
         }
         return Response(200, orjson.dumps(document), "application/json")

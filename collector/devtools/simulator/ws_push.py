@@ -93,7 +93,7 @@ class Pusher:
         if account.changed_at is None:
             account.changed_at = now - interval  # the first look sees a change
         if now >= account.changed_at + interval:
-            account.change(now)
+            account.change(now, self.link.state.now())
 
     async def _push(self, time_ms: int) -> bool:
         """Send one update; it counts as pushed only once it went out."""
@@ -120,10 +120,13 @@ class Pusher:
     def _values(self) -> dict[str, dict[str, str]]:
         """The update's values by currency (``""`` for ``unified.assets``)."""
         account = self.account
+        unit = self.link.state.ws_rate_unit
         if self.channel == ASSETS:
-            return {"": ws_assets(account)}
+            return {"": ws_assets(account, unit)}
         wanted = account.currencies if self.payload == ["!all"] else self.payload
-        return {c: ws_detail(account, i) for i, c in enumerate(account.currencies) if c in wanted}
+        return {
+            c: ws_detail(account, i, unit) for i, c in enumerate(account.currencies) if c in wanted
+        }
 
     async def _burst(self) -> None:
         """Send ``state.burst`` pre-encoded updates back to back (benchmarks)."""
