@@ -312,6 +312,11 @@ class BrokerState:
     sequence: dict[tuple[int, str], int] = field(default_factory=dict)
     pushed: Counter[tuple[int, str]] = field(default_factory=Counter)
     last_pushed: dict[tuple[int, str, str], dict[str, Any]] = field(default_factory=dict)
+    # Tests: every push as (account, channel, the frame's time_ms, its values by currency).
+    push_log: list[tuple[int, str, int, dict[str, dict[str, str]]]] | None = None
+    # False: frames carry only ``time`` and ``t`` in seconds, as the seed's assets
+    # example (a push is then stamped at a whole second).
+    push_time_ms: bool = True
     skipped: Counter[tuple[int, str]] = field(default_factory=Counter)
     ws_connections: int = 0
     # Subscriptions being pushed to, per account (0, 1 or 2 channels).

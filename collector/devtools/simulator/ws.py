@@ -8,9 +8,10 @@ channel) is pushed to only when the account changed (every ``change_interval``,
 or when a test calls ``account.change``); pushers look every
 ``state.push_interval``. ``unified.assets`` values go out truncated to 2
 decimals, ``unified.asset_detail`` values at full precision (as Gate's examples
-show them), margin rates as ratios or in percent (``state.ws_rate_unit``). ``u`` is the account's user id, or counts up per
-channel (``u_mode="counter"``). Subscribes can be refused (``account.refuse``:
-channel -> code 1/2/3, ``result.status: "fail"``). Faults queued on an account
+show them), margin rates as ratios or in percent (``state.ws_rate_unit``).
+``u`` is the account's user id, or counts up per channel (``u_mode="counter"``).
+Subscribes can be refused (``account.refuse``: channel -> code 1/2/3,
+``result.status: "fail"``). Faults queued on an account
 (:class:`~collector.devtools.simulator.state.WsFault`) are played at the next look.
 
 This module answers requests; ``ws_push`` pushes, ``ws_faults`` plays faults,

@@ -107,7 +107,9 @@ class Pusher:
             result: dict[str, Any] = {"u": u, "t": t, **values[""]}
         else:
             result = {"u": u, "t": t, "dts": values}
-        frame = {"time": t, "time_ms": time_ms, "channel": channel, "event": "update"}
+        frame: dict[str, Any] = {"time": t, "channel": channel, "event": "update"}
+        if state.push_time_ms:
+            frame["time_ms"] = time_ms
         if not await self.link.send({**frame, "result": result}):
             return False
         if not identity:
@@ -115,6 +117,8 @@ class Pusher:
         state.pushed[key] += 1
         for currency, sent in values.items():
             state.last_pushed[(account.gate_id, channel, currency)] = sent
+        if state.push_log is not None:
+            state.push_log.append((account.gate_id, channel, time_ms, values))
         return True
 
     def _values(self) -> dict[str, dict[str, str]]:
