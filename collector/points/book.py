@@ -19,6 +19,7 @@ scheduler, the totals and ``/status`` all read and feed the same one.
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
+from functools import cache
 from typing import Any, Final
 
 from collector.points import modes, schema
@@ -40,8 +41,30 @@ _DETAIL_WATCH: Final = tuple(
     or long in modes.DETAIL_SINGLE_USDT
     or long in modes.DETAIL_RATES
 )
-ASSETS_WATCH_KEYS: Final = frozenset(short for short, _ in _ASSETS_WATCH)
-DETAIL_WATCH_KEYS: Final = frozenset(short for short, _ in _DETAIL_WATCH)
+
+
+@cache
+def assets_attention(mode: str | None, rates: bool) -> frozenset[str]:
+    """The push keys of ``unified.assets`` that need a look in ``mode``: those whose 0
+    does not apply or is unknown, and the rates when they must be scaled or looked at."""
+    return frozenset(
+        short
+        for short, long in _ASSETS_WATCH
+        if modes.assets_applies(mode, long) is not True or (rates and long in modes.ASSETS_RATES)
+    )
+
+
+@cache
+def detail_attention(mode: str | None, currency: str) -> frozenset[str]:
+    """The push keys of one ``unified.asset_detail`` currency that need a look in ``mode``
+    (a rate always: its margin may be 0, which makes it Gate's no-margin value)."""
+    return frozenset(
+        short
+        for short, long in _DETAIL_WATCH
+        if modes.detail_applies(mode, long, currency) is not True or long in modes.DETAIL_RATES
+    )
+
+
 _SHORT_OF_DETAIL: Final = {long: short for short, long in schema.DETAIL_FIELDS.items()}
 # detail rate short key -> the short key of the margin it divides by (imr -> im, mmr -> mm)
 _DETAIL_MARGIN: Final = {
@@ -85,6 +108,17 @@ class AccountFacts:
         self.mode: str | None = None
         self.last_push_ms: int | None = None
         self.not_applicable: set[str] = set()  # stored names Gate sent as 0, not applying
+
+    def assets_keys(self) -> frozenset[str]:
+        """The keys of a ``unified.assets`` push that :meth:`assets` must look at."""
+        unit = self.book.unit
+        return assets_attention(self.mode, unit.divisor != 1 or unit.evidence is None)
+
+    def detail_keys(self, currency: str) -> frozenset[str]:
+        """The keys of one currency of a detail push that :meth:`detail` must look at."""
+        if currency != modes.SINGLE_CURRENCY_MARGIN:
+            currency = ""  # one cache entry for every other currency: the rules are the same
+        return detail_attention(self.mode, currency)
 
     def pushed(self, time_ms: int) -> None:
         """A push stamped ``time_ms`` is being written."""

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from typing import Any, Final, Protocol
 
 from collector.points import schema
-from collector.points.book import ASSETS_WATCH_KEYS, DETAIL_WATCH_KEYS, AccountFacts
+from collector.points.book import AccountFacts
 from collector.points.lineproto import DECIMALS, escape_key, float_text, series_key
 
 # Gate's unified account lists a few hundred currencies; far more is a fault.
@@ -178,8 +178,9 @@ class AccountLines:
     def assets(self, result: Mapping[str, Any], time_ms: int, lines: list[str]) -> int:
         """Append the assets line of ``result``; returns how many fields were bad."""
         values = {k: v for k, v in result.items() if k not in schema.ASSETS_SKIP}
-        if self._facts is not None and not ASSETS_WATCH_KEYS.isdisjoint(values):
-            values = self._facts.assets(values, time_ms)
+        facts = self._facts
+        if facts is not None and not facts.assets_keys().isdisjoint(values):
+            values = facts.assets(values, time_ms)
         suffix, common = common_fields(result)
         fields = _fast_fields(values, _ASSETS_PREFIX) if _strings_valid(values) else None
         bad, good = 0, values
@@ -205,8 +206,9 @@ class AccountLines:
             if not isinstance(values, dict):
                 bad += 1
                 continue
-            if self._facts is not None and not DETAIL_WATCH_KEYS.isdisjoint(values):
-                values = self._facts.detail(currency, values, time_ms)
+            facts = self._facts
+            if facts is not None and not facts.detail_keys(currency).isdisjoint(values):
+                values = facts.detail(currency, values, time_ms)
             fields = _fast_fields(values, _DETAIL_PREFIX) if fast else None
             good = values
             if fields is None:
