@@ -84,7 +84,7 @@ def announce_rate_unit(evidence: Evidence, outcome: str) -> None:
             'or to "auto"; pushed rates are written with the configured unit until then',
         )
     else:
-        log.warning("ws_rate_unit", outcome=outcome, **evidence.as_dict())
+        log.info("ws_rate_unit", outcome=outcome, **evidence.as_dict())
 
 
 def new_book(settings: Settings) -> AccountBook:
