@@ -38,7 +38,7 @@ from collector.sink.database import create_database
 from collector.sink.spool import Spool
 from collector.sink.writer import Sink
 from collector.supervisor.snapshots import SnapshotClient
-from collector.supervisor.supervisor import StartupError, Supervisor
+from collector.supervisor.supervisor import StartupError, Supervisor, new_book
 from collector.telemetry.health import Notifier
 from collector.telemetry.http import Observed, open_listeners, serve_endpoint
 from collector.telemetry.stats import report_stats
@@ -122,7 +122,8 @@ async def _run(
     creds = broker_credentials(settings)
     # sessions, snapshots, stats and totals -> sink: one channel, no task in between
     send, receive = trio.open_memory_channel[Bundle](CHANNEL_SIZE)
-    tracker = TotalsTracker(socket.gethostname(), settings.accounts.shard)
+    book = new_book(settings)  # modes, push times, the unit of pushed rates: one for all
+    tracker = TotalsTracker(socket.gethostname(), settings.accounts.shard, book)
     async with (
         http_client(settings.gate.ca_file or True) as gate_http,
         http_client(timeout=settings.influx.timeout) as influx_http,
@@ -140,6 +141,7 @@ async def _run(
             timing=timing,
             snapshot_client=snapshots,
             totals=tracker,
+            book=book,
         )
         sink = Sink(influx_http, settings.influx, spool)
         if on_start is not None:
@@ -179,6 +181,7 @@ async def _run(
                     stall_seconds=settings.http.stall_seconds,
                     sink=lambda: sink.stats,  # read live, not through the sink
                     stale_after=stale_after(settings.accounts.snapshot_interval),
+                    gate_facts=supervisor.gate_facts,
                 )
                 nursery.start_soon(_serve_endpoint, observed, listeners, endpoint)
             try:

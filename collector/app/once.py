@@ -15,7 +15,6 @@ so what is printed is exactly what the service writes for a snapshot.
 from __future__ import annotations
 
 import sys
-import time
 
 from collector.app.commands import open_broker
 from collector.config import Settings, http_client
@@ -47,14 +46,13 @@ async def run_once(settings: Settings) -> int:
                 print(f"gate-collector: no stored key for {account.gate_id}", file=sys.stderr)
                 continue
             try:
-                body = await client.fetch(stored.credentials)
+                body, read_at = await client.read(stored.credentials)
             except GateError as exc:
                 missing += 1
                 print(f"gate-collector: snapshot of {account.gate_id}: {exc}", file=sys.stderr)
                 continue
             label = account_label(account)
-            taken_ms = int(time.time() * 1000)
-            for point in snapshot_points(account.gate_id, label, body, taken_ms).points:
+            for point in snapshot_points(account.gate_id, label, body, int(read_at * 1000)).points:
                 line = encoder.encode(point)
                 if line is not None:
                     print(line)

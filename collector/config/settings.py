@@ -90,6 +90,10 @@ class GateSettings(_Section):
     # Seconds between unified.ping frames; Gate documents pings every 5-25 s.
     ping_interval: float = Field(default=15.0, ge=5, le=25)
     source_addresses: list[str] = Field(default_factory=list)
+    # The unit of the WebSocket's margin rates (r, R, imr, mmr): Gate's newer document
+    # says percent, the seed "as the http interface" (a ratio). "auto" decides from a
+    # push and a REST snapshot of the same account and writes no pushed rate until then.
+    ws_rate_unit: Literal["auto", "ratio", "percent"] = "auto"
 
     @field_validator("rest_url")
     @classmethod

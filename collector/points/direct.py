@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from typing import Any, Final, Protocol
 
 from collector.points import schema
+from collector.points.book import AccountFacts
 from collector.points.lineproto import DECIMALS, escape_key, float_text, series_key
 
 # Gate's unified account lists a few hundred currencies; far more is a fault.
@@ -150,8 +151,12 @@ class AccountLines:
         label: str,
         observer: Observer | None = None,
         max_currencies: int = DEFAULT_MAX_CURRENCIES,
+        facts: AccountFacts | None = None,
     ) -> None:
         self.account, self.label = str(account), label
+        # The account's mode and the unit of pushed rates: values Gate sent as 0 that
+        # do not apply are left out, percent rates become ratios (book.py).
+        self._facts = facts
         # One account sending thousands of new currencies must not poison the batch
         # (InfluxDB's max-values-per-tag) nor grow this cache without bound.
         self.max_currencies = max_currencies
@@ -173,6 +178,9 @@ class AccountLines:
     def assets(self, result: Mapping[str, Any], time_ms: int, lines: list[str]) -> int:
         """Append the assets line of ``result``; returns how many fields were bad."""
         values = {k: v for k, v in result.items() if k not in schema.ASSETS_SKIP}
+        facts = self._facts
+        if facts is not None and not facts.assets_keys().isdisjoint(values):
+            values = facts.assets(values, time_ms)
         suffix, common = common_fields(result)
         fields = _fast_fields(values, _ASSETS_PREFIX) if _strings_valid(values) else None
         bad, good = 0, values
@@ -198,6 +206,9 @@ class AccountLines:
             if not isinstance(values, dict):
                 bad += 1
                 continue
+            facts = self._facts
+            if facts is not None and not facts.detail_keys(currency).isdisjoint(values):
+                values = facts.detail(currency, values, time_ms)
             fields = _fast_fields(values, _DETAIL_PREFIX) if fast else None
             good = values
             if fields is None:

@@ -15,6 +15,7 @@ from typing import Any
 from collector.gate.protocol import ASSET_DETAIL, ASSETS, Update
 from collector.gate.sequence import REASON_SEQUENCE, Gap, Sequence, SequenceTracker
 from collector.points import schema
+from collector.points.book import AccountBook, AccountFacts
 from collector.points.direct import DEFAULT_MAX_CURRENCIES, AccountLines, Observer
 from collector.points.lineproto import Bundle, FieldValue, Point
 
@@ -61,11 +62,14 @@ class Normalizer:
         other_accounts: Container[int] = frozenset(),
         max_currencies: int = DEFAULT_MAX_CURRENCIES,
         observer: Observer | None = None,
+        facts: AccountFacts | None = None,
     ) -> None:
         self.account = account
         self.max_currencies = max_currencies
         self.sequence = SequenceTracker(account, other_accounts)
-        self._lines = AccountLines(account, label, observer, max_currencies)
+        # Alone (tests, tools): a book of its own, pushed rates taken as ratios.
+        self.facts = facts if facts is not None else AccountBook().facts(account)
+        self._lines = AccountLines(account, label, observer, max_currencies, self.facts)
 
     def normalize(self, update: Update) -> Normalized:
         """Lines, gap points and counts for one update event."""
@@ -90,6 +94,7 @@ class Normalizer:
             out.gaps.append(gap)
             out.gap_points.append(self._gap_point(gap, time_ms))
             out.resync = out.resync or gap.reason == REASON_SEQUENCE
+        self.facts.pushed(time_ms)
         if update.channel == ASSETS:
             out.invalid_fields += self._lines.assets(result, time_ms, out.lines)
         elif update.channel == ASSET_DETAIL:

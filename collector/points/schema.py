@@ -61,10 +61,15 @@ ASSETS_FIELDS: Final = {
 # Keys of a push that are not numbers to write: identity/sequence/time, deprecated `c`.
 ASSETS_SKIP: Final = frozenset({"u", "t", "c"})
 
-# Gate's rates are ratios (margin balance / margin), 1.0 = 100 %: Gate's help puts
-# liquidation at "100% or below" and the seed shows values like "20.10" (2010 %).
+# Every stored rate is a ratio (margin balance / margin), 1.0 = 100 %: Gate's help puts
+# liquidation at "100% or below"; REST rates are plain ratios (Gate's example
+# 16499.1356783634: not capped). WebSocket rates may come in percent
+# (gate.ws_rate_unit): they are divided by 100 before they are written.
 # Gate's margin rate when no margin is in use: the safest value, not the riskiest.
+# Stored as exactly this in either unit (never scaled), and for a rate whose margin
+# is 0 (no margin in use) whatever Gate put in it: dashboards match the value.
 NO_MARGIN_RATE: Final = 9999.99
+NO_MARGIN_TEXT: Final = "9999.99"
 # Gate: at or below 100 % maintenance margin rate liquidation starts; ~110 % forced repayment.
 LIQUIDATION_RATE: Final = 1.0
 FORCED_REPAYMENT_RATE: Final = 1.1
@@ -78,6 +83,8 @@ DETAIL_FREEZE: Final = "freeze"
 DETAIL_EQUITY: Final = "equity"
 DETAIL_LIABILITIES: Final = "total_liab"
 DETAIL_BALANCE: Final = "balance"
+DETAIL_INITIAL_MARGIN_RATE: Final = "initial_margin_rate"
+DETAIL_MAINTENANCE_MARGIN_RATE: Final = "maintenance_margin_rate"
 
 DETAIL_FIELDS: Final = {
     "a": DETAIL_AVAILABLE,
@@ -89,14 +96,15 @@ DETAIL_FIELDS: Final = {
     "mb": "margin_balance",
     "im": "initial_margin",
     "mm": "maintenance_margin",
-    "imr": "initial_margin_rate",
-    "mmr": "maintenance_margin_rate",
+    "imr": DETAIL_INITIAL_MARGIN_RATE,
+    "mmr": DETAIL_MAINTENANCE_MARGIN_RATE,
     "am": "available_margin",
     "iam": "iso_available_margin",
 }
 
 # -- REST snapshot (GET /unified/accounts): names with no WebSocket twin ------------
 # Written under their own names; known here so a non-number in them is counted.
+# (Gate's SDK types every number of UnifiedAccount / UnifiedBalance as a string.)
 
 SNAPSHOT_ASSETS_FIELDS: Final = frozenset(
     {
@@ -126,6 +134,11 @@ SNAPSHOT_DETAIL_FIELDS: Final = frozenset(
         "iso_balance",
     }
 )
+# Counters, not amounts (UnifiedBalance.funding_version "Funding version",
+# balance_version "Balance version number"): not written. As ints they would clash
+# with the float type databases already hold for them (written as balances before),
+# and no panel or alert has a use for them.
+SNAPSHOT_NOT_WRITTEN: Final = frozenset({"funding_version", "balance_version"})
 
 # -- gate_sequence_gap ------------------------------------------------------------
 
@@ -174,6 +187,14 @@ STAT_ACCOUNTS_REFUSED: Final = "accounts_refused"
 STAT_ACCOUNTS_FORBIDDEN: Final = "accounts_forbidden"
 STAT_ACCOUNTS_NOT_UNIFIED: Final = "accounts_not_unified"
 STAT_ACCOUNTS_KEYLESS: Final = "accounts_keyless"
+# Values Gate sent as 0 that do not apply in the account's mode (not written), and
+# zeros not written because the account's mode was not known yet.
+STAT_VALUES_NOT_APPLICABLE: Final = "values_not_applicable"
+STAT_VALUES_MODE_UNKNOWN: Final = "values_mode_unknown"
+# WebSocket rates not written because gate.ws_rate_unit = "auto" has not decided yet.
+STAT_WS_RATES_WITHHELD: Final = "ws_rates_withheld"
+# What WebSocket rates are divided by: 1 (ratio), 100 (percent), 0 (not decided yet).
+STAT_WS_RATE_DIVISOR: Final = "ws_rate_divisor"
 
 # -- gate_broker_totals / gate_currency_totals (tags instance, shard[, currency]) -------
 # Totals reuse the account fields' own names (EQUITY, LIABILITIES, ... and the
@@ -198,6 +219,15 @@ STATE_CONNECTED: Final = "connected"
 STATE_SESSION: Final = "session_state"
 STATE_SECONDS_SINCE_UPDATE: Final = "seconds_since_update"
 STATE_SECONDS_SINCE_FRAME: Final = "seconds_since_frame"
+# The account's mode (a string field: "multi_currency", "portfolio", "single_currency",
+# "classic"), from its REST snapshots; absent until one said it.
+STATE_MODE: Final = "mode"
+# The maintenance margin rate that matters for the account, whatever its mode (the
+# account-level rate in multi-currency/portfolio mode, USDT's in single-currency
+# mode): what the ranking, the "lowest rate" stat and the margin alert read. The
+# initial margin rate the same way. Ratios (1.0 = 100 %); absent when unknown.
+EFFECTIVE_MAINTENANCE_MARGIN_RATE: Final = "effective_maintenance_margin_rate"
+EFFECTIVE_INITIAL_MARGIN_RATE: Final = "effective_initial_margin_rate"
 ACCOUNT_STATE_VALUES: Final = (
     MAINTENANCE_MARGIN_RATE,
     INITIAL_MARGIN_RATE,

@@ -7,7 +7,19 @@ one asset_detail point per currency, ``im mm imr mmr`` under the long names the
 pushes use; REST-only numbers (``total``, ``borrowed``, ``leverage``, ...) under
 their own names. Types drift: a number may come as a string or a JSON number.
 A known field that is not a number is dropped and counted; an unknown field that
-is not a number (``locked``, ``spot_hedge``, ``margin_mode``) is simply not data.
+is not a number (``locked``, ``spot_hedge``, ``enabled_collateral``) is simply
+not data; the version counters (``funding_version``, ``balance_version``) are
+not written (:data:`collector.points.schema.SNAPSHOT_NOT_WRITTEN`).
+
+The body's ``mode`` decides what a 0 means (:mod:`collector.points.modes`): a 0
+in a field that does not apply in that mode is not written (counted, and named
+in ``not_applicable``); without a mode such a 0 is unknown and not written. A
+rate whose margin is 0 is Gate's "no margin in use" value, 9999.99, whatever the
+body puts there. REST rates are ratios already.
+
+The points are stamped ``time_ms``: when the snapshot was read, on Gate's clock
+(the caller's choice, :meth:`collector.points.book.AccountBook.snapshot_time`).
+``refresh_time`` is written as a field only: Gate does not say what it means.
 """
 
 from __future__ import annotations
@@ -15,28 +27,33 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from collector.points import schema
+from collector.points import modes, schema
 from collector.points.lineproto import FieldValue, Point, number_field
 
 # Keys of the top level that are not values to write.
-_ASSETS_SKIP: Final = frozenset({"user_id", "refresh_time", "balances"})
+_ASSETS_SKIP: Final = frozenset({"user_id", "refresh_time", "balances", "mode"})
 _KNOWN_ASSETS: Final = frozenset(schema.ASSETS_FIELDS.values()) | schema.SNAPSHOT_ASSETS_FIELDS
 _KNOWN_DETAIL: Final = (
     frozenset(schema.DETAIL_FIELDS.values())
     | frozenset(schema.DETAIL_FIELDS)
     | schema.SNAPSHOT_DETAIL_FIELDS
 )
-# Seconds before this are not a refresh time (a refresh_time in ms is > 1e11).
-_MS_THRESHOLD: Final = 100_000_000_000
+
+Rate = tuple[tuple[str, str], float]  # ((currency or "", stored name), ratio)
 
 
 @dataclass
 class SnapshotPoints:
-    """The points of one snapshot and what was wrong in it."""
+    """The points of one snapshot and what was wrong or left out in it."""
 
     points: list[Point] = field(default_factory=list)
     invalid_fields: int = 0
     user_id: int | None = None
+    mode: str | None = None  # the body's mode, when it is one Gate documents
+    not_applicable: set[str] = field(default_factory=set)  # names sent as 0, not applying
+    values_not_applicable: int = 0
+    values_mode_unknown: int = 0
+    rates: list[Rate] = field(default_factory=list)  # the rates written (unit evidence)
 
 
 def _int(value: Any) -> int | None:
@@ -50,27 +67,16 @@ def _int(value: Any) -> int | None:
     return None
 
 
-def snapshot_time_ms(body: dict[str, Any], taken_ms: int) -> int:
-    """The snapshot's ``refresh_time`` (s, or ms when it looks like ms), else when taken."""
-    refresh = _int(body.get("refresh_time"))
-    if refresh is None or refresh <= 0:
-        return taken_ms
-    return refresh if refresh >= _MS_THRESHOLD else refresh * 1000
-
-
-def snapshot_points(
-    account: int, label: str, body: dict[str, Any], taken_ms: int
-) -> SnapshotPoints:
+def snapshot_points(account: int, label: str, body: dict[str, Any], time_ms: int) -> SnapshotPoints:
     """The assets point and one asset_detail point per currency of one snapshot."""
-    out = SnapshotPoints(user_id=_int(body.get("user_id")))
-    time_ms = snapshot_time_ms(body, taken_ms)
+    out = SnapshotPoints(user_id=_int(body.get("user_id")), mode=modes.known_mode(body.get("mode")))
     account_tags = ((schema.TAG_ACCOUNT, str(account)), (schema.TAG_ACCOUNT_LABEL, label))
     common: dict[str, FieldValue] = {}
     refresh = _int(body.get("refresh_time"))
     if refresh is not None:
         common[schema.FIELD_REFRESH_TIME] = refresh
     values = {k: v for k, v in body.items() if k not in _ASSETS_SKIP}
-    fields = _fields(values, {}, _KNOWN_ASSETS, out)
+    fields = _fields(values, "", out)
     if fields:
         out.points.append(Point(schema.ASSETS, account_tags, {**fields, **common}, time_ms))
     balances = body.get("balances")
@@ -79,22 +85,55 @@ def snapshot_points(
             if not isinstance(raw, dict):
                 out.invalid_fields += 1
                 continue
-            fields = _fields(raw, schema.DETAIL_FIELDS, _KNOWN_DETAIL, out)
+            fields = _fields(raw, str(currency), out)
             if fields:
                 tags = (*account_tags, (schema.TAG_CURRENCY, str(currency)))
                 out.points.append(Point(schema.ASSET_DETAIL, tags, {**fields, **common}, time_ms))
     return out
 
 
-def _fields(
-    values: dict[str, Any], names: dict[str, str], known: frozenset[str], out: SnapshotPoints
-) -> dict[str, FieldValue]:
+def _fields(values: dict[str, Any], currency: str, out: SnapshotPoints) -> dict[str, FieldValue]:
+    """One object's writable fields; ``currency`` "" for the account level."""
+    detail = bool(currency)
+    names = schema.DETAIL_FIELDS if detail else {}
+    known = _KNOWN_DETAIL if detail else _KNOWN_ASSETS
+    rates = modes.DETAIL_RATES if detail else modes.ASSETS_RATES
     fields: dict[str, FieldValue] = {}
     for key, raw in values.items():
+        if key in schema.SNAPSHOT_NOT_WRITTEN:
+            continue
         number = number_field(raw)
         if number is None:
             if key in known:
                 out.invalid_fields += 1
             continue
-        fields[names.get(key, key)] = number
+        name = names.get(key, key)
+        if detail:
+            applies = modes.detail_applies(out.mode, name, currency)
+        else:
+            applies = modes.assets_applies(out.mode, name)
+        if applies is not True and modes.is_zero(raw):
+            if applies is None:
+                out.values_mode_unknown += 1
+            else:
+                out.values_not_applicable += 1
+                out.not_applicable.add(name)
+            continue
+        margin_name = rates.get(name)
+        if margin_name is not None:
+            if modes.is_zero(_margin(values, margin_name)):
+                number = schema.NO_MARGIN_RATE
+            else:
+                ratio = float(number)
+                if ratio != schema.NO_MARGIN_RATE:
+                    out.rates.append(((currency, name), ratio))
+        fields[name] = number
     return fields
+
+
+def _margin(values: dict[str, Any], name: str) -> Any:
+    """The margin a rate divides by, under its REST name (``mm``) or the stored one."""
+    for key, long in schema.DETAIL_FIELDS.items():
+        if long == name:
+            return values.get(key, values.get(name))
+    return values.get(name)

@@ -21,7 +21,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
-from collector.points import schema
+from collector.points import modes, schema
+from collector.points.book import AccountBook
 from collector.points.lineproto import FieldValue, Point
 
 Tags = tuple[tuple[str, str], ...]
@@ -68,6 +69,24 @@ _STATE_KEYS: Final = tuple(
     if name == long
 )
 _DETAIL_KEYS: Final = _short_keys(schema.DETAIL_FIELDS, schema.CURRENCY_TOTAL_FIELDS)
+# what is kept of each currency: its totals' share and, for USDT, the single-currency rates
+_DETAIL_RATE_NAMES: Final = (
+    schema.DETAIL_MAINTENANCE_MARGIN_RATE,
+    schema.DETAIL_INITIAL_MARGIN_RATE,
+)
+_DETAIL_KEPT: Final = _short_keys(
+    schema.DETAIL_FIELDS, (*schema.CURRENCY_TOTAL_FIELDS, *_DETAIL_RATE_NAMES)
+)
+_SHORT: Final = {
+    long: short
+    for names in (schema.ASSETS_FIELDS, schema.DETAIL_FIELDS)
+    for short, long in names.items()
+}
+_R, _RR = _SHORT[schema.MAINTENANCE_MARGIN_RATE], _SHORT[schema.INITIAL_MARGIN_RATE]
+_MMR, _IMR = (
+    _SHORT[schema.DETAIL_MAINTENANCE_MARGIN_RATE],
+    _SHORT[schema.DETAIL_INITIAL_MARGIN_RATE],
+)
 _AT_MS: Final = "\0at_ms"  # the time of the newest values, beside them (no Gate key has a NUL)
 _NOTHING: Final[Known] = {}
 
@@ -75,8 +94,11 @@ _NOTHING: Final[Known] = {}
 class TotalsTracker:
     """Observes every account point on its way to the sink; yields totals and state points."""
 
-    def __init__(self, instance: str, shard: str) -> None:
+    def __init__(self, instance: str, shard: str, book: AccountBook | None = None) -> None:
         self._shard_tags: Tags = ((schema.TAG_INSTANCE, instance), (schema.TAG_SHARD, shard))
+        # Each account's mode (from its snapshots): which rate is its effective one.
+        self._book = book
+        self._modes: dict[str, str | None] = {}  # the mode each account's values were kept under
         self._assets: dict[str, Known] = {}
         self._detail: dict[tuple[str, str], Known] = {}
         self._labels: dict[str, str] = {}
@@ -91,15 +113,16 @@ class TotalsTracker:
                 account = tags.get(schema.TAG_ACCOUNT)
                 if account is not None:
                     known = _known(self._assets, account)
-                    if _take(known, _from_point(point, _ASSET_KEYS), point.time_ms):
-                        self._seen(account, tags.get(schema.TAG_ACCOUNT_LABEL), point.time_ms)
+                    _take(known, _from_point(point, _ASSET_KEYS), point.time_ms)
+                    # read now, so Gate's state is confirmed now, newer values or not
+                    self._seen(account, tags.get(schema.TAG_ACCOUNT_LABEL), point.time_ms)
             elif point.measurement == schema.ASSET_DETAIL:
                 tags = dict(point.tags)
                 account, currency = tags.get(schema.TAG_ACCOUNT), tags.get(schema.TAG_CURRENCY)
                 if account is not None and currency is not None:
                     known = _known(self._detail, (account, currency))
-                    if _take(known, _from_point(point, _DETAIL_KEYS), point.time_ms):
-                        self._seen(account, tags.get(schema.TAG_ACCOUNT_LABEL), point.time_ms)
+                    _take(known, _from_point(point, _DETAIL_KEPT), point.time_ms)
+                    self._seen(account, tags.get(schema.TAG_ACCOUNT_LABEL), point.time_ms)
 
     # -- the hot path's Observer (collector.points.direct): checked values by short key --
     # Kept as they came (one dict.update per line, under Gate's short keys), turned
@@ -112,8 +135,8 @@ class TotalsTracker:
         known = self._assets.get(account)
         if known is None:
             known = self._assets[account] = {}
-        if _take(known, values, time_ms):
-            self._seen(account, label, time_ms)
+        _take(known, values, time_ms)
+        self._seen(account, label, time_ms)
 
     def currency_values(
         self, account: str, label: str, currency: str, time_ms: int, values: Mapping[str, Any]
@@ -123,22 +146,27 @@ class TotalsTracker:
         known = self._detail.get(key)
         if known is None:
             known = self._detail[key] = {}
-        if _take(known, values, time_ms):
-            self._seen(account, label, time_ms)
+        _take(known, values, time_ms)
+        self._seen(account, label, time_ms)
 
     def _seen(self, account: str, label: str | None, time_ms: int) -> None:
-        self._labels[account] = account if label is None else label
+        """Gate's state of ``account`` confirmed at ``time_ms`` (a push or a snapshot):
+        the newest confirmation also names the account."""
         updated = self._updated_ms.get(account)
-        if updated is None or time_ms > updated:
+        if updated is None or time_ms >= updated:
             self._updated_ms[account] = time_ms
+            self._labels[account] = account if label is None else label
 
     def retain(self, accounts: Iterable[str]) -> None:
         """Forget accounts that left the shard (disabled, gone): their money is not ours."""
         keep = set(accounts)
+        if self._book is not None:
+            self._book.retain({int(a) for a in keep if a.isdigit()})
         for account in [a for a in self._labels if a not in keep]:
             self._assets.pop(account, None)
             self._labels.pop(account, None)
             self._updated_ms.pop(account, None)
+            self._modes.pop(account, None)
         for account in [a for a in self._tags_of if a not in keep]:
             del self._tags_of[account]
         for key in [k for k in self._detail if k[0] not in keep]:
@@ -191,15 +219,51 @@ class TotalsTracker:
             updated = updated_ms.get(account)
             if updated is not None:
                 fields[schema.STATE_SECONDS_SINCE_UPDATE] = max(0.0, (now_ms - updated) / 1000)
+            mode = self._mode(account)
+            if mode is not None:
+                fields[schema.STATE_MODE] = mode
             known = assets.get(account)
             if known is not None:
                 for short, name in _STATE_KEYS:
                     value = known.get(short)
                     if value is not None:
                         fields[name] = float(value)
+            self._effective(account, mode, known, fields)
             tags = self._state_tags(account, labels.get(account) or session.label)
             out.append(Point(schema.ACCOUNT_STATE, tags, fields, now_ms))
         return out
+
+    def _mode(self, account: str) -> str | None:
+        """The account's mode; values kept under another mode that do not apply are dropped."""
+        if self._book is None:
+            return None
+        try:
+            mode = self._book.mode(int(account))
+        except ValueError:
+            return None
+        if mode is not None and self._modes.get(account) != mode:
+            self._modes[account] = mode
+            _drop_not_applying(self._assets.get(account), mode, "")
+            for (owner, currency), known in self._detail.items():
+                if owner == account:
+                    _drop_not_applying(known, mode, currency)
+        return mode
+
+    def _effective(
+        self, account: str, mode: str | None, known: Known | None, fields: dict[str, FieldValue]
+    ) -> None:
+        """The effective margin rates of the account (modes.effective_rate)."""
+        usdt = self._detail.get((account, modes.SINGLE_CURRENCY_MARGIN), _NOTHING)
+        assets = known if known is not None else _NOTHING
+        for name, account_key, usdt_key in (
+            (schema.EFFECTIVE_MAINTENANCE_MARGIN_RATE, _R, _MMR),
+            (schema.EFFECTIVE_INITIAL_MARGIN_RATE, _RR, _IMR),
+        ):
+            rate = modes.effective_rate(
+                mode, _float(assets.get(account_key)), _float(usdt.get(usdt_key))
+            )
+            if rate is not None:
+                fields[name] = rate
 
     def _state_tags(self, account: str, label: str) -> Tags:
         tags = self._tags_of.get(account)
@@ -217,6 +281,25 @@ def _known(table: dict[_K, Known], key: _K) -> Known:
     if known is None:
         known = table[key] = {}
     return known
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _drop_not_applying(known: Known | None, mode: str, currency: str) -> None:
+    """Forget kept values whose field does not apply in ``mode`` (the mode changed)."""
+    if not known:
+        return
+    names = schema.DETAIL_FIELDS if currency else schema.ASSETS_FIELDS
+    for short in [k for k in known if k in names]:
+        long = names[short]
+        if currency:
+            applies = modes.detail_applies(mode, long, currency)
+        else:
+            applies = modes.assets_applies(mode, long)
+        if applies is False:
+            del known[short]
 
 
 def _take(known: Known, values: Mapping[str, Any], time_ms: int) -> bool:

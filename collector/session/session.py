@@ -40,6 +40,7 @@ from collector.config import GateSettings
 from collector.gate import protocol
 from collector.gate.protocol import AuthenticationFailed
 from collector.gate.signing import ApiCredentials
+from collector.points.book import AccountBook
 from collector.points.direct import Observer
 from collector.points.lineproto import Bundle
 from collector.points.normalize import Normalizer
@@ -105,6 +106,7 @@ class AccountSession:
         on_resync: Callable[[int, str], None] | None = None,
         totals: Observer | None = None,
         timers: Timers | None = None,
+        book: AccountBook | None = None,
     ) -> None:
         self.account = account
         self._gate = gate
@@ -121,6 +123,7 @@ class AccountSession:
             other_accounts,
             max_currencies=gate.max_currencies_per_account,
             observer=totals,
+            facts=book.facts(account) if book is not None else None,
         )
         self._updates = Updates(normalizer, points, lambda: self.stats, self._log, self._resync)
         self._subs = SubscriptionView(

@@ -28,6 +28,7 @@ from collector.gate.models import label
 from collector.gate.protocol import AuthenticationFailed
 from collector.keys import KeyProvisioner, KeyStore, StoredKey
 from collector.keys.lifecycle import GRACE_BACKOFF, KeyLifecycle
+from collector.points.book import AccountBook
 from collector.points.direct import Observer
 from collector.points.lineproto import Bundle
 from collector.session.session import AccountSession, SessionStats, SessionTiming
@@ -66,6 +67,7 @@ class SlotRunner:
     # The one task for every session's ping and watchdog, and every slot's upkeep.
     timers: Timers
     totals: Observer | None = None  # told every pushed value written (the shard's totals)
+    book: AccountBook | None = None  # every account's mode, push times, the rates' unit
 
     async def run(self, slot: Slot, after: trio.Event | None = None) -> None:
         """The slot's session and its key upkeep, until its scope is cancelled.
@@ -144,6 +146,7 @@ class SlotRunner:
             on_resync=self.snapshots.request if self.snapshots is not None else None,
             totals=self.totals,
             timers=self.timers,
+            book=self.book,
         )
         session.stats = stats  # counters survive restarts of the session
         return session

@@ -13,7 +13,14 @@
   per user id).
 
 The body becomes points through :mod:`collector.points.snapshot` and goes to the
-sink like a push. A snapshot that fails is counted, logged once per change of
+sink like a push, stamped with the time it was read on Gate's clock (the
+response's ``Date`` when our corrected clock is off it), but after every push of
+the account already written (:meth:`~collector.points.book.AccountBook.snapshot_time`):
+a snapshot never overwrites a push at the same timestamp. ``refresh_time`` is
+only a field (Gate does not define it). The body's ``mode`` goes into the shared
+:class:`~collector.points.book.AccountBook` (what a 0 means, which rate is the
+account's effective one), and its rates are the REST side of the evidence for
+``gate.ws_rate_unit = "auto"``. A snapshot that fails is counted, logged once per change of
 the account's snapshot state, and retried with backoff; it never stops a session.
 An account that is not in unified mode, or whose key lacks the permission, is a
 state of its own, retried slowly.
@@ -21,6 +28,7 @@ state of its own, retried slowly.
 
 from __future__ import annotations
 
+import email.utils
 import heapq
 import random
 import time
@@ -45,8 +53,9 @@ from collector.gate.errors import (
     find_refusal,
 )
 from collector.gate.signing import ApiCredentials
+from collector.points.book import AccountBook
 from collector.points.lineproto import Bundle, Point
-from collector.points.snapshot import snapshot_points
+from collector.points.snapshot import SnapshotPoints, snapshot_points
 
 log = get_logger(__name__)
 
@@ -55,6 +64,8 @@ MIN_ACCOUNT_SPACING: Final = 1.0
 RETRY: Final = (2.0, 120.0)  # backoff after a failed snapshot: base, cap
 SLOW_RETRY: Final = 300.0  # not unified / no permission: a person has to act first
 CONCURRENCY: Final = 16
+# The Date header has whole seconds: only a larger difference says our clock is off.
+DATE_RESOLUTION: Final = 2.0
 # Gate's answer for an account that is not in unified mode is not documented; a body
 # whose mode says "classic", or an error naming "unified", is taken to mean that.
 _CLASSIC_MODES: Final = frozenset({"classic"})
@@ -68,6 +79,10 @@ STATE_FORBIDDEN: Final = "forbidden"
 
 class NotUnifiedError(GateError):
     """The account is not in unified account mode: there is no unified data to read."""
+
+    def __init__(self, message: str, mode: str | None = None) -> None:
+        super().__init__(message)
+        self.mode = mode  # the body's mode when it said so ("classic")
 
 
 class SnapshotClient:
@@ -85,6 +100,11 @@ class SnapshotClient:
 
     async def fetch(self, creds: ApiCredentials) -> dict[str, Any]:
         """The body; GateAPIError / NotUnifiedError / GateError on a refusal or a bad answer."""
+        body, _ = await self.read(creds)
+        return body
+
+    async def read(self, creds: ApiCredentials) -> tuple[dict[str, Any], float]:
+        """The body and when it was read (Unix seconds on Gate's clock); errors as fetch."""
         request = self._http.build_request("GET", f"{self._base}{PATH}")
         raw_path, _, query = request.url.raw_path.decode("ascii").partition("?")
         request.headers.update(
@@ -94,6 +114,7 @@ class SnapshotClient:
             response = await self._http.send(request)
         except httpx.HTTPError as exc:
             raise GateError(f"GET {PATH}: cannot reach Gate at {self._base} ({exc!r})") from None
+        read_at = read_time(response.headers.get("Date"), self._wall_clock())
         body = _json(response.content)
         if not response.is_success:
             label, message = error_body(body, response.text[:200])
@@ -105,8 +126,21 @@ class SnapshotClient:
             raise GateError(f"GET {PATH}: expected a JSON object, got {response.text[:100]!r}")
         mode = body.get("mode", body.get("margin_mode"))
         if isinstance(mode, str) and mode.lower() in _CLASSIC_MODES:
-            raise NotUnifiedError(f"not in unified account mode (mode {mode!r})")
-        return body
+            raise NotUnifiedError(f"not in unified account mode (mode {mode!r})", mode.lower())
+        return body, read_at
+
+
+def read_time(date: str | None, corrected_now: float) -> float:
+    """When an answer was read on Gate's clock: our corrected clock, unless the answer's
+    ``Date`` says it is off by more than the header's whole-second resolution."""
+    if date:
+        try:
+            server = email.utils.parsedate_to_datetime(date).timestamp() + 0.5
+        except (TypeError, ValueError):
+            return corrected_now
+        if abs(server - corrected_now) >= DATE_RESOLUTION:
+            return server
+    return corrected_now
 
 
 def _json(content: bytes) -> Any:
@@ -180,8 +214,10 @@ class SnapshotScheduler:
         rng: random.Random | None = None,
         concurrency: int = CONCURRENCY,
         observe: Callable[[Iterable[Point]], None] | None = None,
+        book: AccountBook | None = None,
     ) -> None:
         self._client = client
+        self._book = book if book is not None else AccountBook()
         self._observe = observe  # the shard's totals see what is sent, as pushes are seen
         self._creds_of = creds_of
         self._points = points
@@ -301,10 +337,10 @@ class SnapshotScheduler:
         if creds is None:
             self._failed(account, status, "no stored key", RETRY[1])
             return
-        taken_ms = int(self._wall_clock() * 1000)
         try:
-            body = await self._client.fetch(creds)
+            body, read_at = await self._client.read(creds)
         except NotUnifiedError as exc:
+            self._book.set_mode(account, exc.mode)
             self._settle(account, status, STATE_NOT_UNIFIED, str(exc), SLOW_RETRY)
             return
         except GateAPIError as exc:
@@ -316,10 +352,12 @@ class SnapshotScheduler:
         except GateError as exc:
             self._failed(account, status, str(exc))
             return
-        result = snapshot_points(account, status.label, body, taken_ms)
+        time_ms = self._book.snapshot_time(account, int(read_at * 1000))
+        result = snapshot_points(account, status.label, body, time_ms)
         if result.user_id is not None and result.user_id != account:
             self._failed(account, status, f"user_id {result.user_id} is not this account")
             return
+        self._learn(account, result, time_ms)
         self.totals.invalid_fields += result.invalid_fields
         if result.points:
             if self._observe is not None:
@@ -330,6 +368,18 @@ class SnapshotScheduler:
         status.failures, status.last_at = 0, trio.current_time()
         log.debug("snapshot", account=account, reason=reason, points=len(result.points))
         self._settle(account, status, STATE_OK, "", self._interval)
+
+    def _learn(self, account: int, result: SnapshotPoints, time_ms: int) -> None:
+        """The snapshot's mode, its not-applicable zeros and its rates, into the book."""
+        book = self._book
+        book.set_mode(account, result.mode)
+        book.values_not_applicable += result.values_not_applicable
+        book.values_mode_unknown += result.values_mode_unknown
+        if result.not_applicable:
+            book.facts(account).not_applicable.update(result.not_applicable)
+        if book.unit.looking:
+            for field_, ratio in result.rates:
+                book.unit.rest_rate(account, field_, ratio, time_ms)
 
     def _failed(
         self, account: int, status: SnapshotStatus, reason: str, wait: float | None = None

@@ -44,8 +44,10 @@ from collector.gate.models import SubAccount
 from collector.gate.signing import ApiCredentials
 from collector.keys import KeyPolicy, KeyProvisioner, KeyStore
 from collector.keys.lifecycle import GRACE_BACKOFF, REPLACE_BACKOFF, KeyLifecycle, KeyState
+from collector.points.book import AccountBook
 from collector.points.lineproto import Bundle
 from collector.points.totals import SessionState, TotalsTracker
+from collector.points.units import Evidence, RateUnit
 from collector.session.session import AccountSession, SessionStats, SessionTiming
 from collector.supervisor import account_state as status
 from collector.supervisor import placement
@@ -76,6 +78,24 @@ __all__ = [
 CONNECT_CONCURRENCY: Final = 64
 
 
+def announce_rate_unit(evidence: Evidence, outcome: str) -> None:
+    """Log, once, what the unit of the WebSocket's rates rests on (RateUnit's announce)."""
+    if outcome == "mismatch":
+        log.error(
+            "ws_rate_unit_mismatch",
+            **evidence.as_dict(),
+            hint="gate.ws_rate_unit contradicts what Gate sends: set it to the unit shown "
+            'or to "auto"; pushed rates are written with the configured unit until then',
+        )
+    else:
+        log.info("ws_rate_unit", outcome=outcome, **evidence.as_dict())
+
+
+def new_book(settings: Settings) -> AccountBook:
+    """The process's account book, with the configured unit of pushed rates."""
+    return AccountBook(RateUnit(settings.gate.ws_rate_unit, announce_rate_unit))
+
+
 class StartupError(Exception):
     """The collector cannot start: the broker API refused or could not be reached."""
 
@@ -102,8 +122,11 @@ class Supervisor:
         snapshot_client: SnapshotClient | None = None,
         wall_clock: Callable[[], float] = time.time,
         totals: TotalsTracker | None = None,
+        book: AccountBook | None = None,
     ) -> None:
         self._settings = settings
+        # Modes, the unit of pushed rates, push times: shared by sessions and snapshots.
+        self.book = book if book is not None else new_book(settings)
         self._broker = broker
         self._store = store
         self._notifier = notifier or Notifier({})
@@ -131,6 +154,7 @@ class Supervisor:
                 wall_clock=self._gate_clock,
                 rng=self._rng,
                 observe=totals.observe if totals is not None else None,
+                book=self.book,
             )
         self._keys = KeyLifecycle(
             broker, store, self._provisioner, self._rng, self.stats, gone=self._gone
@@ -152,6 +176,7 @@ class Supervisor:
             timing=timing or SessionTiming(ping_interval=settings.gate.ping_interval),
             totals=totals,
             timers=self._timers,
+            book=self.book,
         )
         self._table = SlotTable(
             lambda: self._settings.gate,
@@ -268,9 +293,12 @@ class Supervisor:
 
     def stats_fields(self) -> dict[str, float | int]:
         """The session share of ``collector_stats``."""
-        return supervisor_view.stats_fields(
-            self._slots, self.stats, self._store.write_errors, self._snapshots, self._by_state()
-        )
+        return {
+            **supervisor_view.stats_fields(
+                self._slots, self.stats, self._store.write_errors, self._snapshots, self._by_state()
+            ),
+            **self.book.stats(),
+        }
 
     def _by_state(self) -> dict[str, int]:
         return supervisor_view.state_counts(self._slots, self.stats, self._snapshots)
@@ -309,4 +337,10 @@ class Supervisor:
     def account_rows(self) -> list[dict[str, object]]:
         """One row per owned account for ``/status``: its state and its session counters."""
         now = trio.current_time()
-        return supervisor_view.account_rows(self.account_states(), self._slots, self.stats, now)
+        return supervisor_view.account_rows(
+            self.account_states(), self._slots, self.stats, now, self.book
+        )
+
+    def gate_facts(self) -> dict[str, object]:
+        """For ``/status``: the unit of pushed rates and what it rests on."""
+        return {"ws_rate_unit": self.book.unit.describe()}

@@ -12,6 +12,7 @@ from typing import Final
 
 from collector.gate.models import label
 from collector.points import schema
+from collector.points.book import AccountBook
 from collector.points.totals import SessionState
 from collector.supervisor import account_state as status
 from collector.supervisor.slot import Slot, SupervisorStats
@@ -191,17 +192,20 @@ def account_rows(
     slots: Mapping[int, Slot],
     stats: SupervisorStats,
     now: float,
+    book: AccountBook | None = None,
 ) -> list[dict[str, object]]:
     """One row per owned account for ``/status``: its state and its session counters."""
     rows = [
-        _account_row(state, slots.get(state.account), now)
+        _account_row(state, slots.get(state.account), now, book)
         for state in sorted(states, key=lambda s: s.account)
     ]
     rows += [{"account": a, "state": "over_capacity"} for a in sorted(stats.over_capacity)]
     return rows
 
 
-def _account_row(state: status.AccountState, slot: Slot | None, now: float) -> dict[str, object]:
+def _account_row(
+    state: status.AccountState, slot: Slot | None, now: float, book: AccountBook | None = None
+) -> dict[str, object]:
     """What ``/status`` shows of one account; add new per-account state here."""
     row: dict[str, object] = {
         "account": state.account,
@@ -214,6 +218,11 @@ def _account_row(state: status.AccountState, slot: Slot | None, now: float) -> d
         "last_data_age": _rounded(state.last_data_age),
         "last_snapshot_age": _rounded(state.last_snapshot_age),
     }
+    facts = book.known(state.account) if book is not None else None
+    # Gate's account mode (from snapshots; None until one said it) and the fields Gate
+    # sent as 0 that do not apply in it (not written; counted in values_not_applicable).
+    row["mode"] = facts.mode if facts is not None else None
+    row["not_applicable"] = sorted(facts.not_applicable) if facts is not None else []
     if slot is not None:
         stats = slot.stats
         row.update(

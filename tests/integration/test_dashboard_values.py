@@ -1,11 +1,13 @@
 """Every dashboard panel and alert rule gives the right VALUES on known histories.
 
-A real InfluxDB holds 24 h of a broker with four accounts, as the collector
+A real InfluxDB holds 24 h of a broker with five accounts, as the collector
 writes it (the raw points and, every 30 s, what the real TotalsTracker makes of
 them): quiet-a last changed 6 h ago (equity 5.0 M, liabilities 4.0 M,
 maintenance margin rate 104.5 %), busy-b updates every minute with no margin in
 use (9999.99), gone-c stopped 40 min ago and its session is broken, over-d has
-no session (over capacity). Two collector instances write collector_stats; one
+no session (over capacity), single-e is in single-currency margin mode (no
+account-level rate: Gate's 0 there is not written; USDT's rate, 130 %, is its
+effective one) and updates every minute. Two collector instances write collector_stats; one
 went silent 20 min ago. Queries run as Grafana sends them, over 1 h and 24 h.
 """
 
@@ -21,7 +23,8 @@ import pytest
 
 from collector.devtools import grafana
 from collector.devtools.grafana import alerts
-from collector.points import schema
+from collector.points import modes, schema
+from collector.points.book import AccountBook
 from collector.points.lineproto import Point, encode
 from collector.points.totals import SessionState, TotalsTracker
 from tests.helpers import (
@@ -41,8 +44,9 @@ TICK_S = 30  # the stats interval of the seeded collector
 MIN_S, HOUR_S = 60, 3600
 DAY_S = 24 * HOUR_S
 RANGES = [HOUR_S, DAY_S]
-QUIET, BUSY, GONE, OVER = "1001", "1002", "1003", "1004"
-LABELS = {QUIET: "quiet-a", BUSY: "busy-b", GONE: "gone-c", OVER: "over-d"}
+QUIET, BUSY, GONE, OVER, SINGLE = "1001", "1002", "1003", "1004", "1005"
+LABELS = {QUIET: "quiet-a", BUSY: "busy-b", GONE: "gone-c", OVER: "over-d", SINGLE: "single-e"}
+SINGLE_RATE = 1.3
 
 
 @dataclass
@@ -62,24 +66,33 @@ def account_events(now_ms: int) -> list[Point]:
 
     def assets(account: str, at_ms: int, equity: float, liab: float, mmr: float) -> None:
         tags = ((schema.TAG_ACCOUNT, account), (schema.TAG_ACCOUNT_LABEL, LABELS[account]))
-        fields = {
-            schema.EQUITY: equity,
-            schema.LIABILITIES: liab,
-            schema.TOTAL: equity + liab,
-            schema.AVAILABLE_MARGIN: equity - liab,
-            schema.MAINTENANCE_MARGIN_RATE: mmr,
-            schema.INITIAL_MARGIN_RATE: mmr + 0.1,
-        }
-        events.append(Point(schema.ASSETS, tags, fields, at_ms))
         detail = (*tags, (schema.TAG_CURRENCY, "USDT"))
-        fields = {schema.DETAIL_EQUITY: equity, schema.DETAIL_LIABILITIES: liab}
-        events.append(Point(schema.ASSET_DETAIL, detail, fields, at_ms))
+        if account == SINGLE:  # only what applies in single-currency mode is written
+            fields = {schema.EQUITY: equity, schema.TOTAL: equity}
+            usdt = {
+                schema.DETAIL_EQUITY: equity,
+                schema.DETAIL_MAINTENANCE_MARGIN_RATE: mmr,
+                schema.DETAIL_INITIAL_MARGIN_RATE: mmr / 2,
+            }
+        else:
+            fields = {
+                schema.EQUITY: equity,
+                schema.LIABILITIES: liab,
+                schema.TOTAL: equity + liab,
+                schema.AVAILABLE_MARGIN: equity - liab,
+                schema.MAINTENANCE_MARGIN_RATE: mmr,
+                schema.INITIAL_MARGIN_RATE: mmr + 0.1,
+            }
+            usdt = {schema.DETAIL_EQUITY: equity, schema.DETAIL_LIABILITIES: liab}
+        events.append(Point(schema.ASSETS, tags, fields, at_ms))
+        events.append(Point(schema.ASSET_DETAIL, detail, usdt, at_ms))
 
     assets(QUIET, now_ms - 20 * HOUR_S * 1000, 4_000_000.0, 3_000_000.0, 1.2)
     assets(QUIET, now_ms - 6 * HOUR_S * 1000, 5_000_000.0, 4_000_000.0, 1.045)
     for minute in range(DAY_S // MIN_S):
         at = start + minute * MIN_S * 1000 + 7_000
         assets(BUSY, at, 100_000.0, 10.0 + minute % 3, schema.NO_MARGIN_RATE)
+        assets(SINGLE, at, 300_000.0, 0.0, SINGLE_RATE)
         if at < now_ms - 40 * MIN_S * 1000:
             assets(GONE, at, 200_000.0 - (minute % 2), 1_000.0, 2.5)
     return sorted(events, key=lambda p: p.time_ms)
@@ -91,6 +104,7 @@ def sessions() -> dict[str, SessionState]:
         BUSY: SessionState(LABELS[BUSY], schema.SESSION_CONNECTED, 1.0),
         GONE: SessionState(LABELS[GONE], schema.SESSION_DISCONNECTED),
         OVER: SessionState(OVER, schema.SESSION_OVER_CAPACITY),
+        SINGLE: SessionState(LABELS[SINGLE], schema.SESSION_CONNECTED, 1.0),
     }
 
 
@@ -121,7 +135,11 @@ def seeded(influxdb: InfluxServer) -> Iterator[Seeded]:
     now_ms = (int(time.time()) // TICK_S) * TICK_S * 1000 + 15_000
     influxdb.create_database(DB)
     events = account_events(now_ms)
-    tracker = TotalsTracker("alive", "0/2")
+    book = AccountBook()  # the modes the accounts' snapshots said
+    for account in (QUIET, BUSY, GONE):
+        book.set_mode(int(account), modes.MULTI_CURRENCY)
+    book.set_mode(int(SINGLE), modes.SINGLE_CURRENCY)
+    tracker = TotalsTracker("alive", "0/2", book)
     ticks = list(range(now_ms - DAY_S * 1000 + TICK_S * 1000, now_ms + 1, TICK_S * 1000))
     written: list[Point] = list(events) + collector_stats(now_ms)
     pending = iter(events)
@@ -180,7 +198,7 @@ def stat_value(seeded: Seeded, title: str, range_s: int, **values: str) -> float
 def test_total_equity_is_the_sum_of_every_accounts_last_equity(
     seeded: Seeded, range_s: int
 ) -> None:
-    expected = 5_000_000.0 + 100_000.0 + seeded.equity_steps[GONE][-1][1]
+    expected = 5_000_000.0 + 100_000.0 + seeded.equity_steps[GONE][-1][1] + 300_000.0
     assert expected == last_equities(seeded, seeded.now_ms)
     assert stat_value(seeded, "Total equity", range_s) == expected
 
@@ -193,20 +211,25 @@ def test_total_liabilities_include_the_quiet_account(seeded: Seeded, range_s: in
 
 @pytest.mark.parametrize("range_s", RANGES)
 def test_every_account_with_data_is_counted(seeded: Seeded, range_s: int) -> None:
-    assert stat_value(seeded, "Accounts with data", range_s) == 3
+    assert stat_value(seeded, "Accounts with data", range_s) == 4
 
 
 @pytest.mark.parametrize("range_s", RANGES)
-def test_liquidation_ranking_puts_the_lowest_rate_first_and_no_margin_last(
+def test_liquidation_ranking_puts_the_lowest_effective_rate_first_and_no_margin_last(
     seeded: Seeded, range_s: int
 ) -> None:
     table = panel(BROKER, "Closest to liquidation")
     rows = sort_like_grafana(
         table_rows(ask(seeded, table["targets"][0]["query"], range_s)), table["options"]
     )
-    assert [r[schema.TAG_ACCOUNT] for r in rows] == [QUIET, GONE, BUSY]
+    assert [r[schema.TAG_ACCOUNT] for r in rows] == [QUIET, SINGLE, GONE, BUSY]
     assert rows[0]["maintenance margin rate"] == 1.045
     assert rows[0]["initial margin rate"] == pytest.approx(1.145)
+    assert rows[1]["maintenance margin rate"] == SINGLE_RATE  # USDT's: never Gate's 0
+    assert rows[1]["initial margin rate"] == SINGLE_RATE / 2
+    assert [r["mode"] for r in rows] == ["multi_currency", "single_currency"] + 2 * [
+        "multi_currency"
+    ]
     assert rows[-1]["maintenance margin rate"] == schema.NO_MARGIN_RATE
     assert stat_value(seeded, "Lowest maintenance margin rate", range_s) == 1.045
 
@@ -220,8 +243,11 @@ def test_liquidation_thresholds_are_gates_levels() -> None:
     levels = {s["value"]: s["color"] for s in props["thresholds"]["steps"]}
     assert levels[None] == "red" and levels[1.0] == "orange" and levels[1.1] == "yellow"
     (mapping,) = props["mappings"]
-    assert mapping["options"]["from"] == schema.NO_MARGIN_RATE
-    assert mapping["options"]["result"]["text"] == "no margin in use"
+    # exactly Gate's 9999.99, not a range: REST rates above it are real (16499.13...)
+    assert mapping["type"] == "value"
+    assert mapping["options"] == {
+        "9999.99": {"text": "no margin in use", "color": "green", "index": 0}
+    }
 
 
 @pytest.mark.parametrize("range_s", RANGES)
@@ -256,7 +282,7 @@ def test_totals_over_time_follow_the_known_step_function(seeded: Seeded, range_s
         assert value == last_equities(seeded, last_tick), bucket
     if range_s == DAY_S:  # before quiet-a, then 4.0 M, then 5.0 M: all three steps seen
         levels = {round(v / 1e6, 1) for _, v in sampled}
-        assert levels == {0.3, 4.3, 5.3}
+        assert levels == {0.6, 4.6, 5.6}  # single-e's 0.3 M in each
 
 
 @pytest.mark.parametrize("range_s", RANGES)
@@ -280,8 +306,11 @@ def fired(seeded: Seeded, uid: str) -> dict[str, float]:
     return firing(series, rule.op, rule.threshold)
 
 
-def test_margin_alert_fires_for_the_account_below_150_percent_only(seeded: Seeded) -> None:
-    assert list(fired(seeded, "gate-margin-low")) == [f"account={QUIET},account_label=quiet-a"]
+def test_margin_alert_fires_for_the_accounts_below_150_percent_only(seeded: Seeded) -> None:
+    assert fired(seeded, "gate-margin-low") == {
+        f"account={QUIET},account_label=quiet-a": 1.045,
+        f"account={SINGLE},account_label=single-e": SINGLE_RATE,
+    }
 
 
 def test_stale_and_broken_alerts(seeded: Seeded) -> None:

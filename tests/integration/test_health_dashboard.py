@@ -11,7 +11,7 @@ import pytest
 
 from collector.devtools import grafana
 from collector.devtools.grafana import alerts
-from tests.grafana_eval import expand, panel, run_query
+from tests.helpers import expand, panel, run_query
 from tests.servers import InfluxServer
 
 DB = "health_panel"

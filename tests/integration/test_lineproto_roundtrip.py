@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from collector.gate.protocol import ASSET_DETAIL, ASSETS, Update
 from collector.points import schema
+from collector.points.book import AccountBook
 from collector.points.lineproto import (
     FieldValue,
     FloatText,
@@ -184,6 +185,9 @@ def reference_points(account: int, label: str, update: Update) -> list[Point]:
     ``number_field``): what the direct lines must equal, text for text."""
     out: list[Point] = []
     account_tags = ((schema.TAG_ACCOUNT, str(account)), (schema.TAG_ACCOUNT_LABEL, label))
+    # what the account's facts leave of the values (modes, units: tested in test_book.py)
+    facts = AccountBook().facts(account)
+    stamp = update.time_ms or 0
     for result in update.results:
         common: dict[str, FieldValue] = {}
         for name, raw in (
@@ -195,13 +199,14 @@ def reference_points(account: int, label: str, update: Update) -> list[Point]:
         parts: list[tuple[str, tuple[tuple[str, str], ...], dict[str, Any], dict[str, str]]]
         if update.channel == ASSETS:
             values = {k: v for k, v in result.items() if k not in schema.ASSETS_SKIP}
+            values = facts.assets(values, stamp)
             parts = [(schema.ASSETS, account_tags, values, schema.ASSETS_FIELDS)]
         else:
             parts = [
                 (
                     schema.ASSET_DETAIL,
                     (*account_tags, (schema.TAG_CURRENCY, c)),
-                    v,
+                    facts.detail(c, v, stamp),
                     schema.DETAIL_FIELDS,
                 )
                 for c, v in result["dts"].items()

@@ -10,12 +10,18 @@ from hypothesis import strategies as st
 
 from collector.gate.protocol import ASSET_DETAIL, ASSETS, Update
 from collector.gate.sequence import Gap, Sequence, SequenceTracker
-from collector.points import schema
+from collector.points import modes, schema
 from collector.points.lineproto import FloatText, encode
 from collector.points.normalize import Normalizer
 from tests.helpers import points_of
 
 ACCOUNT = 100001
+
+
+def known_mode(normalizer: Normalizer, mode: str = modes.MULTI_CURRENCY) -> Normalizer:
+    """A normalizer of an account whose snapshot said its mode (so a 0 means 0)."""
+    normalizer.facts.mode = mode
+    return normalizer
 
 
 def update(
@@ -35,7 +41,7 @@ def detail(u: int, **dts: dict[str, Any]) -> Update:
 
 
 def test_seed_assets_update_becomes_one_point_with_long_names() -> None:
-    result = Normalizer(ACCOUNT, "desk-a").normalize(
+    result = known_mode(Normalizer(ACCOUNT, "desk-a")).normalize(
         update(
             ASSETS,
             {
@@ -73,7 +79,7 @@ def test_seed_assets_update_becomes_one_point_with_long_names() -> None:
 
 
 def test_seed_asset_detail_becomes_a_point_per_currency() -> None:
-    result = Normalizer(ACCOUNT, "desk-a").normalize(
+    result = known_mode(Normalizer(ACCOUNT, "desk-a")).normalize(
         detail(
             11027732,
             BTC={
@@ -389,7 +395,7 @@ def test_the_shared_set_of_all_accounts_may_include_this_one() -> None:
 def test_a_value_with_a_comma_drops_that_field_only(odd: str) -> None:
     # Joined with commas for the fast check, "1,5" used to pass as two numbers and
     # the line "available=1,5,freeze=2" was refused by InfluxDB with everything in it.
-    result = Normalizer(ACCOUNT, "x").normalize(
+    result = known_mode(Normalizer(ACCOUNT, "x")).normalize(
         detail(5, USDT={"a": odd, "f": "2", "e": "3.25", "tl": "0", "b": "3.25"})
     )
     (point,) = points_of(result)

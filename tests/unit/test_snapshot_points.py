@@ -1,68 +1,150 @@
-"""GET /unified/accounts bodies -> points, pure, with Gate's documented body."""
+"""GET /unified/accounts bodies -> points, pure, with bodies built by Gate's SDK models.
+
+The bodies are ``gate_api.UnifiedAccount`` / ``UnifiedBalance`` in every mode
+(tests/gate_bodies.py), with the zeros the SDK says Gate sends where a field does
+not apply: those are not written, and said; the rates are ratios.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-import orjson
 import pytest
 
-from collector.points import schema
-from collector.points.snapshot import snapshot_points, snapshot_time_ms
+from collector.points import modes, schema
+from collector.points.lineproto import Point
+from collector.points.snapshot import SnapshotPoints, snapshot_points
+from tests import gate_bodies
 
 ACCOUNT = 10001
-# Verbatim from gate-vectors.md (abridged from Gate's documentation).
-DOC_BODY = (
-    b'{"user_id":10001,"refresh_time":1716796364,"locked":false,"balances":{"BTC":'
-    b'{"available":"0.5","freeze":"0","borrowed":"0","negative_liab":"0","futures_pos_liab":"0",'
-    b'"equity":"0.5","total_freeze":"0","total_liab":"0","spot_in_use":"0","funding":"0",'
-    b'"cross_balance":"0","iso_balance":"0","im":"0","mm":"0","imr":"0","mmr":"0",'
-    b'"margin_balance":"0.5","available_margin":"0.5"}},"total":"100016.1","borrowed":"0",'
-    b'"total_initial_margin":"0","total_margin_balance":"100016.1",'
-    b'"total_maintenance_margin":"0","total_initial_margin_rate":"9999.99",'
-    b'"total_maintenance_margin_rate":"9999.99","total_available_margin":"100016.1",'
-    b'"unified_account_total":"100016.1","unified_account_total_liab":"0",'
-    b'"unified_account_total_equity":"100016.1","leverage":"3","spot_order_loss":"0",'
-    b'"spot_hedge":false}'
-)
+TAKEN = 1_700_000_000_123
 
 
-def body() -> dict[str, Any]:
-    parsed: dict[str, Any] = orjson.loads(DOC_BODY)
-    return parsed
+def body(mode: str = modes.MULTI_CURRENCY, **kwargs: Any) -> dict[str, Any]:
+    return gate_bodies.body(mode, user_id=ACCOUNT, **kwargs)
 
 
-def test_the_documented_body_becomes_assets_and_one_point_per_currency() -> None:
-    result = snapshot_points(ACCOUNT, "sub", body(), taken_ms=1)
-    assets, btc = result.points
+def parse(raw: dict[str, Any]) -> tuple[SnapshotPoints, Point, dict[str, Point]]:
+    result = snapshot_points(ACCOUNT, "sub", raw, TAKEN)
+    assets = result.points[0]
     assert assets.measurement == schema.ASSETS
+    detail = {dict(p.tags)[schema.TAG_CURRENCY]: p for p in result.points[1:]}
+    return result, assets, detail
+
+
+def test_a_multi_currency_body_becomes_assets_and_one_point_per_currency() -> None:
+    result, assets, detail = parse(body())
     assert dict(assets.tags) == {"account": "10001", "account_label": "sub"}
-    assert assets.time_ms == 1716796364000  # refresh_time, not when taken
-    # the WebSocket's r R b e l T a under the same long names
+    assert result.mode == modes.MULTI_CURRENCY and result.user_id == ACCOUNT
+    # the WebSocket's r R b e l T a under the same long names, all applying here
     for long_name in schema.ASSETS_FIELDS.values():
         assert long_name in assets.fields
-    assert assets.fields[schema.MAINTENANCE_MARGIN_RATE] == "9999.99"
+    rate = float(assets.fields[schema.MAINTENANCE_MARGIN_RATE])
+    assert rate == pytest.approx(100016.1 / 6.0618)  # a plain ratio, far above 9999.99
     assert assets.fields["total"] == "100016.1"  # REST-only, own name
     assert assets.fields["leverage"] == "3"
-    assert assets.fields[schema.FIELD_REFRESH_TIME] == 1716796364
     assert "locked" not in assets.fields and "spot_hedge" not in assets.fields
-    assert btc.measurement == schema.ASSET_DETAIL
-    assert dict(btc.tags)["currency"] == "BTC"
-    assert btc.fields["available"] == "0.5"
-    assert btc.fields["equity"] == "0.5"
-    # the REST short names of the margin figures are the push's long names
-    assert btc.fields["initial_margin"] == "0"
-    assert btc.fields["maintenance_margin_rate"] == "0"
-    assert "im" not in btc.fields
-    assert btc.fields["margin_balance"] == "0.5"
-    assert result.invalid_fields == 0
-    assert result.user_id == ACCOUNT
+    assert set(detail) == {"BTC", "USDT"}
+    btc = detail["BTC"]
+    assert btc.fields["available"] == "0.5" and btc.fields["equity"] == "0.5"
+    assert btc.fields[schema.DETAIL_LIABILITIES] == "0.1"
+    # the USDT-single-currency figures do not apply: Gate's zeros are not written
+    for name in ("initial_margin", "maintenance_margin_rate", "margin_balance", "im", "mmr"):
+        assert name not in btc.fields
+    assert result.not_applicable == {
+        "initial_margin",
+        "maintenance_margin",
+        "initial_margin_rate",
+        "maintenance_margin_rate",
+        "margin_balance",
+        "available_margin",
+        "spot_in_use",
+        "options_order_loss",
+    }
+    assert result.values_mode_unknown == 0 and result.invalid_fields == 0
 
 
-def test_push_and_snapshot_share_names_for_what_both_carry() -> None:
-    (_, btc) = snapshot_points(ACCOUNT, "sub", body(), taken_ms=1).points
-    push_names = set(schema.DETAIL_FIELDS.values())
-    assert {"available", "freeze", "equity", "total_liab"} <= set(btc.fields) & push_names
+def test_the_points_are_stamped_when_read_and_refresh_time_is_only_a_field() -> None:
+    _, assets, detail = parse(body())
+    assert {assets.time_ms} | {p.time_ms for p in detail.values()} == {TAKEN}
+    assert assets.fields[schema.FIELD_REFRESH_TIME] == gate_bodies.REFRESH_TIME
+    assert detail["USDT"].fields[schema.FIELD_REFRESH_TIME] == gate_bodies.REFRESH_TIME
+
+
+def test_a_single_currency_body_keeps_usdts_rates_and_drops_the_account_level_zeros() -> None:
+    result, assets, detail = parse(body(modes.SINGLE_CURRENCY, usdt_mm="2500"))
+    assert result.mode == modes.SINGLE_CURRENCY
+    for name in (
+        schema.MAINTENANCE_MARGIN_RATE,
+        schema.INITIAL_MARGIN_RATE,
+        schema.MARGIN_BALANCE,
+        schema.AVAILABLE_MARGIN,
+        schema.LIABILITIES,
+        "borrowed",
+        "total_maintenance_margin",
+        "leverage",
+    ):
+        assert name not in assets.fields, name  # Gate's 0: "not in this mode"
+        assert name in result.not_applicable
+    assert assets.fields[schema.EQUITY] == "100016.1"  # applies in every mode
+    usdt = detail["USDT"]
+    assert float(usdt.fields[schema.DETAIL_MAINTENANCE_MARGIN_RATE]) == pytest.approx(
+        5000.12345678 / 2500
+    )
+    assert usdt.fields["maintenance_margin"] == "2500"
+    assert usdt.fields["margin_balance"] == "5000.12345678"
+    assert schema.DETAIL_LIABILITIES not in usdt.fields  # "0 in single-currency mode"
+    assert "maintenance_margin_rate" not in detail["BTC"].fields  # only USDT has it
+    assert dict(result.rates) == {
+        ("USDT", schema.DETAIL_MAINTENANCE_MARGIN_RATE): pytest.approx(2.00004938),
+        ("USDT", schema.DETAIL_INITIAL_MARGIN_RATE): pytest.approx(1.00002469),
+    }
+
+
+def test_a_portfolio_body_drops_cross_balance_and_keeps_the_account_rates() -> None:
+    result, assets, detail = parse(body(modes.PORTFOLIO))
+    assert schema.MAINTENANCE_MARGIN_RATE in assets.fields
+    assert assets.fields["options_order_loss"] == "0"  # applies in portfolio mode only
+    assert "cross_balance" not in detail["BTC"].fields
+    assert "spot_in_use" in detail["BTC"].fields
+    assert "cross_balance" in result.not_applicable
+
+
+def test_no_margin_in_use_is_gates_no_margin_value_whatever_the_body_says() -> None:
+    for rate in ("0", "9999.99", gate_bodies.GATE_EXAMPLE_RATE):
+        raw = body(margin="0")
+        raw["total_maintenance_margin_rate"] = rate
+        _, assets, _ = parse(raw)
+        assert assets.fields[schema.MAINTENANCE_MARGIN_RATE] == schema.NO_MARGIN_RATE
+    single = body(modes.SINGLE_CURRENCY, usdt_mm="0")  # USDT: im = mm = imr = mmr = 0
+    _, _, detail = parse(single)
+    assert detail["USDT"].fields[schema.DETAIL_MAINTENANCE_MARGIN_RATE] == schema.NO_MARGIN_RATE
+
+
+def test_gates_own_rate_is_written_as_sent_not_capped() -> None:
+    raw = body()
+    raw["total_maintenance_margin_rate"] = gate_bodies.GATE_EXAMPLE_RATE
+    result, assets, _ = parse(raw)
+    assert assets.fields[schema.MAINTENANCE_MARGIN_RATE] == gate_bodies.GATE_EXAMPLE_RATE
+    assert (("", schema.MAINTENANCE_MARGIN_RATE), 16499.1356783634) in result.rates
+
+
+def test_without_a_mode_a_zero_that_depends_on_it_is_unknown_never_zero() -> None:
+    raw = body(modes.SINGLE_CURRENCY)
+    del raw["mode"]
+    result, assets, _ = parse(raw)
+    assert result.mode is None
+    assert schema.MAINTENANCE_MARGIN_RATE not in assets.fields
+    assert result.values_mode_unknown > 0 and result.values_not_applicable > 0  # BTC's im...
+    assert assets.fields[schema.EQUITY] == "100016.1"
+
+
+def test_version_counters_are_not_written() -> None:
+    _, _, detail = parse(body())
+    for point in detail.values():
+        assert "funding_version" not in point.fields
+        assert "balance_version" not in point.fields
+        assert "enabled_collateral" not in point.fields
 
 
 def test_numbers_may_come_as_json_numbers_and_ids_as_strings() -> None:
@@ -71,18 +153,17 @@ def test_numbers_may_come_as_json_numbers_and_ids_as_strings() -> None:
     drifted["refresh_time"] = "1716796364"
     drifted["unified_account_total_equity"] = 100016.1
     drifted["balances"]["BTC"]["available"] = 0.5
-    result = snapshot_points(ACCOUNT, "sub", drifted, taken_ms=1)
-    assets, btc = result.points
+    result, assets, detail = parse(drifted)
     assert assets.fields[schema.EQUITY] == 100016.1
-    assert btc.fields["available"] == 0.5
-    assert assets.time_ms == 1716796364000 and result.user_id == ACCOUNT
+    assert detail["BTC"].fields["available"] == 0.5
+    assert assets.fields[schema.FIELD_REFRESH_TIME] == 1716796364 and result.user_id == ACCOUNT
 
 
-def test_without_refresh_time_the_time_taken_stamps_the_points() -> None:
+def test_without_refresh_time_there_is_no_refresh_time_field() -> None:
     stripped = body()
     del stripped["refresh_time"]
-    result = snapshot_points(ACCOUNT, "sub", stripped, taken_ms=1_700_000_000_123)
-    assert {p.time_ms for p in result.points} == {1_700_000_000_123}
+    result = snapshot_points(ACCOUNT, "sub", stripped, TAKEN)
+    assert {p.time_ms for p in result.points} == {TAKEN}
     assert all(schema.FIELD_REFRESH_TIME not in p.fields for p in result.points)
 
 
@@ -91,21 +172,20 @@ def test_a_bad_known_value_drops_that_field_only() -> None:
     bad["total_margin_balance"] = "1,5"
     bad["balances"]["BTC"]["freeze"] = None
     bad["balances"]["ETH"] = "not an object"
-    result = snapshot_points(ACCOUNT, "sub", bad, taken_ms=1)
-    assets, btc = result.points
+    result, assets, detail = parse(bad)
     assert schema.MARGIN_BALANCE not in assets.fields
     assert assets.fields[schema.TOTAL] == "100016.1"
-    assert "freeze" not in btc.fields and btc.fields["available"] == "0.5"
+    assert "freeze" not in detail["BTC"].fields and detail["BTC"].fields["available"] == "0.5"
     assert result.invalid_fields == 3
 
 
 def test_unknown_numbers_are_kept_and_unknown_words_ignored() -> None:
     extra = body()
-    extra["options_order_loss"] = "1.25"
+    extra["new_loss"] = "1.25"
     extra["margin_mode"] = "multi_currency"
-    (assets, _) = snapshot_points(ACCOUNT, "sub", extra, taken_ms=1).points
-    assert assets.fields["options_order_loss"] == "1.25"
-    assert "margin_mode" not in assets.fields
+    _, assets, _ = parse(extra)
+    assert assets.fields["new_loss"] == "1.25"
+    assert "margin_mode" not in assets.fields and "mode" not in assets.fields
 
 
 # -- Snapshot rules found by mutation testing (tests/MUTATION.md): drifting ids and times ----------
@@ -136,27 +216,12 @@ def test_the_user_id_is_an_int_whatever_its_json_type(user_id: Any, expected: in
 
 
 @pytest.mark.parametrize(
-    ("refresh", "expected"),
-    [
-        (1716796364, 1716796364000),  # seconds
-        (1716796364.0, 1716796364000),
-        ("1716796364", 1716796364000),
-        (1716796364123, 1716796364123),  # already milliseconds
-        (100_000_000_000, 100_000_000_000),  # the threshold itself is milliseconds
-        (99_999_999_999, 99_999_999_999_000),
-        (1, 1000),
-        (0, TAKEN),  # not a time: when it was taken
-        (-5, TAKEN),
-        ("-5", TAKEN),
-        ("soon", TAKEN),
-        (None, TAKEN),
-    ],
+    "refresh", [1716796364, 1716796364.0, "1716796364", 1716796364123, 0, -5, "soon", None]
 )
-def test_the_refresh_time_in_seconds_or_milliseconds(refresh: Any, expected: int) -> None:
-    assert snapshot_time_ms({"refresh_time": refresh}, TAKEN) == expected
+def test_the_refresh_time_never_stamps_the_points(refresh: Any) -> None:
     drifted = body()
     drifted["refresh_time"] = refresh
-    assert {p.time_ms for p in snapshot_points(ACCOUNT, "sub", drifted, TAKEN).points} == {expected}
+    assert {p.time_ms for p in snapshot_points(ACCOUNT, "sub", drifted, TAKEN).points} == {TAKEN}
 
 
 def test_a_currency_that_is_not_an_object_does_not_stop_the_others() -> None:

@@ -66,7 +66,9 @@ def rules(margin_alert_rate: float = schema.MARGIN_ALERT_RATE) -> list[Rule]:
         Rule(
             "gate-margin-low",
             f"Maintenance margin rate below {margin_alert_rate:.0%}",
-            _per_account(schema.MAINTENANCE_MARGIN_RATE),
+            # the rate that applies in the account's mode (schema.EFFECTIVE_...): never a 0
+            # Gate reports because the account-level rate does not apply (single-currency)
+            _per_account(schema.EFFECTIVE_MAINTENANCE_MARGIN_RATE),
             "lt",
             margin_alert_rate,
             "{{ $labels.account_label }} ({{ $labels.account }}): maintenance margin rate "

@@ -110,17 +110,19 @@ def account_detail() -> Board:
     board.add(
         "stat",
         "Maintenance margin rate",
-        last_state(schema.MAINTENANCE_MARGIN_RATE),
+        last_state(schema.EFFECTIVE_MAINTENANCE_MARGIN_RATE),
         width=6,
         height=4,
         unit=RATE,
         options=stat(),
         defaults=rate,
+        description="The rate that applies in the account's mode: the account's own in "
+        "multi-currency and portfolio mode, USDT's in single-currency mode.",
     )
     board.add(
         "stat",
         "Initial margin rate",
-        last_state(schema.INITIAL_MARGIN_RATE),
+        last_state(schema.EFFECTIVE_INITIAL_MARGIN_RATE),
         width=6,
         height=4,
         unit=RATE,
@@ -158,8 +160,8 @@ def account_detail() -> Board:
         "Margin rates",
         over_time(
             {
-                schema.INITIAL_MARGIN_RATE: "initial margin rate",
-                schema.MAINTENANCE_MARGIN_RATE: "maintenance margin rate",
+                schema.EFFECTIVE_INITIAL_MARGIN_RATE: "initial margin rate",
+                schema.EFFECTIVE_MAINTENANCE_MARGIN_RATE: "maintenance margin rate",
             }
         ),
         width=12,

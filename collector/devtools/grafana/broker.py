@@ -34,6 +34,7 @@ from collector.points import schema
 STALE_OPTIONS: Final = {"5 min": "300", "15 min": "900", "1 h": "3600", "6 h": "21600"}
 MMR: Final = "maintenance margin rate"
 IMR: Final = "initial margin rate"
+MODE: Final = "mode"
 SINCE_UPDATE: Final = "seconds since update"
 TOTALS: Final = {
     schema.EQUITY: "equity",
@@ -86,9 +87,13 @@ def count_accounts(field_name: str, condition: str) -> str:
 
 
 def lowest_margin_rate() -> str:
-    """The lowest maintenance margin rate of any account: the broker's nearest liquidation."""
+    """The lowest maintenance margin rate of any account: the broker's nearest liquidation.
+
+    Each account's effective rate (the one that applies in its mode), so a
+    single-currency account's account-level 0 is never the minimum.
+    """
     return (
-        f'SELECT min("v") FROM (SELECT last({q(schema.MAINTENANCE_MARGIN_RATE)}) AS "v" '
+        f'SELECT min("v") FROM (SELECT last({q(schema.EFFECTIVE_MAINTENANCE_MARGIN_RATE)}) AS "v" '
         f"FROM {q(schema.ACCOUNT_STATE)} WHERE $timeFilter GROUP BY {q(schema.TAG_ACCOUNT)})"
     )
 
@@ -168,7 +173,7 @@ def broker_overview() -> Board:
     board.add(
         "table",
         "All accounts",
-        [target(per_account({**TOTALS, schema.MAINTENANCE_MARGIN_RATE: MMR}), True)],
+        [target(per_account({**TOTALS, schema.EFFECTIVE_MAINTENANCE_MARGIN_RATE: MMR}), True)],
         width=24,
         height=12,
         unit=MONEY,
@@ -236,8 +241,9 @@ def _totals_row(board: Board) -> None:
 
 def _liquidation_table(board: Board) -> None:
     fields = {
-        schema.MAINTENANCE_MARGIN_RATE: MMR,
-        schema.INITIAL_MARGIN_RATE: IMR,
+        schema.EFFECTIVE_MAINTENANCE_MARGIN_RATE: MMR,
+        schema.EFFECTIVE_INITIAL_MARGIN_RATE: IMR,
+        schema.STATE_MODE: MODE,
         schema.EQUITY: "equity",
         schema.LIABILITIES: "liabilities",
     }
@@ -252,7 +258,9 @@ def _liquidation_table(board: Board) -> None:
         options=table(MMR, desc=False),
         transformations=HIDE_TIME,
         description="Gate: the higher the rate the safer; liquidation at 100 % or below, "
-        "forced repayment near 110 %. 9999.99 = no margin in use (last).",
+        "forced repayment near 110 %. The rate that applies in the account's mode: the "
+        "account's in multi-currency and portfolio mode, USDT's in single-currency mode. "
+        "Exactly 9999.99 = no margin in use; REST rates above it are real ratios.",
         overrides=[
             account_link(),
             column(
@@ -262,6 +270,7 @@ def _liquidation_table(board: Board) -> None:
                 custom={"cellOptions": colour_cells()},
             ),
             column(IMR, **rate, mappings=[no_margin_mapping()]),
+            column(MODE, unit="none"),
         ],
     )
 

@@ -61,13 +61,20 @@ def margin_thresholds() -> dict[str, Any]:
 
 
 def no_margin_mapping() -> dict[str, Any]:
-    """Gate's 9999.99 means no margin in use: say so, in the safe colour."""
+    """Gate's 9999.99 means no margin in use: say so, in the safe colour.
+
+    That value exactly (the collector stores it so in either unit of pushed rates,
+    and for any rate whose margin is 0), not every rate above it: REST rates are
+    plain ratios and not capped (Gate's example: 16499.1356783634).
+    """
     return {
-        "type": "range",
+        "type": "value",
         "options": {
-            "from": schema.NO_MARGIN_RATE,
-            "to": None,
-            "result": {"text": "no margin in use", "color": "green", "index": 0},
+            f"{schema.NO_MARGIN_RATE:g}": {
+                "text": "no margin in use",
+                "color": "green",
+                "index": 0,
+            }
         },
     }
 

@@ -11,9 +11,18 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from collector.gate.signing import ApiCredentials
+
+
+def _rate(balance: float, margin: float) -> str:
+    """balance / margin as Gate's REST writes a rate (a plain ratio, full precision).
+
+    With no margin in use Gate's REST rate is not documented: this look-alike
+    sends "0" (the hard case: the collector must not read it as liquidation).
+    """
+    return "0" if margin == 0 else f"{balance / margin:.10f}"
 
 
 @dataclass
@@ -33,9 +42,29 @@ class WsFault:
     seconds: float = 0.0
 
 
+# Gate's account modes (``UnifiedAccount.mode``); classic is not unified.
+MULTI_CURRENCY: Final = "multi_currency"
+PORTFOLIO: Final = "portfolio"
+SINGLE_CURRENCY: Final = "single_currency"
+CLASSIC: Final = "classic"
+_CROSS: Final = frozenset({MULTI_CURRENCY, PORTFOLIO})
+
+
+def _text(value: float, places: int = 8) -> str:
+    return f"{value:.{places}f}"
+
+
 @dataclass
 class SimSubAccount:
-    """A sub-account as Gate stores it, and how its WebSocket pushes behave."""
+    """A sub-account as Gate stores it, and how its WebSocket pushes behave.
+
+    Its numbers are consistent, as Gate's are: a maintenance margin rate is the
+    margin balance over the maintenance margin, a plain ratio (``margin_ratio``),
+    and every field that does not apply in the account's ``mode`` is 0, as the
+    field descriptions of Gate's SDK say (``UnifiedAccount`` / ``UnifiedBalance``):
+    the account-level margin figures apply in multi-currency and portfolio mode,
+    USDT's ``im mm imr mmr margin_balance available_margin`` in single-currency mode.
+    """
 
     gate_id: int
     id: str
@@ -50,6 +79,8 @@ class SimSubAccount:
     # The account's data: ``version`` counts its changes; values derive from it.
     version: int = 0
     changed_at: float | None = None  # trio time of the last change
+    # Gate's clock time of the last change (or of the account's creation).
+    changed_wall: float = field(default_factory=time.time)
     # Seconds between changes; None: the simulator's ``change_interval``; 0: never.
     change_interval: float | None = None
     unified: bool = True  # False: /unified/accounts refuses, as for a classic account
@@ -59,23 +90,86 @@ class SimSubAccount:
     refuse: dict[str, int] = field(default_factory=dict)
     # channel -> the text of its refusal, instead of the code's usual one.
     refuse_text: dict[str, str] = field(default_factory=dict)
+    # Gate's account mode: multi_currency, portfolio, single_currency, classic.
+    mode: str = MULTI_CURRENCY
+    # The maintenance margin rate that matters (account-level in multi-currency and
+    # portfolio mode, USDT's in single-currency mode), a ratio; None: 20..108, moving
+    # a little with each change. no_margin: no margin in use (every margin 0).
+    margin_ratio: float | None = None
+    no_margin: bool = False
 
-    def change(self, now: float) -> None:
+    def change(self, now: float, wall: float | None = None) -> None:
         """The account's balances move (a trade, a transfer): pushes follow."""
         self.version += 1
         self.changed_at = now
+        self.changed_wall = time.time() if wall is None else wall
+
+    @property
+    def is_unified(self) -> bool:
+        """Whether /unified/accounts answers for the account."""
+        return self.unified and self.mode != CLASSIC
+
+    @property
+    def cross(self) -> bool:
+        """Multi-currency or portfolio margin mode: the account-level figures apply."""
+        return self.mode in _CROSS
+
+    def ratio(self) -> float | None:
+        """The true maintenance margin ratio; None with no margin in use."""
+        if self.no_margin:
+            return None
+        if self.margin_ratio is not None:
+            return self.margin_ratio
+        return 20 + self.gate_id % 89 + (self.version % 5) * 0.01 + 0.001234
+
+    def _money(self) -> tuple[float, float]:
+        """(equity, liabilities) of the account."""
+        n, scale = self.version, 1 + (self.gate_id % 97) / 10
+        return 617985.29 * scale + n + 0.00271828, 12939.74 * scale + n + 0.00141421
+
+    def _margins(self, balance: float) -> tuple[float, float]:
+        """(maintenance, initial) margin of ``balance``: balance / margin = the ratio."""
+        ratio = self.ratio()
+        if ratio is None:
+            return 0.0, 0.0
+        return balance / ratio, 2 * balance / ratio
 
     def assets(self) -> dict[str, str]:
-        """The account totals at full precision, under the REST (long) names."""
-        n, scale, risk = self.version, 1 + (self.gate_id % 97) / 10, self.gate_id % 89
+        """The totals the WebSocket also pushes, at full precision, under the REST names."""
+        equity, liab = self._money()
+        mm, im = self._margins(equity)
+        zero = "0"
+        cross = self.cross
         return {
-            "total_initial_margin_rate": f"{18 + risk / 2 + (n % 7) * 0.01 + 0.004321:.6f}",
-            "total_maintenance_margin_rate": f"{20 + risk + (n % 5) * 0.01 + 0.001234:.6f}",
-            "total_margin_balance": f"{-1005719.51 * scale + n + 0.00314159:.8f}",
-            "unified_account_total_equity": f"{617985.29 * scale + n + 0.00271828:.8f}",
-            "unified_account_total_liab": f"{1293939.74 * scale + n + 0.00141421:.8f}",
-            "unified_account_total": f"{675222.27 * scale + n + 0.00173205:.8f}",
-            "total_available_margin": f"{-1432719.62 * scale + n + 0.00223606:.8f}",
+            "total_initial_margin_rate": _rate(equity, im) if cross else zero,
+            "total_maintenance_margin_rate": _rate(equity, mm) if cross else zero,
+            "total_margin_balance": _text(equity) if cross else zero,
+            "unified_account_total_equity": _text(equity),
+            "unified_account_total_liab": _text(liab) if cross else zero,
+            "unified_account_total": _text(equity + liab),
+            "total_available_margin": _text(equity - im) if cross else zero,
+        }
+
+    def rest_assets(self) -> dict[str, Any]:
+        """Every account-level field of Gate's SDK ``UnifiedAccount`` but the balances."""
+        equity, liab = self._money()
+        mm, im = self._margins(equity)
+        cross = self.cross
+        return {
+            "mode": self.mode,
+            "user_id": self.gate_id,
+            "locked": False,
+            **self.assets(),
+            "total": _text(equity + liab),
+            "borrowed": _text(liab) if cross else "0",
+            "total_initial_margin": _text(im) if cross else "0",
+            "total_maintenance_margin": _text(mm) if cross else "0",
+            "leverage": "3" if cross else "0",
+            "spot_order_loss": "0",
+            "options_order_loss": "0",
+            "spot_hedge": False,
+            "use_funding": False,
+            "is_all_collateral": True,
         }
 
     def balance(self, index: int) -> dict[str, str]:
@@ -87,6 +181,43 @@ class SimSubAccount:
             "freeze": f"{n % 3:.8f}",
             "equity": f"{base + n % 3:.8f}",
             "total_liab": "0",
+        }
+
+    def margin_figures(self, currency: str) -> dict[str, str]:
+        """USDT's single-currency margin figures (0 for any other currency or mode)."""
+        figures = dict.fromkeys(
+            ("im", "mm", "imr", "mmr", "margin_balance", "available_margin"), "0"
+        )
+        if self.mode == SINGLE_CURRENCY and currency == "USDT":
+            balance = float(self.balance(self.currencies.index(currency))["equity"])
+            mm, im = self._margins(balance)
+            figures.update(
+                im=_text(im),
+                mm=_text(mm),
+                imr=_rate(balance, im),
+                mmr=_rate(balance, mm),
+                margin_balance=_text(balance),
+                available_margin=_text(balance - im),
+            )
+        return figures
+
+    def rest_balance(self, index: int, currency: str) -> dict[str, Any]:
+        """Every field of Gate's SDK ``UnifiedBalance`` for one currency."""
+        core = self.balance(index)
+        return {
+            **core,
+            "borrowed": "0",
+            "negative_liab": "0",
+            "futures_pos_liab": "0",
+            "total_freeze": core["freeze"],
+            "spot_in_use": "0",
+            "funding": "0",
+            "funding_version": str(self.version),
+            "cross_balance": "0" if self.mode == PORTFOLIO else core["available"],
+            "iso_balance": "0",
+            **self.margin_figures(currency),
+            "enabled_collateral": True,
+            "balance_version": float(self.version),
         }
 
     def as_json(self) -> dict[str, Any]:
@@ -185,6 +316,11 @@ class BrokerState:
     sequence: dict[tuple[int, str], int] = field(default_factory=dict)
     pushed: Counter[tuple[int, str]] = field(default_factory=Counter)
     last_pushed: dict[tuple[int, str, str], dict[str, Any]] = field(default_factory=dict)
+    # Tests: every push as (account, channel, the frame's time_ms, its values by currency).
+    push_log: list[tuple[int, str, int, dict[str, dict[str, str]]]] | None = None
+    # False: frames carry only ``time`` and ``t`` in seconds, as the seed's assets
+    # example (a push is then stamped at a whole second).
+    push_time_ms: bool = True
     skipped: Counter[tuple[int, str]] = field(default_factory=Counter)
     ws_connections: int = 0
     # Subscriptions being pushed to, per account (0, 1 or 2 channels).
@@ -224,6 +360,12 @@ class BrokerState:
     ws_refused_over_cap: int = 0
     # 429 answers carry a reset of "now" (Gate's value outside a limit), not the window's end.
     rate_reset_now: bool = False
+    # The unit of the WebSocket's margin rates: "ratio" (as REST: the seed's "refer to
+    # the http interface") or "percent" (Gate's newer document: "(unit: %)").
+    ws_rate_unit: str = "ratio"
+    # What /unified/accounts puts in refresh_time (undefined by Gate): "now" (when it
+    # is read) or "last_change" (when the account last changed: hours ago when quiet).
+    refresh_time: str = "now"
 
     def now(self) -> float:
         """Gate's idea of the current time."""
@@ -238,6 +380,7 @@ class BrokerState:
             id=name or f"sub-{gate_id}",
             name=name or f"sub-{gate_id}",
             status="enabled" if enabled else "disabled",
+            changed_wall=self.now(),
         )
         self.accounts[gate_id] = account
         return account

@@ -6,10 +6,12 @@ with ``time`` within 60 s. Acks, pongs, updates and errors have Gate's shapes.
 Like Gate, a subscribe delivers nothing by itself and each subscribed (account,
 channel) is pushed to only when the account changed (every ``change_interval``,
 or when a test calls ``account.change``); pushers look every
-``state.push_interval``. Values go out truncated to 2 decimals (the REST
-snapshot has full precision). ``u`` is the account's user id, or counts up per
-channel (``u_mode="counter"``). Subscribes can be refused (``account.refuse``:
-channel -> code 1/2/3, ``result.status: "fail"``; ``account.refuse_text`` the text).
+``state.push_interval``. ``unified.assets`` values go out truncated to 2
+decimals, ``unified.asset_detail`` values at full precision (as Gate's examples
+show them), margin rates as ratios or in percent (``state.ws_rate_unit``).
+``u`` is the account's user id, or counts up per channel (``u_mode="counter"``).
+Subscribes can be refused (``account.refuse``: channel -> code 1/2/3,
+``result.status: "fail"``; ``account.refuse_text`` the text).
 Auth refusals carry Gate's JSON label, in code 4 or (``state.ws_auth_shape =
 "ws_auth"``) inside Gate's code-2 ws_auth text; a key lacking one of
 ``state.required_perms`` is refused with FORBIDDEN. Over

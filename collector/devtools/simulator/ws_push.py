@@ -93,7 +93,7 @@ class Pusher:
         if account.changed_at is None:
             account.changed_at = now - interval  # the first look sees a change
         if now >= account.changed_at + interval:
-            account.change(now)
+            account.change(now, self.link.state.now())
 
     async def _push(self, time_ms: int) -> bool:
         """Send one update; it counts as pushed only once it went out."""
@@ -107,7 +107,9 @@ class Pusher:
             result: dict[str, Any] = {"u": u, "t": t, **values[""]}
         else:
             result = {"u": u, "t": t, "dts": values}
-        frame = {"time": t, "time_ms": time_ms, "channel": channel, "event": "update"}
+        frame: dict[str, Any] = {"time": t, "channel": channel, "event": "update"}
+        if state.push_time_ms:
+            frame["time_ms"] = time_ms
         if not await self.link.send({**frame, "result": result}):
             return False
         if not identity:
@@ -115,15 +117,20 @@ class Pusher:
         state.pushed[key] += 1
         for currency, sent in values.items():
             state.last_pushed[(account.gate_id, channel, currency)] = sent
+        if state.push_log is not None:
+            state.push_log.append((account.gate_id, channel, time_ms, values))
         return True
 
     def _values(self) -> dict[str, dict[str, str]]:
         """The update's values by currency (``""`` for ``unified.assets``)."""
         account = self.account
+        unit = self.link.state.ws_rate_unit
         if self.channel == ASSETS:
-            return {"": ws_assets(account)}
+            return {"": ws_assets(account, unit)}
         wanted = account.currencies if self.payload == ["!all"] else self.payload
-        return {c: ws_detail(account, i) for i, c in enumerate(account.currencies) if c in wanted}
+        return {
+            c: ws_detail(account, i, unit) for i, c in enumerate(account.currencies) if c in wanted
+        }
 
     async def _burst(self) -> None:
         """Send ``state.burst`` pre-encoded updates back to back (benchmarks)."""

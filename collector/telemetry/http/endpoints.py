@@ -87,6 +87,8 @@ class Observed:
     stall_seconds: float = 300.0
     sink: Callable[[], SinkStats] | None = None  # the live sink's delivery health
     stale_after: float = 900.0  # an active account without data this long is stale
+    # Facts about Gate the collector decided at run time (the unit of pushed rates).
+    gate_facts: Callable[[], Mapping[str, object]] | None = None
     progress: Progress = field(init=False)
     rates: dict[str, float] = field(default_factory=dict)
     # The server answering (its refused/evicted counts), once serve_endpoint runs.
@@ -174,6 +176,7 @@ class Observed:
             "rates": self.rates,
             "keys": dict(self.keys()),
             "delivery": self._delivery(),
+            "gate": dict(self.gate_facts()) if self.gate_facts is not None else {},
             "accounts": accounts,
         }
         return Response(200, orjson.dumps(document), "application/json")
