@@ -19,6 +19,7 @@ import pytest
 import trio
 
 from collector.app.commands import write_credentials
+from collector.config import Settings
 from collector.devtools.simulator import Simulator
 from collector.gate.signing import ApiCredentials
 from collector.keys import generate_master_key
@@ -125,3 +126,11 @@ async def test_wrong_broker_credentials_leak_nothing(tmp_path: Path, gate: Simul
     assert "Traceback" not in output
     assert "signature" in output.lower() or "refused" in output.lower(), output
     assert hits(output, [WRONG_SECRET, URL_PASSWORD, TOKEN, INFLUX_PASSWORD]) == []
+
+
+def test_settings_repr_masks_a_urls_password() -> None:
+    settings = Settings.model_validate({"influx": {"url": f"http://w:{URL_PASSWORD}@db:8086"}})
+    assert settings.influx.url == f"http://w:{URL_PASSWORD}@db:8086"  # used as given
+    shown = [repr(settings), str(settings), repr(settings.influx), str(settings.influx)]
+    assert [hits(text, [URL_PASSWORD]) for text in shown] == [[], [], [], []]
+    assert "http://***@db:8086" in repr(settings.influx)
