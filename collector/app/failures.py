@@ -16,6 +16,7 @@ from collector.app.statelock import StateDirBusy
 from collector.config import ConfigError
 from collector.gate.errors import GateError
 from collector.keys import KeyStoreError
+from collector.logging import redact_url
 from collector.supervisor import StartupError
 
 EXIT_REMOTE: Final = 1  # Gate or InfluxDB unreachable or refusing
@@ -37,8 +38,8 @@ def exit_code_for(exc: BaseException) -> tuple[int, str] | None:
         return EXIT_INTERRUPTED, ""
     for leaf in found:
         verdict = _one(leaf)
-        if verdict is not None:
-            return verdict
+        if verdict is not None:  # a URL's user:password@ never reaches a terminal
+            return verdict[0], redact_url(verdict[1])
     return None
 
 
