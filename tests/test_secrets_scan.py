@@ -23,6 +23,7 @@ from collector.config import Settings
 from collector.devtools.simulator import Simulator
 from collector.gate.signing import ApiCredentials
 from collector.keys import generate_master_key
+from collector.logging import redact_url
 from tests.helpers_robust import wait_until
 from tests.servers import free_port
 
@@ -134,3 +135,17 @@ def test_settings_repr_masks_a_urls_password() -> None:
     shown = [repr(settings), str(settings), repr(settings.influx), str(settings.influx)]
     assert [hits(text, [URL_PASSWORD]) for text in shown] == [[], [], [], []]
     assert "http://***@db:8086" in repr(settings.influx)
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("http://user:pw@host:8086/write", "http://***@host:8086/write"),
+        ("error at https://:tok@h/x and ws://a:b@c", "error at https://***@h/x and ws://***@c"),
+        ("http://host:8086/write?db=gate", "http://host:8086/write?db=gate"),
+        ("http://host/path@not-userinfo", "http://host/path@not-userinfo"),
+        ("mail admin@example.com", "mail admin@example.com"),
+    ],
+)
+def test_redact_url_masks_userinfo_and_nothing_else(text: str, shown: str) -> None:
+    assert redact_url(text) == shown
