@@ -1,4 +1,4 @@
-"""Real time-series servers for the tests: Debian's InfluxDB 1.x and VictoriaMetrics.
+"""Real servers for the tests: Debian's InfluxDB 1.x and VictoriaMetrics; and a hanging one.
 
 Each runs from a temporary directory on free loopback ports; ``make test``
 installs the packages when missing. No mock stands in for them.
@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import socket
 import subprocess
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +67,59 @@ def victoria_metrics(root: Path, *flags: str) -> Iterator[VictoriaMetrics]:
     """A running VictoriaMetrics (with more command-line ``flags``), stopped on exit."""
     root.mkdir(parents=True, exist_ok=True)
     server = VictoriaMetrics(root, free_port(), flags=flags)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class HangingServer:
+    """A loopback TCP server that accepts every connection, reads what comes and never
+    answers: an InfluxDB (or a proxy in front of it) that holds every write."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.2)
+        self._held: list[socket.socket] = []
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self.accepted = 0
+
+    @property
+    def url(self) -> str:
+        """Its base URL."""
+        return f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+
+    def _accept(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            conn.setblocking(False)  # its bytes are left in the kernel's buffer
+            self._held.append(conn)
+            self.accepted += 1
+
+    def start(self) -> None:
+        """Accept in a thread."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Close every held connection and the listener."""
+        self._stopped.set()
+        self._thread.join(timeout=5)
+        for conn in self._held:
+            conn.close()
+        self._listener.close()
+
+
+@contextlib.contextmanager
+def hanging_server() -> Iterator[HangingServer]:
+    """A :class:`HangingServer` for the length of the block."""
+    server = HangingServer()
     server.start()
     try:
         yield server

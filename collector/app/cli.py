@@ -309,8 +309,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if verdict is None:
             raise
         code, message = verdict
-        if message:  # a URL's user:password@ never reaches a terminal or journald
-            print(f"{PROG}: {logging.redact_url(message)}", file=sys.stderr)
+        if message:
+            print(f"{PROG}: {message}", file=sys.stderr)
         return code
 
 

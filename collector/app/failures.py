@@ -13,6 +13,7 @@ from typing import Final
 import trio
 
 from collector.app.statelock import StateDirBusy
+from collector.base.logging import redact_url
 from collector.config import ConfigError
 from collector.gate.errors import GateError
 from collector.keys import KeyStoreError
@@ -37,8 +38,8 @@ def exit_code_for(exc: BaseException) -> tuple[int, str] | None:
         return EXIT_INTERRUPTED, ""
     for leaf in found:
         verdict = _one(leaf)
-        if verdict is not None:
-            return verdict
+        if verdict is not None:  # a URL's user:password@ never reaches a terminal
+            return verdict[0], redact_url(verdict[1])
     return None
 
 

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import ipaddress
 import math
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Final, Literal
+from typing import Annotated, Any, Final, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from collector.base.logging import redact_url
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -71,6 +74,11 @@ def _with_host(value: str, schemes: tuple[str, ...], hint: str) -> str:
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # repr() and str() mask a URL's user:password@ like the logs do.
+        for name, value in super().__repr_args__():
+            yield name, redact_url(value) if isinstance(value, str) else value
 
 
 class GateSettings(_Section):

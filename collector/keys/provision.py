@@ -33,7 +33,13 @@ from collector.config import AccountsSettings
 from collector.gate.broker import BrokerClient
 from collector.gate.errors import GateAPIError, GateError, NotFoundError
 from collector.gate.models import CreatedApiKey, KeyPermission, SubAccount
-from collector.keys.store import KeyStore, KeyStoreWriteError, StoredKey, write_failure
+from collector.keys.store import (
+    KeyStore,
+    KeyStoreError,
+    KeyStoreWriteError,
+    StoredKey,
+    write_failure,
+)
 
 log = get_logger(__name__)
 
@@ -66,15 +72,34 @@ def refused_permission(error: GateAPIError, requested: list[str]) -> str | None:
 
 
 def instance_id(state_dir: Path) -> str:
-    """This installation's id (8 hex digits), made once and kept in ``state_dir``."""
+    """This installation's id (8 hex digits), made once and kept in ``state_dir``.
+
+    A damaged file is a :class:`KeyStoreError` (exit 2) naming it, not a new id made
+    in silence: the id names this installation's keys on Gate, and keys under an id
+    that was replaced would never be found again.
+    """
     path = state_dir / INSTANCE_FILE
-    with contextlib.suppress(FileNotFoundError):
-        text = path.read_text().strip()
+    try:
+        text = path.read_bytes().decode("utf-8").strip()
+    except FileNotFoundError:
+        text = None
+    except UnicodeDecodeError:
+        raise KeyStoreError(_damaged(path, "not UTF-8 text")) from None
+    if text is not None:
         if len(text) == 8 and all(c in "0123456789abcdef" for c in text):
             return text
+        raise KeyStoreError(_damaged(path, f"{text[:20]!r} is not 8 hex digits"))
     new = secrets.token_hex(4)
     save_instance_id(state_dir, new)
     return new
+
+
+def _damaged(path: Path, why: str) -> str:
+    return (
+        f"{path} is damaged ({why}): it holds this installation's id, which names its keys "
+        "on Gate; restore it, or delete it to start with a new id (keys named with the old "
+        "one are then yours to delete on Gate)"
+    )
 
 
 def save_instance_id(state_dir: Path, instance: str) -> None:

@@ -30,8 +30,8 @@ from collector.devtools.simulator import Simulator
 from collector.devtools.simulator.ws_push import Pusher
 from collector.gate.protocol import ASSETS
 from collector.keys import generate_master_key
-from tests.helpers_robust import HangingServer, hanging_server, wait_until
-from tests.servers import InfluxServer, free_port
+from tests.helpers import wait_until
+from tests.servers import HangingServer, InfluxServer, free_port, hanging_server
 
 ACCOUNTS = 10
 KILLS = 6
@@ -106,13 +106,14 @@ class Runs:
     master_key: str = field(default_factory=generate_master_key)
     running: list[trio.Process] = field(default_factory=list)
 
-    def configure(self, influx_url: str, database: str) -> Path:
+    def configure(self, influx_url: str, database: str, timeout: float = 10.0) -> Path:
         config = self.tmp / "collector.toml"
         config.write_text(
             f'[gate]\nrest_url = "{self.sim.rest_url}"\nws_url = "{self.sim.ws_url}"\n'
             f'[state]\ndir = "{self.tmp}/state"\n'
             f'[influx]\nurl = "{influx_url}"\ndatabase = "{database}"\n'
             f"flush_interval = {FLUSH}\nflush_jitter = 0.0\nspool_after = {SPOOL_AFTER}\n"
+            f"timeout = {timeout}\n"
         )
         return config
 
@@ -161,7 +162,9 @@ async def kill_runs(
     runs: Runs, gate: Simulator, pushes: Pushes, url: str, rng: random.Random
 ) -> list[float]:
     """KILLS runs against ``url``, each SIGKILLed at a random moment; the kills' wall times."""
-    config = runs.configure(url, "bound")
+    # An hour of influx.timeout: neither the start (CREATE DATABASE) nor the bound may
+    # wait for it, or the sessions would not open within the wait below.
+    config = runs.configure(url, "bound", timeout=3600)
     kills = []
     for run in range(KILLS):
         pushes.run = run

@@ -19,10 +19,12 @@ import pytest
 import trio
 
 from collector.app.commands import write_credentials
+from collector.base.logging import redact_url
+from collector.config import Settings
 from collector.devtools.simulator import Simulator
 from collector.gate.signing import ApiCredentials
 from collector.keys import generate_master_key
-from tests.helpers_robust import wait_until
+from tests.helpers import wait_until
 from tests.servers import free_port
 
 URL_PASSWORD = "Url-Pa55word-7f3a"
@@ -125,3 +127,25 @@ async def test_wrong_broker_credentials_leak_nothing(tmp_path: Path, gate: Simul
     assert "Traceback" not in output
     assert "signature" in output.lower() or "refused" in output.lower(), output
     assert hits(output, [WRONG_SECRET, URL_PASSWORD, TOKEN, INFLUX_PASSWORD]) == []
+
+
+def test_settings_repr_masks_a_urls_password() -> None:
+    settings = Settings.model_validate({"influx": {"url": f"http://w:{URL_PASSWORD}@db:8086"}})
+    assert settings.influx.url == f"http://w:{URL_PASSWORD}@db:8086"  # used as given
+    shown = [repr(settings), str(settings), repr(settings.influx), str(settings.influx)]
+    assert [hits(text, [URL_PASSWORD]) for text in shown] == [[], [], [], []]
+    assert "http://***@db:8086" in repr(settings.influx)
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("http://user:pw@host:8086/write", "http://***@host:8086/write"),
+        ("error at https://:tok@h/x and ws://a:b@c", "error at https://***@h/x and ws://***@c"),
+        ("http://host:8086/write?db=gate", "http://host:8086/write?db=gate"),
+        ("http://host/path@not-userinfo", "http://host/path@not-userinfo"),
+        ("mail admin@example.com", "mail admin@example.com"),
+    ],
+)
+def test_redact_url_masks_userinfo_and_nothing_else(text: str, shown: str) -> None:
+    assert redact_url(text) == shown

@@ -30,7 +30,7 @@ from collector.sink.request import write_request
 from collector.sink.spool import REASON_CORRUPT, REASON_DISK, Spool
 from collector.sink.writer import Sink
 from tests.helpers import detail_points, scalar, settings_for, wait_until
-from tests.servers import InfluxServer, free_port
+from tests.servers import InfluxServer, free_port, hanging_server
 from tests.sink_worker import STREAM_BASE_MS, STREAM_FLUSH, STREAM_SERIES, first_report
 
 ROOT = Path(__file__).parents[2]
@@ -72,11 +72,11 @@ KILLS = 20
 SLACK = 0.25
 
 
-def kill_at_random(spool_dir: Path, run: str, wait: float) -> list[tuple[int, float]]:
-    """Start a streaming worker (InfluxDB down), SIGKILL it after ``wait`` s; its reports."""
-    dead_port = free_port()
+def kill_at_random(spool_dir: Path, run: str, wait: float, url: str) -> list[tuple[int, float]]:
+    """Start a streaming worker (InfluxDB at ``url`` down or hanging), SIGKILL it after
+    ``wait`` s; its reports."""
     worker = subprocess.Popen(
-        [sys.executable, "-m", "tests.sink_worker", f"http://127.0.0.1:{dead_port}",
+        [sys.executable, "-m", "tests.sink_worker", url,
          str(spool_dir), "stream", run, str(SPOOL_AFTER)],
         stdout=subprocess.PIPE,
         cwd=ROOT,
@@ -96,23 +96,26 @@ def kill_at_random(spool_dir: Path, run: str, wait: float) -> list[tuple[int, fl
     return [(u, at) for u, at in reports if at < killed_at - SPOOL_AFTER - STREAM_FLUSH - SLACK]
 
 
+@pytest.mark.parametrize("outage", ["down", "hanging"])
 async def test_kill_9_during_an_outage_loses_nothing_older_than_spool_after(
-    tmp_path: Path, influxdb: InfluxServer, http: httpx.AsyncClient
+    tmp_path: Path, influxdb: InfluxServer, http: httpx.AsyncClient, outage: str
 ) -> None:
     rng = random.Random(20261121)
     spool_dir = tmp_path / "spool"
     must_have: dict[str, int] = {}
-    for kill in range(KILLS):
-        old_enough = await trio.to_thread.run_sync(
-            kill_at_random, spool_dir, f"r{kill}", rng.uniform(0.4, 1.4)
-        )
-        if old_enough:
-            must_have[f"r{kill}"] = max(u for u, _ in old_enough)
+    with hanging_server() as hanging:  # accepts every write and never answers
+        url = hanging.url if outage == "hanging" else f"http://127.0.0.1:{free_port()}"
+        for kill in range(KILLS):
+            old_enough = await trio.to_thread.run_sync(
+                kill_at_random, spool_dir, f"r{kill}", rng.uniform(0.4, 1.4), url
+            )
+            if old_enough:
+                must_have[f"r{kill}"] = max(u for u, _ in old_enough)
     assert len(must_have) >= KILLS // 2, "the kills came too early to prove anything"
 
-    influxdb.create_database("crash")
+    influxdb.create_database(f"crash_{outage}")
     spool = Spool(spool_dir, max_bytes=10**9)  # a restart: what the 20 killed ones left
-    sink = Sink(http, settings_for(influxdb.url, "crash"), spool, backoff=FAST)
+    sink = Sink(http, settings_for(influxdb.url, f"crash_{outage}"), spool, backoff=FAST)
     await run_sink_until(sink, [], lambda: len(spool) == 0)
     assert sink.stats.points_dropped == 0
     for run, last in must_have.items():
@@ -121,7 +124,7 @@ async def test_kill_9_during_an_outage_loses_nothing_older_than_spool_after(
                 influxdb,
                 f"SELECT count(u) FROM stream WHERE run='{run}' AND \"series\"='{series}' "
                 f"AND time <= {(STREAM_BASE_MS + last) * 1_000_000}",
-                "crash",
+                f"crash_{outage}",
             )
             assert count == last + 1, (run, series, last)
 

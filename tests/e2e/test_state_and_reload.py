@@ -22,7 +22,7 @@ from collector.keys import KeyStore, generate_master_key
 from collector.points.lineproto import Point
 from collector.sink.writer import Sink
 from collector.supervisor.supervisor import Supervisor
-from tests.helpers_robust import wait_until
+from tests.helpers import wait_until
 from tests.servers import InfluxServer, free_port
 
 

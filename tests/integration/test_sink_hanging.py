@@ -20,8 +20,8 @@ from collector.config import InfluxSettings
 from collector.points.lineproto import Point
 from collector.sink.spool import Spool
 from collector.sink.writer import Sink
-from tests.helpers_robust import hanging_server, scalar, wait_until
-from tests.servers import InfluxServer
+from tests.helpers import scalar, wait_until
+from tests.servers import InfluxServer, hanging_server
 
 POINTS = 600
 
@@ -69,7 +69,7 @@ async def test_a_write_answered_database_not_found_creates_it_and_is_sent_again(
             async with send:
                 for bundle in bundles(POINTS):
                     await send.send(bundle)
-                await wait_until(lambda: sink.stats.points_written == POINTS, deadline=60)
+                await wait_until(lambda: sink.stats.points_written == POINTS, seconds=60)
     assert scalar(influxdb, 'SELECT count("i") FROM "hang"', database) == POINTS
     assert sink.stats.databases_created == 1
     assert [e["event"] for e in logs].count("influx_database_created") == 1

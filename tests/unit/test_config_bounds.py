@@ -231,3 +231,24 @@ def test_a_source_address_not_of_this_host_is_exit_2(tmp_path: Path) -> None:
             "(Cannot assign requested address); list only this host's IPs (ip -br addr)"
         ],
     )
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [(b"\xff\xfe garbage", "not UTF-8 text"), (b"not-an-id\n", "'not-an-id' is not 8 hex digits")],
+)
+def test_a_damaged_instance_id_is_exit_2_naming_the_file(
+    tmp_path: Path, content: bytes, why: str
+) -> None:
+    config = config_file(tmp_path)
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "instance-id").write_bytes(content)
+    code, lines = start(tmp_path, config)
+    assert (code, lines) == (
+        2,
+        [
+            f"gate-collector: {tmp_path}/state/instance-id is damaged ({why}): it holds this "
+            "installation's id, which names its keys on Gate; restore it, or delete it to start "
+            "with a new id (keys named with the old one are then yours to delete on Gate)"
+        ],
+    )

@@ -102,6 +102,8 @@ class Server:
             await self._serve_one(stream)
         except (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError):
             pass
+        except Exception as exc:  # a failure answering one client never ends the endpoint
+            log.error("http_request_crashed", error=repr(exc)[:300])
         finally:
             await stream.aclose()
             self._report()
