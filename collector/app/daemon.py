@@ -27,9 +27,11 @@ from collector.app.reload import Reloader
 from collector.app.statelock import hold_state_dir
 from collector.app.summary import SUMMARY_INTERVAL, Summary
 from collector.base.logging import get_logger
+from collector.base.systemd import Notifier
 from collector.config import ConfigError, Settings, broker_credentials, http_client
 from collector.gate.broker import BrokerClient
 from collector.keys import KeyStore
+from collector.keys.store import fernet_of
 from collector.points.lineproto import Bundle
 from collector.points.totals import SessionState, TotalsTracker
 from collector.session.session import SessionTiming
@@ -39,7 +41,6 @@ from collector.sink.spool import Spool
 from collector.sink.writer import Sink
 from collector.supervisor.snapshots import SnapshotClient
 from collector.supervisor.supervisor import StartupError, Supervisor, new_book
-from collector.telemetry.health import Notifier
 from collector.telemetry.http import Observed, open_listeners, serve_endpoint
 from collector.telemetry.stats import report_stats
 from collector.telemetry.totals import final_totals, run_totals
@@ -88,6 +89,8 @@ async def run_daemon(
     StateDirBusy when another collector runs on ``state.dir``.
 
     Returns the signal that stopped it (None: ``stop``), once everything is flushed."""
+    master = settings.state.master_key
+    fernet_of(master.get_secret_value() if master else None)  # bad: refused, nothing created
     with hold_state_dir(settings.state.path):
         return await _run(
             settings,

@@ -46,6 +46,9 @@ DOWNSAMPLED: Final[dict[str, tuple[str, ...]]] = {
         schema.STATE_SESSION,
         schema.STATE_SECONDS_SINCE_UPDATE,
         schema.STATE_SECONDS_SINCE_FRAME,
+        schema.STATE_MODE,  # a string: last() carries it
+        schema.EFFECTIVE_MAINTENANCE_MARGIN_RATE,
+        schema.EFFECTIVE_INITIAL_MARGIN_RATE,
         *schema.ACCOUNT_STATE_VALUES,
     ),
     schema.ASSETS: tuple(

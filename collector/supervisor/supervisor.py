@@ -22,7 +22,7 @@ Rooms: per-account work runs in :mod:`collector.supervisor.runner` (the session 
 upkeep, rotation) and :mod:`collector.keys.lifecycle` (create, grace, replace,
 retire); which accounts have a slot, and on which address, is
 :mod:`collector.supervisor.table`; systemd's start-time and watchdog loops are
-:mod:`collector.telemetry.heartbeat`; what is shown is assembled in
+:mod:`collector.base.heartbeat`; what is shown is assembled in
 :mod:`collector.supervisor.view`.
 """
 
@@ -35,7 +35,9 @@ from typing import Final
 
 import trio
 
+from collector.base import heartbeat
 from collector.base.logging import get_logger
+from collector.base.systemd import Notifier
 from collector.base.timers import Timers
 from collector.config import AccountsSettings, Settings
 from collector.gate.broker import BrokerClient
@@ -57,8 +59,6 @@ from collector.supervisor.runner import CRASH_BACKOFF, UPKEEP_INTERVAL, SlotRunn
 from collector.supervisor.slot import SupervisorStats
 from collector.supervisor.snapshots import SnapshotClient, SnapshotScheduler
 from collector.supervisor.table import SlotTable
-from collector.telemetry import heartbeat
-from collector.telemetry.health import Notifier
 
 log = get_logger(__name__)
 

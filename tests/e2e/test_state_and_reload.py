@@ -14,14 +14,11 @@ import trio
 
 from collector.app.commands import write_credentials
 from collector.app.statelock import StateDirBusy, hold_state_dir
-from collector.config import InfluxSettings, Settings
-from collector.devtools.simulator import Simulator
-from collector.gate.broker import BrokerClient
+from collector.config import InfluxSettings
 from collector.gate.signing import ApiCredentials
-from collector.keys import KeyStore, generate_master_key
+from collector.keys import generate_master_key
 from collector.points.lineproto import Point
 from collector.sink.writer import Sink
-from collector.supervisor.supervisor import Supervisor
 from tests.helpers import wait_until
 from tests.servers import InfluxServer, free_port
 
@@ -85,30 +82,6 @@ async def test_a_reload_applies_batch_size_and_flush_interval_to_the_running_sin
         await send.send([Point("reload", (("k", "v"),), {"i": 10}, 1_700_000_000_010)])
         await wait_until(lambda: sink.stats.points_written == 11, 30)  # the new tick
         await send.aclose()
-
-
-async def test_a_ws_url_reload_keeps_keys_pending_retirement(
-    real_clock_sim: Simulator, tmp_path: Path, nursery: trio.Nursery, http: httpx.AsyncClient
-) -> None:
-    sim = real_clock_sim
-    settings = Settings.model_validate(
-        {"gate": {"rest_url": sim.rest_url, "ws_url": sim.ws_url}, "state": {"dir": str(tmp_path)}}
-    )
-    broker = BrokerClient(http, sim.state.broker, base_url=sim.rest_url)
-    send, receive = trio.open_memory_channel[list[Point]](10_000)
-    nursery.start_soon(_drain, receive)
-    supervisor = Supervisor(settings, broker, KeyStore.open(tmp_path, generate_master_key()), send)
-    nursery.start_soon(supervisor.run)
-    with trio.fail_after(30):
-        await supervisor.ready.wait()
-    pending = {a: True for a in list(supervisor._slots)[::2]}
-    for account, slot in supervisor._slots.items():
-        slot.retire_pending = pending.get(account, False)
-    supervisor.reload(settings.model_copy(update={"gate": settings.gate.model_copy(
-        update={"ws_url": sim.ws_url + "?again"})}))  # fmt: skip
-    after = {a: s.retire_pending for a, s in supervisor._slots.items()}
-    assert after == {a: pending.get(a, False) for a in after}
-    assert any(after.values())
 
 
 async def _drain(receive: trio.MemoryReceiveChannel[list[Point]]) -> None:

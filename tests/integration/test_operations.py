@@ -12,6 +12,7 @@ import trio
 from structlog.testing import capture_logs
 
 from collector.app.summary import Summary, Totals, summary_fields
+from collector.base.systemd import Notifier
 from collector.config import InfluxSettings, Settings
 from collector.devtools.simulator import Simulator
 from collector.gate.broker import BrokerClient
@@ -19,7 +20,6 @@ from collector.keys import KeyStore, generate_master_key
 from collector.points.lineproto import Point
 from collector.sink.writer import Sink
 from collector.supervisor.supervisor import Supervisor
-from collector.telemetry.health import Notifier
 from tests.servers import InfluxServer, free_port
 
 

@@ -19,8 +19,9 @@ FLOORS: list[set[str]] = [
     {"gate"},
     {"points"},
     {"config"},
-    {"sink", "keys", "session", "telemetry"},
+    {"sink", "keys", "session"},
     {"supervisor"},
+    {"telemetry"},
     {"devtools"},
     {"app"},
 ]

@@ -106,6 +106,30 @@ FIELDS: Final[Mapping[str, Family | None]] = {
     schema.STAT_KEY_CONFIG_REFUSALS: _counter(
         "key_config_refusals", "Key creations Gate refused for IP or permission settings."
     ),
+    schema.STAT_KEY_ROTATIONS_BREAK_BEFORE_MAKE: _counter(
+        "key_rotations_break_before_make",
+        "Rotations at gate.max_connections_per_ip: the old session closed before the new one.",
+    ),
+    schema.STAT_REFUSALS_UNEXPLAINED: _counter(
+        "subscribe_refusals_unexplained",
+        "Subscriptions Gate refused with code 1 or 2 and no label (retried, loud after a few).",
+    ),
+    schema.STAT_VALUES_NOT_APPLICABLE: _counter(
+        "values_not_applicable",
+        "Zeros Gate sends for fields that do not apply in the account's mode: not written.",
+    ),
+    schema.STAT_VALUES_MODE_UNKNOWN: _counter(
+        "values_mode_unknown",
+        "Zeros of mode-dependent fields held back because the account's mode was not known yet.",
+    ),
+    schema.STAT_WS_RATES_WITHHELD: _counter(
+        "ws_rates_withheld",
+        "Pushed margin rates not written while gate.ws_rate_unit = auto had not decided yet.",
+    ),
+    schema.STAT_WS_RATE_DIVISOR: _gauge(
+        "ws_rate_divisor",
+        "What pushed margin rates are divided by: 1 (ratio), 100 (percent), 0 (not decided).",
+    ),
     schema.STAT_POINTS_WRITTEN: _counter("points_written", "Points InfluxDB accepted."),
     schema.STAT_POINTS_DROPPED: _counter(
         "points_dropped", "Points lost: memory and spool full, a disk error, a corrupt spool file."

@@ -1,6 +1,6 @@
 """The supervisor's two systemd loops: more start time until ready, then the heartbeat.
 
-Both only speak through a :class:`~collector.telemetry.health.Notifier` (a no-op outside
+Both only speak through a :class:`~collector.base.systemd.Notifier` (a no-op outside
 systemd) and read what to say from callables, so they hold no state of their own.
 """
 
@@ -11,7 +11,7 @@ from typing import Final
 
 import trio
 
-from collector.telemetry.health import Notifier
+from collector.base.systemd import Notifier
 
 STATUS_INTERVAL: Final = 5.0
 # Start time asked of systemd at a time (EXTEND_TIMEOUT_USEC), renewed until ready.

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from collector.telemetry.health import Notifier
+from collector.base.systemd import Notifier
 
 
 @pytest.fixture
