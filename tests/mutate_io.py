@@ -1,0 +1,270 @@
+"""Hand-made mutants of the per-account lifecycle's I/O modules (``make mutate-io``).
+
+mutmut mutates the pure cores (``make mutate``); the I/O modules' tests need the
+trio clock and fakes, so their mutants are written by hand: each is one exact text
+of a file and what replaces it, a fault a person could make (or has made), named for
+the behaviour it breaks. Each mutant is applied in place, alone, and only the fast
+unit tests of its module run against it (seconds per mutant). The file's original
+bytes are written back in a ``finally`` (SIGTERM and Ctrl-C included), and a
+mutant whose text is not found exactly once stops the run before anything changes.
+
+    python -m tests.mutate_io            # every mutant
+    python -m tests.mutate_io NAME ...   # the mutants whose name contains NAME
+    python -m tests.mutate_io --list
+
+A mutant is killed when its tests fail (or time out); a survivor is a test missing,
+or an equivalent change (then its reason is in tests/MUTATION.md).
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Final
+
+ROOT: Final = Path(__file__).resolve().parent.parent
+# A mutant's tests take a few seconds; one that hangs is killed after this.
+TIMEOUT: Final = 120.0
+
+RUNNER: Final = "collector/supervisor/runner.py"
+TABLE: Final = "collector/supervisor/table.py"
+SNAPSHOTS: Final = "collector/supervisor/snapshots.py"
+SUPERVISOR: Final = "collector/supervisor/supervisor.py"
+LIFECYCLE: Final = "collector/keys/lifecycle.py"
+RELOAD: Final = "collector/app/reload.py"
+DELIVERY: Final = "collector/sink/delivery.py"
+BACKLOG: Final = "collector/sink/backlog.py"
+SPOOL: Final = "collector/sink/spool.py"
+WRITER: Final = "collector/sink/writer.py"
+
+T_RUNNER: Final = ("tests/unit/test_runner.py",)
+T_LIFECYCLE: Final = ("tests/unit/test_key_lifecycle_unit.py",)
+T_TABLE: Final = ("tests/unit/test_table.py",)
+T_SCHEDULER: Final = ("tests/unit/test_scheduler.py",)
+T_RELOAD: Final = ("tests/unit/test_refresh_reload.py",)
+T_SINK: Final = ("tests/unit/test_delivery.py", "tests/unit/test_spool_unit.py")
+
+
+@dataclass(frozen=True)
+class Mutant:
+    """One fault: in ``path``, ``old`` (found exactly once) becomes ``new``."""
+
+    name: str
+    path: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+
+    @property
+    def folder(self) -> str:
+        """The room it is in: ``supervisor/``, ``keys/``, ``sink/``, ``app/``."""
+        return self.path.split("/")[1] + "/"
+
+
+MUTANTS: Final = [
+    # -- supervisor/runner.py: the session loop, upkeep, rotation -----------------------
+    Mutant(
+        "runner: rotation stops the old session before the successor delivers",
+        RUNNER,
+        "        while True:\n            await trio.sleep(1.0)\n            if stats.points:\n"
+        "                break\n",
+        "",
+        T_RUNNER,
+    ),
+    Mutant(
+        "runner: a crashing session restarted with no backoff",
+        RUNNER,
+        "                        await trio.sleep(delay)",
+        "                        await trio.lowlevel.checkpoint()",
+        T_RUNNER,
+    ),
+    Mutant(
+        "runner: the crash backoff never grows",
+        RUNNER,
+        "                        crashes += 1",
+        "                        crashes = 1",
+        T_RUNNER,
+    ),
+    Mutant(
+        "runner: a key refused before delivering counts as working",
+        RUNNER,
+        "if stats.points > before:",
+        "if stats.points >= before:",
+        T_RUNNER,
+    ),
+    Mutant(
+        "runner: a slot whose account is gone keeps running sessions",
+        RUNNER,
+        "if not await self.keys.recover_key(slot.key, stored, exc):\n"
+        "                            return",
+        "if not await self.keys.recover_key(slot.key, stored, exc):\n"
+        "                            pass",
+        T_RUNNER,
+    ),
+    Mutant(
+        "runner: upkeep works without new data",
+        RUNNER,
+        "if seen is None or points <= seen:",
+        "if seen is None or points < seen:",
+        T_RUNNER,
+    ),
+    Mutant(
+        "runner: upkeep keeps the refusal count",
+        RUNNER,
+        "        slot.key.refusals = 0\n",
+        "",
+        T_RUNNER,
+    ),
+    Mutant(
+        "runner: a key due for rotation is never rotated",
+        RUNNER,
+        "rotate = stored is not None and self.provisioner.rotation_due_in(stored) == 0",
+        "rotate = False",
+        T_RUNNER,
+    ),
+    Mutant(
+        "runner: rotation never stops the old session",
+        RUNNER,
+        "        old_scope.cancel()\n",
+        "",
+        T_RUNNER,
+    ),
+    Mutant(
+        "runner: rotation drops the old session's counters",
+        RUNNER,
+        "        merge_counters(stats, slot.stats)\n",
+        "",
+        T_RUNNER,
+    ),
+    Mutant(
+        "runner: rotation leaves the old key on Gate",
+        RUNNER,
+        "        slot.key.retire_pending = True\n        self.stats.key_rotations += 1",
+        "        self.stats.key_rotations += 1",
+        T_RUNNER,
+    ),
+    Mutant(
+        "runner: rotations not counted",
+        RUNNER,
+        "        self.stats.key_rotations += 1\n",
+        "",
+        T_RUNNER,
+    ),
+    Mutant(
+        "runner: a failed rotation not counted",
+        RUNNER,
+        "            self.stats.key_errors += 1\n",
+        "",
+        T_RUNNER,
+    ),
+    Mutant(
+        "runner: no upkeep after the first piece of work",
+        RUNNER,
+        "        slot.upkeep_seen = slot.stats.points\n"
+        "        self._arm_upkeep(slot, UPKEEP_INTERVAL)",
+        "        slot.upkeep_seen = slot.stats.points",
+        T_RUNNER,
+    ),
+    Mutant(
+        "runner: the upkeep outlives its slot",
+        RUNNER,
+        "            if slot.upkeep is not None:\n                slot.upkeep.cancel()",
+        "            pass",
+        T_RUNNER,
+    ),
+    Mutant(
+        "runner: the first upkeep only after ten intervals",
+        RUNNER,
+        "self._arm_upkeep(slot, self.rng.uniform(0, UPKEEP_INTERVAL))",
+        "self._arm_upkeep(slot, 10 * UPKEEP_INTERVAL + self.rng.uniform(0, UPKEEP_INTERVAL))",
+        T_RUNNER,
+    ),
+]
+
+
+class _Stop(Exception):
+    """SIGTERM: unwinds like Ctrl-C so that every ``finally`` restores its file."""
+
+
+def _on_term(signum: int, frame: FrameType | None) -> None:
+    raise _Stop(f"signal {signum}")
+
+
+def _pytest(tests: tuple[str, ...]) -> tuple[bool, float]:
+    """(passed?, seconds) of one quiet pytest run of ``tests``; a timeout fails."""
+    start = time.monotonic()
+    command = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests]
+    try:
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, timeout=TIMEOUT, check=False)
+    except subprocess.TimeoutExpired:
+        return False, time.monotonic() - start
+    return done.returncode == 0, time.monotonic() - start
+
+
+def _check(mutants: list[Mutant]) -> None:
+    """Stop before changing anything when a mutant's text is not found exactly once."""
+    stale = [
+        f"  {m.name}: found {(ROOT / m.path).read_text().count(m.old)} times in {m.path}"
+        for m in mutants
+        if (ROOT / m.path).read_text().count(m.old) != 1
+    ]
+    if stale:
+        sys.exit("mutants whose text is not found exactly once (update them):\n" + "\n".join(stale))
+
+
+def _run_one(mutant: Mutant) -> tuple[bool, float]:
+    """(killed?, seconds): apply ``mutant``, run its tests, restore the file whatever happens."""
+    path = ROOT / mutant.path
+    original = path.read_bytes()
+    try:
+        path.write_text(original.decode().replace(mutant.old, mutant.new, 1))
+        passed, seconds = _pytest(mutant.tests)
+    finally:
+        path.write_bytes(original)
+    return not passed, seconds
+
+
+def main(argv: list[str]) -> int:
+    """Run the mutants named in ``argv`` (all by default); 1 when one survived."""
+    if argv[:1] == ["--list"]:
+        for mutant in MUTANTS:
+            print(f"{mutant.folder:12} {mutant.name}")
+        return 0
+    chosen = [m for m in MUTANTS if not argv or any(a in m.name for a in argv)]
+    _check(chosen)
+    signal.signal(signal.SIGTERM, _on_term)
+    suites = sorted({t for m in chosen for t in m.tests})
+    passed, seconds = _pytest(tuple(suites))
+    if not passed:
+        print(f"the tests fail before any mutant ({' '.join(suites)}): fix them first")
+        return 2
+    print(f"clean run: {len(suites)} test files pass ({seconds:.1f} s)")
+    killed: Counter[str] = Counter()
+    total: Counter[str] = Counter()
+    survivors: list[Mutant] = []
+    for mutant in chosen:
+        dead, seconds = _run_one(mutant)
+        total[mutant.folder] += 1
+        killed[mutant.folder] += dead
+        if not dead:
+            survivors.append(mutant)
+        print(f"{'killed  ' if dead else 'SURVIVED'} {seconds:5.1f} s  {mutant.name}", flush=True)
+    print()
+    for folder in sorted(total):
+        share = 100.0 * killed[folder] / total[folder]
+        print(f"{folder:12} {killed[folder]:3} of {total[folder]:3} killed ({share:.0f} %)")
+    all_killed, all_total = sum(killed.values()), sum(total.values())
+    print(f"{'all':12} {all_killed:3} of {all_total:3} killed")
+    for mutant in survivors:
+        print(f"survivor: {mutant.name} ({mutant.path})")
+    return 1 if survivors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
