@@ -29,7 +29,10 @@ from types import FrameType
 from typing import Final
 
 ROOT: Final = Path(__file__).resolve().parent.parent
-# A mutant's tests take a few seconds; one that hangs is killed after this.
+# A mutant's tests take a few seconds. One that spins (a busy loop never lets the
+# autojump clock move, so no trio deadline fires) fails on pytest-timeout's TEST_TIMEOUT;
+# TIMEOUT ends a run that hangs anyway.
+TEST_TIMEOUT: Final = 20
 TIMEOUT: Final = 120.0
 
 RUNNER: Final = "collector/supervisor/runner.py"
@@ -617,6 +620,203 @@ MUTANTS: Final = [
         "                pass",
         T_SCHEDULER,
     ),
+    # -- sink/: delivery, backlog, spool, writer ------------------------------------------
+    Mutant(
+        "delivery: memory spilled to disk on any single failure after the first outage",
+        DELIVERY,
+        "RETRY:\n                self._failing_since = None\n",
+        "RETRY:\n",
+        T_SINK,
+    ),
+    Mutant(
+        "delivery: spilled on the first failure",
+        DELIVERY,
+        "if may_spill and self.outage_is_long(ahead=delay):",
+        "if may_spill:",
+        T_SINK,
+    ),
+    Mutant(
+        "delivery: the spill waits past spool_after (the coming wait not looked ahead)",
+        DELIVERY,
+        "return trio.current_time() + ahead - since >= self.settings.spool_after",
+        "return trio.current_time() - since >= self.settings.spool_after",
+        T_SINK,
+    ),
+    Mutant(
+        "delivery: an outage spills only the batch being retried",
+        DELIVERY,
+        "self._backlog.spill([lines, *self._backlog.batcher.drain()])",
+        "self._backlog.spill([lines])",
+        T_SINK,
+    ),
+    Mutant(
+        "delivery: the shutdown flush spills",
+        DELIVERY,
+        "            self._account(await self._send(batch, None, may_spill=False))",
+        "            self._account(await self._send(batch, None, may_spill=True))",
+        T_SINK,
+    ),
+    Mutant(
+        "delivery: an outage with no spool counted as long",
+        DELIVERY,
+        "        if since is None or self._backlog.spool is None:",
+        "        if since is None:",
+        T_SINK,
+    ),
+    Mutant(
+        "delivery: a split batch loses its second half",
+        DELIVERY,
+        "return (first or Settled()) + (second or Settled())",
+        "return first or Settled()",
+        T_SINK,
+    ),
+    Mutant(
+        "delivery: written points not counted",
+        DELIVERY,
+        "            self._stats.points_written += settled.written\n",
+        "",
+        T_SINK,
+    ),
+    Mutant(
+        "delivery: a replayed spool file never removed",
+        DELIVERY,
+        "                await backlog.spool_call(spool.remove, entry)\n",
+        "",
+        T_SINK,
+    ),
+    Mutant(
+        "delivery: the spool never replayed",
+        DELIVERY,
+        "if spool is not None and entry is not None:",
+        "if False:",
+        T_SINK,
+    ),
+    Mutant(
+        "delivery: write errors not counted",
+        DELIVERY,
+        "            self._stats.write_errors += 1\n",
+        "",
+        T_SINK,
+    ),
+    Mutant(
+        "delivery: a retry with no backoff",
+        DELIVERY,
+        "            await trio.sleep(delay)\n",
+        "            await trio.sleep(0)\n",
+        T_SINK,
+    ),
+    Mutant(
+        "backlog: no memory bound",
+        BACKLOG,
+        "        self.spill(self.batcher.overflow(held))\n",
+        "",
+        T_SINK,
+    ),
+    Mutant(
+        "backlog: points past the bound with no spool dropped uncounted",
+        BACKLOG,
+        "            self._stats.dropped_by_reason[REASON_BUFFER_FULL] += points\n",
+        "",
+        T_SINK,
+    ),
+    Mutant(
+        "backlog: spill_now writes only the oldest spilled batch",
+        BACKLOG,
+        "        while self._to_spill and self.spool is not None:",
+        "        if self._to_spill and self.spool is not None:",
+        T_SINK,
+    ),
+    Mutant(
+        "backlog: the deliverer not woken after a cut",
+        BACKLOG,
+        "        self.spill(self.batcher.overflow(held))\n        self._work.set()",
+        "        self.spill(self.batcher.overflow(held))",
+        T_SINK,
+    ),
+    Mutant(
+        "spool: a full disk no longer evicting the oldest spool file",
+        SPOOL,
+        "victim = self._oldest_unpinned() if exc.errno in _SPACE_ERRORS else None",
+        "victim = None",
+        T_SINK,
+    ),
+    Mutant(
+        "spool: any disk error evicts old batches",
+        SPOOL,
+        "victim = self._oldest_unpinned() if exc.errno in _SPACE_ERRORS else None",
+        "victim = self._oldest_unpinned()",
+        T_SINK,
+    ),
+    Mutant(
+        "spool: the bound evicts one batch at most",
+        SPOOL,
+        "        while self.bytes > self.max_bytes:",
+        "        if self.bytes > self.max_bytes:",
+        T_SINK,
+    ),
+    Mutant(
+        "spool: the batch being sent evicted",
+        SPOOL,
+        "return next((e for e in self._entries if e.seq != self._pinned), None)",
+        "return next(iter(self._entries), None)",
+        T_SINK,
+    ),
+    Mutant(
+        "spool: a removed batch stays pinned",
+        SPOOL,
+        "        if self._pinned == entry.seq:\n            self._pinned = None\n\n    def unpin",
+        "\n    def unpin",
+        T_SINK,
+    ),
+    Mutant(
+        "spool: torn writes left after a restart",
+        SPOOL,
+        "                    path.unlink(missing_ok=True)  # a write cut short by a crash",
+        "                    pass",
+        T_SINK,
+    ),
+    Mutant(
+        "spool: a restart reuses sequence numbers",
+        SPOOL,
+        "        self._next_seq = max(self._next_seq, entry.seq + 1)\n",
+        "",
+        T_SINK,
+    ),
+    Mutant(
+        "spool: unreadable files not counted",
+        SPOOL,
+        "        self.dropped[REASON_CORRUPT] += entry.points\n",
+        "",
+        T_SINK,
+    ),
+    Mutant(
+        "spool: evicted points not counted",
+        SPOOL,
+        "        self.dropped[reason] += points\n",
+        "",
+        T_SINK,
+    ),
+    Mutant(
+        "writer: at shutdown what is left is lost instead of spooled",
+        WRITER,
+        "            await self._backlog.spool_all()",
+        "            pass",
+        T_SINK,
+    ),
+    Mutant(
+        "writer: at shutdown nothing is written",
+        WRITER,
+        "                await self._delivery.write_out()",
+        "                pass",
+        T_SINK,
+    ),
+    Mutant(
+        "writer: at shutdown the batch in flight is lost",
+        WRITER,
+        "            self._backlog.put_back()  # a write cut off by the deadline",
+        "            pass",
+        T_SINK,
+    ),
 ]
 
 
@@ -631,7 +831,8 @@ def _on_term(signum: int, frame: FrameType | None) -> None:
 def _pytest(tests: tuple[str, ...]) -> tuple[bool, float]:
     """(passed?, seconds) of one quiet pytest run of ``tests``; a timeout fails."""
     start = time.monotonic()
-    command = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests]
+    command = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider"]
+    command += ["-o", f"timeout={TEST_TIMEOUT}", *tests]
     try:
         done = subprocess.run(command, cwd=ROOT, capture_output=True, timeout=TIMEOUT, check=False)
     except subprocess.TimeoutExpired:
