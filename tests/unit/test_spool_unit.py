@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from collector.base.fsutil import atomic_write
 from collector.sink import spool as spool_module
 from collector.sink.spool import (
     CORRUPT_DIR,
@@ -45,14 +46,13 @@ def first_lines(spool: Spool) -> list[str]:
 
 def failing_writes(monkeypatch: pytest.MonkeyPatch, code: int, times: int) -> Callable[[], int]:
     """The next ``times`` writes fail with ``code``; returns how many writes were tried."""
-    real = spool_module.atomic_write
     tried = [0]
 
     def write(path: Path, data: bytes, mode: int = 0o600) -> None:
         tried[0] += 1
         if tried[0] <= times:
             raise OSError(code, "simulated")
-        real(path, data, mode)
+        atomic_write(path, data, mode)
 
     monkeypatch.setattr(spool_module, "atomic_write", write)
     return lambda: tried[0]
