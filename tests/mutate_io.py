@@ -817,6 +817,38 @@ MUTANTS: Final = [
         "            pass",
         T_SINK,
     ),
+    # -- SIGHUP: accounts.refresh_interval (app/reload.py, supervisor/supervisor.py) ------
+    Mutant(
+        "reload: accounts.refresh_interval not applied on SIGHUP (not a live key)",
+        RELOAD,
+        '        ("accounts", "refresh_interval"),\n',
+        "",
+        T_RELOAD,
+    ),
+    Mutant(
+        "reload: accounts.refresh_interval not applied on SIGHUP (sessions not told)",
+        RELOAD,
+        'if change.changed("gate") or change.changed("accounts"):',
+        'if change.changed("gate"):',
+        T_RELOAD,
+    ),
+    Mutant(
+        "supervisor: accounts.refresh_interval not applied on SIGHUP (read once at start)",
+        SUPERVISOR,
+        "            while True:\n"
+        "                await trio.sleep(self._settings.accounts.refresh_interval)",
+        "            interval = self._settings.accounts.refresh_interval\n"
+        "            while True:\n"
+        "                await trio.sleep(interval)",
+        T_RELOAD,
+    ),
+    Mutant(
+        "supervisor: a reload keeps the old settings",
+        SUPERVISOR,
+        "old_gate, self._settings = self._settings.gate, settings",
+        "old_gate = self._settings.gate",
+        T_RELOAD,
+    ),
 ]
 
 
