@@ -807,7 +807,7 @@ MUTANTS: Final = [
     Mutant(
         "writer: at shutdown what is left is lost instead of spooled",
         WRITER,
-        "            await self._backlog.spool_all()",
+        "            await self._backlog.spool_all(self._shutdown_timeout)",
         "            pass",
         T_SINK,
     ),
@@ -816,6 +816,20 @@ MUTANTS: Final = [
         WRITER,
         "                await self._delivery.write_out()",
         "                pass",
+        T_SINK,
+    ),
+    Mutant(
+        "backlog: spooling at shutdown waits for a hung disk",
+        BACKLOG,
+        "await self.spill_now(abandon=True)",
+        "await self.spill_now(abandon=False)",
+        T_SINK,
+    ),
+    Mutant(
+        "backlog: spooling at shutdown has no deadline",
+        BACKLOG,
+        "        with trio.move_on_after(within):\n            await self.spill_now(abandon=True)",
+        "        await self.spill_now(abandon=True)",
         T_SINK,
     ),
     Mutant(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import random
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -236,7 +237,7 @@ async def test_the_shutdown_flush_never_spills(tmp_path: Path, autojump_clock: A
             assert len(rig.spool) == 0 and rig.backlog.points == 4
             spilling.cancel_scope.cancel()  # as the sink's loops end before its shutdown
         rig.backlog.put_back()
-        await rig.backlog.spool_all()  # what the sink does after the flush's deadline
+        await rig.backlog.spool_all(10.0)  # what the sink does after the flush's deadline
         assert len(rig.spool) == 2 and rig.backlog.points == 0
 
 
@@ -284,3 +285,39 @@ async def test_at_shutdown_what_influxdb_does_not_take_in_time_is_spooled(
     influx, spool, sink = await run_sink(tmp_path, 503, [*batch(0), "m v=3 3"])
     assert influx.written() == [] and spool.points == 3
     assert sink.buffered_points == 0
+
+
+class HangingSpool(Spool):
+    """A spool on a disk that hangs: ``append`` blocks until ``release`` is set."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory, 1 << 20)
+        self.release = threading.Event()
+
+    def append(self, lines: list[str]) -> int:
+        """Block (in the worker thread) until released, then spool."""
+        self.release.wait(timeout=30)  # the guard: a test that fails still ends
+        return super().append(lines)
+
+
+async def test_spooling_at_shutdown_gives_up_on_a_hung_disk_within_its_timeout(
+    tmp_path: Path,
+) -> None:
+    # Real threads on the real clock: a hung disk must not hold the exit.
+    spool = HangingSpool(tmp_path / "spool")
+    stats = SinkStats()
+    backlog = Backlog(Batcher(2, 100), spool, stats, in_thread=True)
+    backlog.batcher.add(batch(0))
+    guard = threading.Timer(10, spool.release.set)  # ends the thread if the test fails
+    guard.start()
+    try:
+        with capture_logs() as logs:
+            await backlog.spool_all(0.2)
+        hung = not spool.release.is_set()  # returned while the write still hangs
+    finally:
+        spool.release.set()
+        guard.cancel()
+    assert hung
+    assert [(e["event"], e["points"]) for e in logs if e["log_level"] == "error"] == [
+        ("shutdown_spool_timeout", 2)
+    ]
