@@ -805,6 +805,20 @@ MUTANTS: Final = [
         T_SINK,
     ),
     Mutant(
+        "spool: peek reads the queue while a worker thread changes it",
+        SPOOL,
+        "        with self.lock:\n            return self._entries[0] if self._entries else None",
+        "        return self._entries[0] if self._entries else None",
+        T_SINK,
+    ),
+    Mutant(
+        "spool: drops hands out the live counter",
+        SPOOL,
+        "        with self.lock:\n            return Counter(self.dropped)",
+        "        return self.dropped",
+        T_SINK,
+    ),
+    Mutant(
         "writer: at shutdown what is left is lost instead of spooled",
         WRITER,
         "            await self._backlog.spool_all(self._shutdown_timeout)",

@@ -61,7 +61,7 @@ class Backlog:
         """Points dropped so far, by reason (memory and spool together)."""
         total = Counter(self._stats.dropped_by_reason)
         if self.spool is not None:
-            total.update(self.spool.dropped)
+            total.update(self.spool.drops())
         return total
 
     def after_cut(self) -> None:

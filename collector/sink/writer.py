@@ -85,7 +85,7 @@ class Sink:
         """The counters, with the derived ones brought up to date."""
         stats = self._stats
         spool = self._backlog.spool
-        spool_drops = spool.dropped if spool is not None else Counter[str]()
+        spool_drops = spool.drops() if spool is not None else Counter[str]()
         stats.points_dropped = stats.dropped_by_reason.total() + spool_drops.total()
         stats.buffer_size = self.buffered_points
         stats.spool_bytes = spool.bytes if spool is not None else 0

@@ -8,6 +8,8 @@ every assertion is on points and files, the spool's public counters.
 from __future__ import annotations
 
 import errno
+import threading
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -172,3 +174,32 @@ def test_an_unreadable_file_is_moved_aside_and_counted(tmp_path: Path) -> None:
     assert (tmp_path / CORRUPT_DIR / entry.path.name).read_bytes() == b"not gzip"
     assert first_lines(spool) == batch(1)
     assert (len(spool), spool.points) == (1, 2)
+
+
+def test_drops_is_a_copy_the_writer_does_not_change(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=len(compress(batch(0))))
+    spool.append(batch(0))
+    spool.append(batch(1))
+    seen = spool.drops()
+    assert seen == {REASON_SPOOL_FULL: 2}
+    spool.append(batch(2))
+    assert seen == {REASON_SPOOL_FULL: 2} and spool.drops() == {REASON_SPOOL_FULL: 4}
+
+
+def test_reads_from_another_thread_wait_for_a_change_under_way(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=1 << 20)
+    spool.append(batch(0))
+    seen: list[object] = []
+    readers = [
+        threading.Thread(target=lambda: seen.append(spool.peek())),
+        threading.Thread(target=lambda: seen.append(spool.drops())),
+    ]
+    with spool.lock:  # as a worker thread holds it while it changes the queue
+        for reader in readers:
+            reader.start()
+        for reader in readers:
+            reader.join(timeout=0.2)
+        assert seen == []  # both readers wait for the change to end
+    for reader in readers:
+        reader.join(timeout=10)
+    assert sorted(map(str, seen)) == sorted(map(str, [spool.peek(), Counter()]))
