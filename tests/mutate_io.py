@@ -46,12 +46,14 @@ DELIVERY: Final = "collector/sink/delivery.py"
 BACKLOG: Final = "collector/sink/backlog.py"
 SPOOL: Final = "collector/sink/spool.py"
 WRITER: Final = "collector/sink/writer.py"
+UPDATES: Final = "collector/session/updates.py"
 
 T_RUNNER: Final = ("tests/unit/test_runner.py",)
 T_LIFECYCLE: Final = ("tests/unit/test_key_lifecycle_unit.py",)
 T_TABLE: Final = ("tests/unit/test_table.py",)
 T_SCHEDULER: Final = ("tests/unit/test_scheduler.py",)
 T_RELOAD: Final = ("tests/unit/test_refresh_reload.py",)
+T_SESSION: Final = ("tests/unit/test_session_delivered.py",)
 T_SINK: Final = ("tests/unit/test_delivery.py", "tests/unit/test_spool_unit.py")
 
 
@@ -69,7 +71,7 @@ class Mutant:
 
     @property
     def folder(self) -> str:
-        """The room it is in: ``supervisor/``, ``keys/``, ``sink/``, ``app/``."""
+        """The room it is in: ``supervisor/``, ``keys/``, ``sink/``, ``session/``, ``app/``."""
         return self.path.split("/")[1] + "/"
 
 
@@ -78,10 +80,47 @@ MUTANTS: Final = [
     Mutant(
         "runner: rotation stops the old session before the successor delivers",
         RUNNER,
-        "        while True:\n            await trio.sleep(1.0)\n            if stats.points:\n"
-        "                break\n",
+        "        await self._first_point(account_id, delivered)\n",
         "",
         T_RUNNER,
+    ),
+    Mutant(
+        "runner: the successor's first point never seen (no event in its stats)",
+        RUNNER,
+        "stats = SessionStats(delivered=delivered)",
+        "stats = SessionStats()",
+        T_RUNNER,
+    ),
+    Mutant(
+        "runner: a slow successor logged with the wrong wait",
+        RUNNER,
+        "            waited += ROTATE_PATIENCE\n",
+        "",
+        T_RUNNER,
+    ),
+    Mutant(
+        "runner: a slow successor never logged",
+        RUNNER,
+        "            with trio.move_on_after(ROTATE_PATIENCE):\n"
+        "                await delivered.wait()\n                return",
+        "            await delivered.wait()\n            return",
+        T_RUNNER,
+    ),
+    Mutant(
+        "session: a delivered point does not set the rotation's event",
+        UPDATES,
+        "            if stats.delivered is not None:\n                stats.delivered.set()\n",
+        "",
+        T_SESSION,
+    ),
+    Mutant(
+        "session: the rotation's event set by an update with no point",
+        UPDATES,
+        "        if records:\n            stats.points += len(records)\n"
+        "            if stats.delivered is not None:\n                stats.delivered.set()\n",
+        "        if stats.delivered is not None:\n            stats.delivered.set()\n"
+        "        if records:\n            stats.points += len(records)\n",
+        T_SESSION,
     ),
     Mutant(
         "runner: a crashing session restarted with no backoff",

@@ -39,6 +39,9 @@ log = get_logger(__name__)
 CRASH_BACKOFF: Final = (1.0, 300.0)
 # How often a slot looks after its key: retire replaced keys, rotate old ones.
 UPKEEP_INTERVAL: Final = 30.0
+# A rotation's successor that has not delivered after this long (twice Gate's
+# documented 5 minutes of activation) is logged, again at every further such wait.
+ROTATE_PATIENCE: Final = 600.0
 
 
 @dataclass
@@ -179,14 +182,12 @@ class SlotRunner:
             return
         assert slot.drive is not None
         old_scope, old_done = slot.drive
-        stats = SessionStats()
+        delivered = trio.Event()
+        stats = SessionStats(delivered=delivered)
         slot.drive = self._launch(slot, stats)
         # The new key may need Gate's activation grace; the old session keeps the data
         # flowing meanwhile (a refused new key is replaced by its own session task).
-        while True:
-            await trio.sleep(1.0)
-            if stats.points:
-                break
+        await self._first_point(account_id, delivered)
         old_scope.cancel()
         await old_done.wait()
         merge_counters(stats, slot.stats)
@@ -195,3 +196,20 @@ class SlotRunner:
         self.stats.key_rotations += 1
         log.info("key_rotated", account=account_id)
         await self.keys.retire(slot.key)
+
+    @staticmethod
+    async def _first_point(account_id: int, delivered: trio.Event) -> None:
+        """Wait until the successor delivers, saying so at every ``ROTATE_PATIENCE``."""
+        waited = 0.0
+        while True:
+            with trio.move_on_after(ROTATE_PATIENCE):
+                await delivered.wait()
+                return
+            waited += ROTATE_PATIENCE
+            log.warning(
+                "key_rotation_waiting",
+                account=account_id,
+                waited_seconds=waited,
+                hint="the new key's session has not delivered data yet; the old session "
+                "keeps the data flowing meanwhile",
+            )

@@ -201,6 +201,8 @@ class FakeSession:
             fails = plan.refuse is not None or plan.crash
             while not fails or record.points < plan.points:
                 self.stats.points += 1
+                if self.stats.delivered is not None:  # as the session's updates do
+                    self.stats.delivered.set()
                 record.points += 1
                 if record.first_point is None:
                     record.first_point = trio.current_time()

@@ -16,6 +16,7 @@ from typing import Any, cast
 
 import pytest
 import trio
+from structlog.testing import capture_logs
 
 from collector.base.backoff import backoff_delay
 from collector.base.timers import Timers
@@ -26,7 +27,7 @@ from collector.keys import KeyProvisioner, KeyStore, StoredKey
 from collector.keys.lifecycle import KeyLifecycle, KeyState
 from collector.points.lineproto import Bundle
 from collector.session.session import SessionStats
-from collector.supervisor.runner import CRASH_BACKOFF, UPKEEP_INTERVAL, SlotRunner
+from collector.supervisor.runner import CRASH_BACKOFF, ROTATE_PATIENCE, UPKEEP_INTERVAL, SlotRunner
 from collector.supervisor.slot import Slot, SupervisorStats
 from tests.unit.fakes import (
     FakeBroker,
@@ -183,7 +184,7 @@ async def test_rotation_keeps_the_old_session_until_the_successor_delivers(
     await trio.sleep(3 * UPKEEP_INTERVAL + 100)
     old, new = rig.sessions.of("k0")[0], rig.sessions.of("k1")[0]
     assert new.first_point is not None and old.ended is not None
-    assert new.started < new.first_point <= old.ended <= new.first_point + 1.0
+    assert new.started < new.first_point == old.ended  # stopped at the successor's first point
     assert rig.stats.key_rotations == 1
     assert new.ended is None  # the successor runs on
 
@@ -260,3 +261,19 @@ async def test_a_key_rotated_once_is_not_rotated_again(rig: Rig, autojump_clock:
     await trio.sleep(20 * UPKEEP_INTERVAL)
     assert [key for _, _, key in rig.provisioner.created] == ["k1"]
     assert [run.key for run in rig.sessions.runs] == ["k0", "k1"]
+
+
+async def test_a_successor_slow_to_deliver_is_logged_while_the_old_session_runs_on(
+    rig: Rig, autojump_clock: Any
+) -> None:
+    rig.provisioner.due.add("k0")
+    rig.sessions.plans["k1"] = Plan(delay=2 * ROTATE_PATIENCE + 100)
+    rig.start()
+    with capture_logs() as logs:
+        await trio.sleep(2 * ROTATE_PATIENCE + 2 * UPKEEP_INTERVAL)
+        waiting = [e["waited_seconds"] for e in logs if e["event"] == "key_rotation_waiting"]
+        assert waiting == [ROTATE_PATIENCE, 2 * ROTATE_PATIENCE]
+        assert rig.sessions.of("k0")[0].ended is None and rig.stats.key_rotations == 0
+        await trio.sleep(200)
+    assert rig.sessions.of("k0")[0].ended == rig.sessions.of("k1")[0].first_point
+    assert rig.stats.key_rotations == 1
