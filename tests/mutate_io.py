@@ -5,8 +5,9 @@ trio clock and fakes, so their mutants are written by hand: each is one exact te
 of a file and what replaces it, a fault a person could make (or has made), named for
 the behaviour it breaks. Each mutant is applied in place, alone, and only the fast
 unit tests of its module run against it (seconds per mutant). The file's original
-bytes are written back in a ``finally`` (SIGTERM and Ctrl-C included), and a
-mutant whose text is not found exactly once stops the run before anything changes.
+bytes are written back in a ``finally`` (SIGTERM and Ctrl-C included) and kept on
+disk meanwhile, so the next run restores a file that a SIGKILL left mutated; a mutant
+whose text is not found exactly once stops the run before anything changes.
 
     python -m tests.mutate_io            # every mutant
     python -m tests.mutate_io NAME ...   # the mutants whose name contains NAME
@@ -30,6 +31,8 @@ from types import FrameType
 from typing import Final
 
 ROOT: Final = Path(__file__).resolve().parent.parent
+# The original of the file being mutated (and, beside it, its path): see _run_one.
+BACKUP: Final = ROOT / ".mutate_io.orig"
 # A mutant's tests take a few seconds. One that spins (a busy loop never lets the
 # autojump clock move, so no trio deadline fires) fails on pytest-timeout's TEST_TIMEOUT;
 # TIMEOUT ends a run that hangs anyway.
@@ -958,15 +961,32 @@ def _check(mutants: list[Mutant]) -> None:
         sys.exit("mutants whose text is not found exactly once (update them):\n" + "\n".join(stale))
 
 
+def _restore_left_over() -> None:
+    """Put back a file a run killed outright (SIGKILL, power) left mutated."""
+    if not BACKUP.exists():
+        return
+    target = ROOT / BACKUP.with_suffix(".path").read_text()
+    target.write_bytes(BACKUP.read_bytes())
+    print(f"restored {target.relative_to(ROOT)}, left mutated by a run that was killed")
+    BACKUP.unlink()
+    BACKUP.with_suffix(".path").unlink()
+
+
 def _run_one(mutant: Mutant) -> tuple[bool, float]:
     """(killed?, seconds): apply ``mutant``, run its tests, restore the file whatever happens."""
     path = ROOT / mutant.path
     original = path.read_bytes()
+    # The original goes to disk first: even a SIGKILL between here and the restore
+    # is undone by the next run (_restore_left_over).
+    BACKUP.with_suffix(".path").write_text(mutant.path)
+    BACKUP.write_bytes(original)
     try:
         path.write_text(original.decode().replace(mutant.old, mutant.new, 1))
         passed, seconds = _pytest(mutant.tests)
     finally:
         path.write_bytes(original)
+        BACKUP.unlink()
+        BACKUP.with_suffix(".path").unlink()
     return not passed, seconds
 
 
@@ -976,6 +996,7 @@ def main(argv: list[str]) -> int:
         for mutant in MUTANTS:
             print(f"{mutant.folder:12} {mutant.name}")
         return 0
+    _restore_left_over()
     chosen = [m for m in MUTANTS if not argv or any(a in m.name for a in argv)]
     _check(chosen)
     signal.signal(signal.SIGTERM, _on_term)
