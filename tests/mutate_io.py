@@ -56,6 +56,7 @@ T_LIFECYCLE: Final = ("tests/unit/test_key_lifecycle_unit.py",)
 T_TABLE: Final = ("tests/unit/test_table.py",)
 T_SCHEDULER: Final = ("tests/unit/test_scheduler.py",)
 T_RELOAD: Final = ("tests/unit/test_refresh_reload.py",)
+T_SUPERVISOR: Final = ("tests/unit/test_supervisor_loop.py",)
 T_SESSION: Final = ("tests/unit/test_session_delivered.py",)
 T_SINK: Final = ("tests/unit/test_delivery.py", "tests/unit/test_spool_unit.py")
 
@@ -926,6 +927,72 @@ MUTANTS: Final = [
         "old_gate, self._settings = self._settings.gate, settings",
         "old_gate = self._settings.gate",
         T_RELOAD,
+    ),
+    # -- supervisor/supervisor.py: discovery, the shard, SIGHUP's session changes ----------
+    Mutant(
+        "supervisor: a first discovery that fails is not a start error",
+        SUPERVISOR,
+        'raise StartupError(f"cannot list sub-accounts at start: {exc}") from None',
+        "return",
+        T_SUPERVISOR,
+    ),
+    Mutant(
+        "supervisor: a failed discovery ends the loop",
+        SUPERVISOR,
+        '                    log.error("discovery_failed", error=str(exc), hint="retrying at next '
+        'refresh")\n                    continue',
+        '                    log.error("discovery_failed", error=str(exc), hint="retrying at next '
+        'refresh")\n                    return',
+        T_SUPERVISOR,
+    ),
+    Mutant(
+        "supervisor: failed discoveries not counted",
+        SUPERVISOR,
+        "                    self.stats.discovery_errors += 1\n",
+        "",
+        T_SUPERVISOR,
+    ),
+    Mutant(
+        "supervisor: disabled accounts get a session",
+        SUPERVISOR,
+        "if a.enabled and owns(shard, a.gate_id)}",
+        "if owns(shard, a.gate_id)}",
+        T_SUPERVISOR,
+    ),
+    Mutant(
+        "supervisor: accounts of other shards get a session",
+        SUPERVISOR,
+        "if a.enabled and owns(shard, a.gate_id)}",
+        "if a.enabled}",
+        T_SUPERVISOR,
+    ),
+    Mutant(
+        "supervisor: discoveries not counted",
+        SUPERVISOR,
+        "        self.stats.discoveries += 1\n",
+        "",
+        T_SUPERVISOR,
+    ),
+    Mutant(
+        "supervisor: new currencies not passed to the sessions",
+        SUPERVISOR,
+        "            self._table.change_currencies(settings.gate)",
+        "            pass",
+        T_SUPERVISOR,
+    ),
+    Mutant(
+        "supervisor: a new ws_url leaves the sessions on the old one",
+        SUPERVISOR,
+        "            self._table.restart_all()",
+        "            pass",
+        T_SUPERVISOR,
+    ),
+    Mutant(
+        "supervisor: later discoveries not reconciled",
+        SUPERVISOR,
+        "                    continue\n                await self._reconcile(accounts)",
+        "                    continue",
+        T_SUPERVISOR,
     ),
 ]
 
