@@ -85,7 +85,7 @@ async def rig(nursery: trio.Nursery) -> AsyncIterator[Rig]:
     )
     send, receive = trio.open_memory_channel[Bundle](10)
     runner = SlotRunner(
-        gate=GateSettings,
+        gate=GateSettings,  # called for the current settings: the defaults
         store=cast(KeyStore, store),
         provisioner=cast(KeyProvisioner, provisioner),
         keys=keys,

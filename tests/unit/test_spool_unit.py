@@ -2,7 +2,9 @@
 
 Rules kept here: a real directory (tmp_path); a full or failing disk is a
 replacement of the module's ``atomic_write`` that raises the errno a test names;
-every assertion is on points and files, the spool's public counters.
+every assertion is on points and files, the spool's public counters. One test uses
+real threads: a reader from another thread waits while ``Spool.lock`` is held (its
+0.2 s join can only make that test pass more easily, never fail it wrongly).
 """
 
 from __future__ import annotations
