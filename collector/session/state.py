@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import trio
+
 from collector.gate.subscription import ChannelState
 
 
@@ -44,6 +46,9 @@ class SessionStats:
     gaps: int = 0
     resyncs: int = 0
     points: int = 0
+    # Set at a point delivered, for whoever waits for the first one (a key rotation's
+    # successor); None otherwise, so an update pays one test, not a call.
+    delivered: trio.Event | None = None
 
     def last_frame_age(self, now: float) -> float | None:
         """Seconds since the last frame (trio clock), None before the first."""

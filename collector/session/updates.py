@@ -49,6 +49,8 @@ class Updates:
         records = result.records()
         if records:
             stats.points += len(records)
+            if stats.delivered is not None:
+                stats.delivered.set()
             try:  # no extra schedule point per frame while the sink keeps up
                 self._points.send_nowait(records)
             except trio.WouldBlock:

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
@@ -60,7 +61,7 @@ class Backlog:
         """Points dropped so far, by reason (memory and spool together)."""
         total = Counter(self._stats.dropped_by_reason)
         if self.spool is not None:
-            total.update(self.spool.dropped)
+            total.update(self.spool.drops())
         return total
 
     def after_cut(self) -> None:
@@ -101,11 +102,16 @@ class Backlog:
 
     async def spool_call(self, fn: Callable[_P, _T], *args: _P.args, **kw: _P.kwargs) -> _T:
         """Run one spool operation, in a worker thread unless told otherwise."""
+        return await self._call(functools.partial(fn, *args, **kw), abandon=False)
+
+    async def _call(self, work: Callable[[], _T], *, abandon: bool) -> _T:
+        """``work`` alone on the spool; ``abandon``: a cancel does not wait for its thread
+        (only at shutdown, when nothing else touches the spool any more)."""
         async with self._spool_lock:
             if not self._in_thread:
                 await trio.lowlevel.checkpoint()
-                return fn(*args, **kw)
-            return await trio.to_thread.run_sync(lambda: fn(*args, **kw))
+                return work()
+            return await trio.to_thread.run_sync(work, abandon_on_cancel=abandon)
 
     async def spill_forever(self) -> None:
         """Write spilled batches to the spool as they come."""
@@ -114,19 +120,32 @@ class Backlog:
             self._spill_wanted = trio.Event()
             await self.spill_now()
 
-    async def spill_now(self) -> None:
-        """Write every spilled batch to the spool, oldest first."""
+    async def spill_now(self, *, abandon: bool = False) -> None:
+        """Write every spilled batch to the spool, oldest first (one caller at a time:
+        :meth:`spill_forever`, or :meth:`spool_all` once it has stopped)."""
         assert self.spool is not None or not self._to_spill
         while self._to_spill and self.spool is not None:
             batch = self._to_spill[0]
-            await self.spool_call(self.spool.append, batch)
+            await self._call(functools.partial(self.spool.append, batch), abandon=abandon)
             self._to_spill.pop(0)
             self._work.set()  # the deliverer replays the spool first
 
-    async def spool_all(self) -> None:
-        """At shutdown: everything still in memory goes to the spool."""
+    async def spool_all(self, within: float) -> None:
+        """At shutdown: everything still in memory goes to the spool, within ``within``
+        seconds. A disk that hangs (a stuck NFS mount) must not hold the exit past the
+        service manager's stop timeout: what has not reached the spool by then is
+        logged as lost (a write abandoned mid-way is atomic: whole or absent)."""
         left = self.batcher.drain()
         if left:
             log.warning("shutdown_spooled", batches=len(left), points=sum(map(len, left)))
         self.spill(left)
-        await self.spill_now()
+        with trio.move_on_after(within):
+            await self.spill_now(abandon=True)
+        if self._to_spill:
+            log.error(
+                "shutdown_spool_timeout",
+                points=sum(map(len, self._to_spill)),
+                timeout_seconds=within,
+                hint="the disk of state.dir did not take the spool in time: these points "
+                "are lost (the one being written may still reach the spool)",
+            )

@@ -11,6 +11,15 @@ Nothing here kills the process: the bound in bytes evicts the oldest batches
 (never the one being sent), a full disk evicts the oldest until the new batch
 fits, and a file that cannot be read is moved to ``corrupt/``. Every point lost
 on the way is counted once in :attr:`Spool.dropped`, by reason, and logged.
+
+Threads: the sink runs one operation at a time in a worker thread (its
+:class:`~collector.sink.backlog.Backlog` holds a lock around each), while the trio
+thread reads :meth:`Spool.peek`, :meth:`Spool.drops`, ``bytes``, ``points`` and
+``len()``. The queue and the counters change under :attr:`Spool.lock`, which
+``peek`` and ``drops`` take too (a bare read of the deque could see it emptied
+between its test and its index, and reading a Counter while a new reason is added
+raises). ``bytes`` and ``points`` are single int reads, safe without it: at worst
+one operation old.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import threading
 import zlib
 from collections import Counter, deque
 from dataclasses import dataclass
@@ -91,6 +101,8 @@ class Spool:
         self.directory = directory
         self.max_bytes = max_bytes
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Held while the queue or the counters change, and by the trio thread's reads.
+        self.lock = threading.Lock()
         self._entries: deque[SpoolEntry] = deque()
         self._pinned: int | None = None  # seq of the batch being sent: never evicted
         self._next_seq = 0
@@ -155,21 +167,23 @@ class Spool:
         return out
 
     def _add(self, entry: SpoolEntry) -> None:
-        self._entries.append(entry)
-        self._next_seq = max(self._next_seq, entry.seq + 1)
-        self.bytes += entry.size
-        self.points += entry.points
+        with self.lock:
+            self._entries.append(entry)
+            self._next_seq = max(self._next_seq, entry.seq + 1)
+            self.bytes += entry.size
+            self.points += entry.points
 
     def _forget(self, entry: SpoolEntry) -> bool:
-        try:
-            self._entries.remove(entry)
-        except ValueError:
-            return False  # already gone (evicted or moved aside)
-        self.bytes -= entry.size
-        self.points -= entry.points
-        if self._pinned == entry.seq:
-            self._pinned = None
-        return True
+        with self.lock:
+            try:
+                self._entries.remove(entry)
+            except ValueError:
+                return False  # already gone (evicted or moved aside)
+            self.bytes -= entry.size
+            self.points -= entry.points
+            if self._pinned == entry.seq:
+                self._pinned = None
+            return True
 
     def append(self, lines: list[str]) -> int:
         """Spool a batch; returns how many points had to be dropped (never raises OSError)."""
@@ -201,7 +215,8 @@ class Spool:
             self._count(reason, entry.points, file=entry.path.name, **why)
 
     def _count(self, reason: str, points: int, **details: str) -> None:
-        self.dropped[reason] += points
+        with self.lock:
+            self.dropped[reason] += points
         log.error(
             "points_dropped",
             reason=reason,
@@ -219,8 +234,14 @@ class Spool:
             self._evict(victim, REASON_SPOOL_FULL, max_bytes=str(self.max_bytes))
 
     def peek(self) -> SpoolEntry | None:
-        """The oldest batch, if any."""
-        return self._entries[0] if self._entries else None
+        """The oldest batch, if any (safe from another thread than the one writing)."""
+        with self.lock:
+            return self._entries[0] if self._entries else None
+
+    def drops(self) -> Counter[str]:
+        """A copy of :attr:`dropped` (safe from another thread than the one writing)."""
+        with self.lock:
+            return Counter(self.dropped)
 
     def load(self, entry: SpoolEntry) -> Spooled | None:
         """Read ``entry`` and keep it from eviction until :meth:`remove`; None if unreadable
@@ -243,7 +264,8 @@ class Spool:
             os.replace(entry.path, target)
         except OSError:
             entry.path.unlink(missing_ok=True)  # cannot keep it aside: at least not again
-        self.dropped[REASON_CORRUPT] += entry.points
+        with self.lock:
+            self.dropped[REASON_CORRUPT] += entry.points
         log.error(
             "spool_file_unreadable",
             file=str(entry.path),

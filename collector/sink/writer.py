@@ -20,7 +20,8 @@ loop); this module takes points in and wires them together:
   loses at most that much;
 * spool disk I/O runs in a worker thread, one call at a time;
 * when the channel closes (or on cancellation) what is buffered is written
-  within ``shutdown_timeout`` and the rest is spooled.
+  within ``shutdown_timeout`` and the rest is spooled, within ``shutdown_timeout``
+  again (a hung disk does not hold the exit).
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ class Sink:
         """The counters, with the derived ones brought up to date."""
         stats = self._stats
         spool = self._backlog.spool
-        spool_drops = spool.dropped if spool is not None else Counter[str]()
+        spool_drops = spool.drops() if spool is not None else Counter[str]()
         stats.points_dropped = stats.dropped_by_reason.total() + spool_drops.total()
         stats.buffer_size = self.buffered_points
         stats.spool_bytes = spool.bytes if spool is not None else 0
@@ -196,4 +197,4 @@ class Sink:
             with trio.move_on_after(self._shutdown_timeout):
                 await self._delivery.write_out()
             self._backlog.put_back()  # a write cut off by the deadline
-            await self._backlog.spool_all()
+            await self._backlog.spool_all(self._shutdown_timeout)

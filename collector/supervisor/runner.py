@@ -232,19 +232,17 @@ class SlotRunner:
         """
         assert slot.drive is not None
         old_drive, old_session = slot.drive, slot.session
-        stats = SessionStats()
+        delivered = trio.Event()
+        stats = SessionStats(delivered=delivered)
         slot.drive = self._launch(slot, stats)
         # The new key may need Gate's activation grace; the old session keeps the data
         # flowing meanwhile (a refused new key is replaced by its own session task).
         with trio.move_on_after(self._successor_wait()):
-            while True:  # polled: a session's points are a counter, not an event
-                await trio.sleep(1.0)
-                if stats.points:
-                    break
-        stopped, ended = old_drive if stats.points else slot.drive
+            await delivered.wait()  # the successor's first point
+        stopped, ended = old_drive if delivered.is_set() else slot.drive
         stopped.cancel()
         await ended.wait()
-        if not stats.points:
+        if not delivered.is_set():
             slot.drive, slot.session = old_drive, old_session
             merge_counters(slot.stats, stats)  # the successor's refusals, reconnects
             return False
