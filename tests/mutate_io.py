@@ -193,7 +193,8 @@ MUTANTS: Final = [
     Mutant(
         "runner: rotations not counted",
         RUNNER,
-        '                self.stats.key_rotations += 1\n                log.info("key_rotated", account=account_id)',
+        "                self.stats.key_rotations += 1\n"
+        '                log.info("key_rotated", account=account_id)',
         '                log.info("key_rotated", account=account_id)',
         T_RUNNER,
     ),
@@ -251,7 +252,8 @@ MUTANTS: Final = [
     Mutant(
         "lifecycle: a config refusal retried at once",
         LIFECYCLE,
-        "hint=refusal_hint(kind),\n            )\n            await trio.sleep(delay)\n            return True",
+        "hint=refusal_hint(kind),\n            )\n"
+        "            await trio.sleep(delay)\n            return True",
         "hint=refusal_hint(kind),\n            )\n            return True",
         T_LIFECYCLE,
     ),
@@ -805,7 +807,8 @@ MUTANTS: Final = [
     Mutant(
         "spool: a removed batch stays pinned",
         SPOOL,
-        "            entry.path.unlink(missing_ok=True)\n        if self._pinned == entry.seq:\n            self._pinned = None\n",
+        "            entry.path.unlink(missing_ok=True)\n"
+        "        if self._pinned == entry.seq:\n            self._pinned = None\n",
         "            entry.path.unlink(missing_ok=True)\n",
         T_SINK,
         equivalent="_forget already unpins an entry it removes; an entry already gone has a "
@@ -932,7 +935,8 @@ MUTANTS: Final = [
         "supervisor: a failed discovery ends the loop",
         SUPERVISOR,
         'log.error("discovery_failed", error=str(exc), hint="retrying at next refresh")\n',
-        'log.error("discovery_failed", error=str(exc), hint="retrying at next refresh")\n                    return\n',
+        'log.error("discovery_failed", error=str(exc), hint="retrying at next refresh")\n'
+        "                    return\n",
         T_SUPERVISOR,
     ),
     Mutant(
