@@ -6,6 +6,7 @@ and :mod:`collector.key_lifecycle`; no behaviour beyond small pure helpers.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field, fields
 
 import trio
@@ -51,11 +52,20 @@ class SupervisorStats:
     key_config_refusals: int = 0
     over_capacity: set[int] = field(default_factory=set)
     keyless: dict[int, str] = field(default_factory=dict)  # account -> its label
+    # Failures a slot contained (its session, upkeep or rotation raised), by cause.
+    session_crashes: Counter[str] = field(default_factory=Counter)
 
 
 def label(account: SubAccount) -> str:
     """The name an operator knows the account by (its id when it has no name)."""
     return account.name or account.id
+
+
+def crash_cause(exc: BaseException) -> str:
+    """The cause a crash is counted under: the first exception's type inside any group."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return type(exc).__name__
 
 
 def merge_counters(into: SessionStats, old: SessionStats) -> None:

@@ -2,7 +2,8 @@
 
 Exit codes (README, "Exit codes"): 0 done; 1 Gate or InfluxDB unreachable or
 refusing; 2 configuration or local files (a bad config, a master key that does
-not open the key store, an unreadable or unwritable path); 130 interrupted.
+not open the key store, an unreadable or unwritable path); 70 an internal
+error (a bug, one line); 130 interrupted.
 Every failure at start is one plain line on stderr saying what to do, never a
 traceback.
 
@@ -199,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import trio
 
     from collector import logging
-    from collector.app.failures import exit_code_for
+    from collector.app.failures import exit_code_for, internal_failure
 
     if args.command == "run" and not args.once:
         # The service logs to stdout (journald, Docker and Kubernetes collect it).
@@ -214,7 +215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BaseException as exc:  # every known failure becomes one line and a code
         verdict = exit_code_for(exc)
         if verdict is None:
-            raise
+            logging.get_logger(__name__).debug("internal_error", exc_info=exc)
+            verdict = internal_failure(exc)
         code, message = verdict
         if message:
             print(f"{PROG}: {message}", file=sys.stderr)

@@ -148,6 +148,11 @@ STAT_FIELDS_INVALID: Final = "fields_invalid"
 STAT_GATE_ERRORS: Final = "gate_errors"
 STAT_RECONNECTS: Final = "reconnects"
 STAT_GAPS: Final = "gaps"
+STAT_HANDSHAKE_REFUSALS: Final = "handshake_refusals"
+# Failures a slot or a snapshot contained (logged, retried); per cause as
+# ``session_crashes_<ExceptionType>`` beside the total.
+STAT_SESSION_CRASHES: Final = "session_crashes"
+STAT_SNAPSHOT_CRASHES: Final = "snapshot_crashes"
 STAT_KEY_REPLACEMENTS: Final = "key_replacements"
 STAT_KEY_STORE_WRITE_ERRORS: Final = "key_store_write_errors"
 STAT_KEY_ROTATIONS: Final = "key_rotations"
