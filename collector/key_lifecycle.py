@@ -61,10 +61,13 @@ class KeyLifecycle:
     async def _key_error(
         self, account_id: int, event: str, exc: GateError | KeyStoreError, failures: int
     ) -> None:
+        """Log, count, wait the backoff, or less: a key stored meanwhile ends the wait."""
         self.stats.key_errors += 1
         delay = backoff_delay(failures, *REPLACE_BACKOFF, self.rng)
         log.error(event, account=account_id, error=str(exc), wait_seconds=round(delay, 1))
-        await trio.sleep(delay)
+        stored = self.provisioner.key_stored(account_id)  # e.g. by a discovery, the disk free
+        with trio.move_on_after(delay):
+            await stored.wait()
 
     async def recover_key(
         self, slot: Slot, stored: StoredKey, failure: AuthenticationFailed

@@ -28,7 +28,7 @@ from collector.backoff import backoff_delay
 from collector.config import GateSettings
 from collector.gate.errors import GateError
 from collector.key_lifecycle import KeyLifecycle
-from collector.keys import KeyProvisioner, KeyStore, StoredKey
+from collector.keys import KeyProvisioner, KeyStore, KeyStoreError, StoredKey
 from collector.logging import get_logger
 from collector.points.direct import Observer
 from collector.points.lineproto import Bundle
@@ -203,7 +203,7 @@ class SlotRunner:
         account_id = slot.account.gate_id
         try:
             await self.provisioner.create(account_id)
-        except GateError as exc:  # tried again at the next upkeep
+        except (GateError, KeyStoreError) as exc:  # tried again at the next upkeep
             self.stats.key_errors += 1
             log.error("key_rotate_failed", account=account_id, error=str(exc))
             return

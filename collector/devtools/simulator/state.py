@@ -201,6 +201,9 @@ class BrokerState:
     # after key_lifetime (Gate: 90 days); a key lacking a permission named here is
     # refused on the WebSocket.
     key_activation_delay: float = 0.0
+    # Seconds the answer to a key creation takes, the key already made: the window in
+    # which a killed collector leaves a key on Gate that it never stored.
+    key_create_delay: float = 0.0
     key_lifetime: float | None = None
     required_perms: frozenset[str] = frozenset()
     # Deletions per key id, and those of a key a subscription was using right then.
