@@ -61,7 +61,8 @@ class DaemonProcess:
     broker: ApiCredentials
     influx_url: str
     database: str
-    extra: str = ""  # more TOML, appended to the sections below
+    accounts: str = ""  # more lines of the [accounts] section
+    influx: str = ""  # more lines of the [influx] section
     master_key: str = field(default_factory=generate_master_key)
     process: trio.Process | None = None
     starts: int = 0
@@ -78,9 +79,10 @@ class DaemonProcess:
         """The config file (a SIGHUP re-reads it)."""
         self.config.write_text(
             f'[gate]\nrest_url = "{self.rest_url}"\nws_url = "{self.ws_url}"\n'
+            f"[accounts]\n{self.accounts}\n"
             f'[state]\ndir = "{self.root}/state"\n'
             f'[influx]\nurl = "{influx_url or self.influx_url}"\ndatabase = "{self.database}"\n'
-            f"{self.extra}"
+            f"{self.influx}\n"
         )
 
     async def start(self) -> None:
@@ -114,12 +116,12 @@ class DaemonProcess:
 
     def reap(self) -> None:
         """kill -9 from outside trio (a fixture's teardown, pass or fail)."""
-        if self.process is None or self.process.returncode is not None:
+        if self.process is None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.process.pid, signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(self.process.pid, 0)
+        popen = self.process._proc  # trio's own checks need a running trio loop
+        if popen.poll() is None:
+            popen.kill()
+            popen.wait(timeout=15)
 
     def hangup(self) -> None:
         assert self.process is not None
@@ -161,3 +163,54 @@ async def wait_until(condition: Callable[[], bool], seconds: float, what: str) -
                 await trio.sleep(0.05)
     except trio.TooSlowError:
         raise AssertionError(f"not within {seconds} s: {what}") from None
+
+
+@dataclass
+class FlakyProxy:
+    """A loopback TCP proxy in front of InfluxDB: it passes bytes (``pass``), closes each
+    connection at once (``down``), or accepts and never answers (``hang``). A change of
+    mode cuts the connections it holds."""
+
+    upstream_port: int
+    mode: str = "pass"
+    port: int = 0
+    _held: set[trio.CancelScope] = field(default_factory=set)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self, nursery: trio.Nursery) -> None:
+        listeners = await nursery.start(trio.serve_tcp, self._handle, 0)
+        self.port = int(listeners[0].socket.getsockname()[1])
+
+    def set_mode(self, mode: str) -> None:
+        self.mode = mode
+        for scope in list(self._held):
+            scope.cancel()
+
+    async def _handle(self, client: trio.SocketStream) -> None:
+        scope = trio.CancelScope()
+        self._held.add(scope)
+        try:
+            with scope:
+                if self.mode == "hang":
+                    await trio.sleep_forever()
+                if self.mode == "pass":
+                    await self._pipe(client)
+        finally:
+            self._held.discard(scope)
+            await trio.aclose_forcefully(client)
+
+    async def _pipe(self, client: trio.SocketStream) -> None:
+        upstream = await trio.open_tcp_stream("127.0.0.1", self.upstream_port)
+        async with upstream, trio.open_nursery() as nursery:
+
+            async def copy(source: trio.SocketStream, sink: trio.SocketStream) -> None:
+                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                    async for chunk in source:
+                        await sink.send_all(chunk)
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(copy, client, upstream)
+            nursery.start_soon(copy, upstream, client)

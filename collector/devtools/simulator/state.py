@@ -21,9 +21,10 @@ class WsFault:
     """A fault for the next push to one account's WebSocket session.
 
     kind: ``gap`` (skip ``count`` u values on ``channel``), ``drop`` (close the
-    connection), ``silence`` (send nothing for ``seconds``), ``malformed`` (a frame
-    that is not JSON), ``error`` (an error frame), ``upgrade`` (ask to reconnect with
-    a top-level ``event: "upgrade"``), ``system_upgrade`` (the same with Gate's
+    connection), ``reset`` (half a frame, then a TCP reset), ``silence`` (send
+    nothing for ``seconds``), ``malformed`` (a frame that is not JSON), ``error``
+    (an error frame), ``upgrade`` (ask to reconnect with a top-level
+    ``event: "upgrade"``), ``system_upgrade`` (the same with Gate's
     documented ``<x>.system`` / ``update`` / ``{"type": "upgrade"}`` shape).
     """
 
@@ -31,6 +32,16 @@ class WsFault:
     channel: str = "unified.asset_detail"
     count: int = 1
     seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class HandshakeFault:
+    """The next WebSocket handshake is refused with ``status`` (as a proxy or Gate's
+    per-IP limit may), with ``body`` and a ``Retry-After`` when given."""
+
+    status: int
+    body: bytes | None = None
+    retry_after: int | None = None
 
 
 @dataclass
@@ -197,6 +208,10 @@ class BrokerState:
     burst_finished: float | None = None
     burst_sent: int = 0
     ws_events: Counter[str] = field(default_factory=Counter)
+    # Refusals for the next handshakes, whoever makes them (one each, in order).
+    handshake_faults: deque[HandshakeFault] = field(default_factory=deque)
+    # time_ms of the last update pushed per (account, channel).
+    last_push_ms: dict[tuple[int, str], int] = field(default_factory=dict)
     # Keys: a new key is refused for this long; keys without an IP binding expire
     # after key_lifetime (Gate: 90 days); a key lacking a permission named here is
     # refused on the WebSocket.

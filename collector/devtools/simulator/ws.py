@@ -26,7 +26,7 @@ import orjson
 import trio
 from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
 
-from collector.devtools.simulator.state import BrokerState, SimSubAccount
+from collector.devtools.simulator.state import BrokerState, HandshakeFault, SimSubAccount
 from collector.devtools.simulator.ws_link import Link
 from collector.devtools.simulator.ws_push import Pusher
 from collector.gate import signing
@@ -151,6 +151,10 @@ async def serve_unified(
     """Serve the unified WebSocket until cancelled; ``task_status.started(port)``."""
 
     async def handler(request: WebSocketRequest) -> None:
+        if state.handshake_faults:
+            await _refuse(request, state.handshake_faults.popleft())
+            state.ws_events["handshake_refused"] += 1
+            return
         ws = await request.accept()
         state.ws_connections += 1
         try:
@@ -167,6 +171,11 @@ async def serve_unified(
 
     starter: Any = _Starter(task_status)
     await serve_websocket(handler, host, port, ssl_context, task_status=starter)
+
+
+async def _refuse(request: WebSocketRequest, fault: HandshakeFault) -> None:
+    headers = [] if fault.retry_after is None else [(b"Retry-After", b"%d" % fault.retry_after)]
+    await request.reject(fault.status, extra_headers=headers, body=fault.body)
 
 
 @dataclass
