@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import httpx
+import pytest
 import trio
 from structlog.testing import capture_logs
 
@@ -17,6 +18,7 @@ from collector.app.failures import EXIT_INTERNAL, exit_code_for, internal_failur
 from collector.config import Settings
 from collector.devtools.simulator import Simulator
 from collector.gate.broker import BrokerClient
+from collector.http.server import Response, bound_port, open_listeners, serve
 from collector.keys import KeyStore, generate_master_key
 from collector.points.lineproto import Bundle
 from collector.session import AccountSession
@@ -111,3 +113,23 @@ def test_a_failure_nothing_expected_is_one_line_and_exit_70() -> None:
     code, line = internal_failure(bug)
     assert code == EXIT_INTERNAL == 70
     assert line.startswith("internal error: RuntimeError: boom (a bug") and "\n" not in line
+
+
+async def test_a_request_whose_answer_fails_ends_only_that_connection(
+    nursery: trio.Nursery, http: httpx.AsyncClient
+) -> None:
+    def handler(_method: str, target: str) -> Response:
+        if target == "/boom":
+            raise ValueError("a bug rendering one page")
+        return Response(200, b"ok\n")
+
+    listeners = await open_listeners("127.0.0.1:0")
+    nursery.start_soon(serve, handler, listeners)
+    url = f"http://127.0.0.1:{bound_port(listeners)}"
+    with capture_logs() as logs:
+        for _ in range(3):
+            with pytest.raises(httpx.HTTPError):
+                await http.get(f"{url}/boom")
+            assert (await http.get(f"{url}/healthz")).status_code == 200
+    crashed = [e for e in logs if e["event"] == "http_request_crashed"]
+    assert len(crashed) == 3 and "a bug rendering one page" in crashed[0]["error"]

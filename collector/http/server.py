@@ -74,6 +74,8 @@ async def serve(handler: Handler, listeners: list[trio.SocketListener]) -> None:
             await _serve_one(stream, handler)
         except (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError):
             pass
+        except Exception as exc:  # a failure answering one client never ends the endpoint
+            log.error("http_request_crashed", error=repr(exc)[:300])
         finally:
             limiter.release()
             await stream.aclose()
