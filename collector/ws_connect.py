@@ -32,9 +32,9 @@ import functools
 import math
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 from urllib.parse import urlsplit
 
 import trio
@@ -78,13 +78,13 @@ class Refused:
         return f"handshake refused with HTTP {self.status}{wait}{body}"
 
 
-def retry_after(headers: Any, now: float) -> float | None:
+def retry_after(headers: Iterable[tuple[bytes, bytes]], now: float) -> float | None:
     """``Retry-After`` (delta seconds or an HTTP date) as seconds from ``now``, capped; None
-    when absent or unreadable. ``headers``: trio-websocket's ``((name, value), ...)`` bytes."""
-    for name, value in headers or ():
-        if bytes(name).lower() != b"retry-after":
+    when absent or unreadable. ``headers``: trio-websocket's ``((name, value), ...)``."""
+    for name, value in headers:
+        if name.lower() != b"retry-after":
             continue
-        text = bytes(value).decode("latin-1").strip()
+        text = value.decode("latin-1").strip()
         if text.isdigit():
             seconds = float(text)
         else:
