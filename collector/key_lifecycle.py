@@ -17,7 +17,7 @@ import trio
 from collector.backoff import backoff_delay
 from collector.gate.broker import BrokerClient
 from collector.gate.errors import GateError, NotFoundError, Refusal, refusal_kind
-from collector.keys import KeyProvisioner, KeyStore, KeyStoreError, StoredKey
+from collector.keys import KeyProvisioner, KeyStore, KeyStoreError, KeyStoreWriteError, StoredKey
 from collector.logging import get_logger
 from collector.session import AuthenticationFailed
 from collector.slot import Slot, SupervisorStats, label
@@ -64,7 +64,10 @@ class KeyLifecycle:
         """Log, count, wait the backoff, or less: a key stored meanwhile ends the wait."""
         self.stats.key_errors += 1
         delay = backoff_delay(failures, *REPLACE_BACKOFF, self.rng)
-        log.error(event, account=account_id, error=str(exc), wait_seconds=round(delay, 1))
+        # An unwritable store is said once for all accounts (key_store_unwritable):
+        # one error line per account and retry was a storm at 10,000 accounts.
+        say = log.debug if isinstance(exc, KeyStoreWriteError) else log.error
+        say(event, account=account_id, error=str(exc), wait_seconds=round(delay, 1))
         stored = self.provisioner.key_stored(account_id)  # e.g. by a discovery, the disk free
         with trio.move_on_after(delay):
             await stored.wait()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 import subprocess
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ import httpx
 import pytest
 import trio
 import trio.testing
+from structlog.testing import capture_logs
 
 from collector.config import Settings
 from collector.devtools.simulator import Simulator
@@ -223,8 +225,11 @@ async def test_when_a_full_disk_frees_each_account_gets_one_key_and_connects_at_
     sim = parts.sim
     store = quick_store(small_disk, master_key)
     filler = fill(small_disk)
-    supervisor = await supervisor_on(store, small_disk)
-    await trio.sleep(100.0)  # every slot keyless, its retries backing off (5 s, 10 s, ...)
+    with capture_logs() as logs:
+        supervisor = await supervisor_on(store, small_disk)
+        await trio.sleep(100.0)  # every slot keyless, its retries backing off (5 s, 10 s, ...)
+    said = Counter(e["event"] for e in logs if e["log_level"] in ("warning", "error"))
+    assert said == {"key_store_unwritable": 1}  # once for all accounts and retries
     assert sim.state.calls["keys_created"] == 0
     assert supervisor.stats.key_errors >= 6 * 3
     filler.unlink()

@@ -245,7 +245,11 @@ class KeyProvisioner:
             raise KeyStoreWriteError(self._store_down)
         self._save_instance()
         was_marked = self._store.needs_sweep(user_id)
-        await self._store.mark_sweep_async(user_id)  # before Gate has the key: durably
+        try:
+            await self._store.mark_sweep_async(user_id)  # before Gate has the key: durably
+        except KeyStoreWriteError as exc:
+            self._store_failed(exc)  # said once; a later discovery probes the store again
+            raise
         created = await self._client.create_key(
             user_id,
             self.policy.name,
@@ -258,8 +262,10 @@ class KeyProvisioner:
         )
         try:
             await self._store.put_async(stored)
-        except KeyStoreWriteError:
-            # Its secret is lost with this process: take it off Gate again (best effort).
+        except KeyStoreWriteError as exc:
+            self._store_failed(exc)
+            # Its secret is lost with this process: take it off Gate again (best effort;
+            # the sweep mark stays, so a start sweeps what this could not delete).
             with contextlib.suppress(GateError):
                 await self._client.delete_key(user_id, created.key)
             raise
