@@ -145,3 +145,24 @@ async def test_a_gateway_error_is_retried_with_the_usual_backoff(
     assert session.stats.subscription_reason == (
         "handshake refused with HTTP 502: <html>Bad Gateway</html>"
     )
+
+
+@pytest.mark.parametrize(
+    "answer", [b"", b"garbage, not HTTP\r\n\r\n"], ids=["closed-unanswered", "not-http"]
+)
+async def test_a_handshake_the_server_ends_without_an_answer_fails_at_once_30_times(
+    answer: bytes,
+) -> None:
+    async def server(stream: trio.SocketStream) -> None:
+        await stream.receive_some(65536)  # the upgrade request
+        if answer:
+            await stream.send_all(answer)
+        await stream.aclose()
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(trio.serve_tcp, server, 0)
+        url = f"ws://127.0.0.1:{listeners[0].socket.getsockname()[1]}/v4/ws/unified"
+        with trio.fail_after(10):  # not a 15 s connect timeout each
+            answers = [await open_websocket(nursery, Target(url)) for _ in range(CONNECTS)]
+        nursery.cancel_scope.cancel()
+    assert all(isinstance(a, str) and "HandshakeError" in a for a in answers), answers[0]
