@@ -179,10 +179,8 @@ async def test_a_full_disk_drops_the_oldest_counts_them_and_recovers(
                 # A sent bundle may still wait in the channel, or in the spool's worker
                 # thread: wait for the sum itself (each point in one place), not a proxy.
                 await wait_until(
-                    lambda: (
-                        sink.buffered_points == 0
-                        and spool.points + sink.stats.points_dropped == 3600
-                    )
+                    lambda: sink.buffered_points == 0
+                    and spool.points + sink.stats.points_dropped == 3600
                 )
                 dropped_while_full = sink.stats.points_dropped
                 assert spool.points + dropped_while_full == 3600  # each point in one place
