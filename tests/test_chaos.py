@@ -257,6 +257,9 @@ async def test_the_daemon_stays_up_through_chaos_and_ends_true(
     assert await daemon.stop() == 0
     log = daemon.log.read_text()
     assert "Traceback" not in log
+    secrets = [sim.state.broker.secret, daemon.master_key]
+    secrets += [k.secret for k in sim.state.keys.values()]
+    assert [s for s in secrets if s in log] == []
     crashes = daemon.events("session_crashed") + daemon.events("snapshot_crashed")
     print(
         f"handshake refusals seen: {len(daemon.events('session_handshake_refused'))} + "
