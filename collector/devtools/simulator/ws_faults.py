@@ -57,8 +57,10 @@ async def _reset_mid_frame(link: Link) -> None:
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             await stream.send_all(b"\x81\x7e\x00\xc8" + b'{"channel": "unified.asset_detail"')
         sock = getattr(stream, "socket", None)
-        if sock is not None:  # linger 0: close() sends RST, not FIN
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        # linger 0: close() sends RST, not FIN (unless the client closed it first: EBADF)
+        with contextlib.suppress(OSError):
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         await stream.aclose()
 
 
