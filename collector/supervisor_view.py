@@ -45,6 +45,7 @@ _SUMMED: Final = (
     (schema.STAT_RECONNECTS, "reconnects"),
     (schema.STAT_GAPS, "gaps"),
     (schema.STAT_HANDSHAKE_REFUSALS, "handshake_refusals"),
+    (schema.STAT_HANDSHAKE_REFUSALS_AUTH, "handshake_refusals_auth"),
 )
 
 

@@ -68,7 +68,7 @@ async def test_every_session_refused_at_the_handshake_is_counted_and_nothing_end
         while len(refuser.attempts) < 27:
             await trio.sleep(0.05)
     fields = supervisor.stats_fields()
-    assert fields["handshake_refusals"] >= 27
+    assert fields["handshake_refusals"] >= 27 and fields["handshake_refusals_auth"] == 0
     assert fields["session_crashes"] == 0 and fields["accounts_refused"] == 9
     states = {s.state for s in supervisor.account_states()}
     assert states == {"refused"}

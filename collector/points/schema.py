@@ -149,6 +149,7 @@ STAT_GATE_ERRORS: Final = "gate_errors"
 STAT_RECONNECTS: Final = "reconnects"
 STAT_GAPS: Final = "gaps"
 STAT_HANDSHAKE_REFUSALS: Final = "handshake_refusals"
+STAT_HANDSHAKE_REFUSALS_AUTH: Final = "handshake_refusals_auth"  # of them, 401/403
 # Failures a slot or a snapshot contained (logged, retried); per cause as
 # ``session_crashes_<ExceptionType>`` beside the total.
 STAT_SESSION_CRASHES: Final = "session_crashes"
