@@ -193,6 +193,9 @@ async def last_push_is_stored(influx: InfluxServer, sim: Simulator, account: int
     assert per_currency == dict.fromkeys(CURRENCIES, 1), (account, per_currency)
 
 
+# 40-60 s on a quiet machine; the named deadlines below (start, heal, truth) fail
+# first with a message, well before this guard on a loaded one.
+@pytest.mark.timeout(300)
 async def test_the_daemon_stays_up_through_chaos_and_ends_true(
     nursery: trio.Nursery,
     influxdb: InfluxServer,
