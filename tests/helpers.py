@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import json
 import math
 import os
 import re
@@ -28,6 +29,7 @@ from collector.app.commands import write_credentials
 from collector.config import InfluxSettings, Settings
 from collector.devtools.simulator import Simulator
 from collector.gate.broker import BrokerClient, RetryPolicy
+from collector.gate.signing import ApiCredentials
 from collector.keys import KeyStore, generate_master_key
 from collector.points import schema
 from collector.points.lineproto import Bundle, FieldValue, FloatText, Point, Record
@@ -241,17 +243,23 @@ DAEMON_ACCOUNTS = 100  # the e2e simulator (conftest ``gate``)
 GAP_ACCOUNT = 100002  # one of them counts u instead of naming the user
 
 
-async def wait_until(condition: Callable[[], object], seconds: float = 60.0) -> None:
+async def wait_until(
+    condition: Callable[[], object], seconds: float = 60.0, what: str = ""
+) -> None:
     """Poll ``condition`` (plain or async) until it holds; fail after ``seconds`` of trio's
-    clock. An async condition is awaited: its coroutine object is not an answer."""
-    with trio.fail_after(seconds):
-        while True:
-            held = condition()
-            if inspect.isawaitable(held):
-                held = await held
-            if held:
-                return
-            await trio.sleep(0.02)
+    clock, naming ``what``. An async condition is awaited: its coroutine object is not an
+    answer."""
+    try:
+        with trio.fail_after(seconds):
+            while True:
+                held = condition()
+                if inspect.isawaitable(held):
+                    held = await held
+                if held:
+                    return
+                await trio.sleep(0.02)
+    except trio.TooSlowError:
+        raise AssertionError(f"not within {seconds} s: {what or condition}") from None
 
 
 def query(influx: InfluxServer, db: str, q: str) -> list[dict[str, Any]]:
@@ -531,3 +539,114 @@ async def wait_until_ready(http: httpx.AsyncClient, url: str, seconds: float = 6
             if answer.status_code == 200:
                 return answer.text
             await trio.sleep(0.1)
+
+
+# -- the daemon as a process of its own (kill -9 and chaos runs)
+
+
+@dataclass
+class DaemonProcess:
+    """``gate-collector run`` as a subprocess: its config, credentials and log in ``root``.
+
+    End it with :meth:`stop` (SIGTERM) or :meth:`kill` (SIGKILL); the ``daemons``
+    fixture ends whatever a test left running, whatever the outcome.
+    """
+
+    root: Path
+    rest_url: str
+    ws_url: str
+    broker: ApiCredentials
+    influx_url: str
+    database: str
+    accounts: str = ""  # more lines of the [accounts] section
+    influx: str = ""  # more lines of the [influx] section
+    master_key: str = field(default_factory=generate_master_key)
+    process: trio.Process | None = None
+    starts: int = 0
+
+    @property
+    def log(self) -> Path:
+        return self.root / "collector.log"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "collector.toml"
+
+    def write_config(self, influx_url: str | None = None) -> None:
+        """The config file (a SIGHUP re-reads it)."""
+        self.config.write_text(
+            f'[gate]\nrest_url = "{self.rest_url}"\nws_url = "{self.ws_url}"\n'
+            f"[accounts]\n{self.accounts}\n"
+            f'[state]\ndir = "{self.root}/state"\n'
+            f'[influx]\nurl = "{influx_url or self.influx_url}"\ndatabase = "{self.database}"\n'
+            f"{self.influx}\n"
+        )
+
+    async def start(self) -> None:
+        if not self.config.exists():
+            self.write_config()
+        write_credentials(self.root / "creds", self.broker)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("GATE_", "INFLUX_"))}
+        env.update(
+            CREDENTIALS_DIRECTORY=str(self.root / "creds"),
+            GATE_COLLECTOR_MASTER_KEY=self.master_key,
+        )
+        command = [sys.executable, "-m", "collector.app.cli", "--log-level", "debug", "run"]
+        with self.log.open("ab") as out:
+            self.process = await trio.lowlevel.open_process(
+                [*command, "--config", str(self.config)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        self.starts += 1
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.returncode is None
+
+    async def kill(self) -> None:
+        """kill -9, and reap it."""
+        if self.process is not None and self.process.returncode is None:
+            self.process.kill()
+            with trio.fail_after(15):
+                await self.process.wait()
+
+    def reap(self) -> None:
+        """kill -9 from outside trio (a fixture's teardown, pass or fail)."""
+        if self.process is None:
+            return
+        popen = self.process._proc  # trio's own checks need a running trio loop
+        if popen.poll() is None:
+            popen.kill()
+            popen.wait(timeout=15)
+
+    def hangup(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGHUP)
+
+    async def stop(self) -> int:
+        """SIGTERM; its exit code."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        with trio.fail_after(60):
+            return await self.process.wait()
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        """The JSON log lines of event ``name``, every run."""
+        found = []
+        for line in self.log.read_text().splitlines():
+            if f'"event": "{name}"' in line:
+                found.append(json.loads(line))
+        return found
+
+
+@contextlib.contextmanager
+def killed_at_end() -> Iterator[list[DaemonProcess]]:
+    """A list for the daemons a test starts: every one is killed at the end, pass or fail
+    (a test's fixture wraps it)."""
+    started: list[DaemonProcess] = []
+    try:
+        yield started
+    finally:
+        for daemon in started:
+            daemon.reap()

@@ -12,8 +12,11 @@ import socket
 import subprocess
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import trio
+from trio_websocket import WebSocketRequest, serve_websocket
 
 from collector.devtools.localinflux import InfluxServer, free_port, influx_server, wait_ready
 
@@ -125,3 +128,80 @@ def hanging_server() -> Iterator[HangingServer]:
         yield server
     finally:
         server.stop()
+
+
+@dataclass
+class Refuser:
+    """What the server answers every handshake with; it notes when each came (trio time)."""
+
+    status: int = 429
+    body: bytes | None = None
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    attempts: list[float] = field(default_factory=list)
+    port: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/v4/ws/unified"
+
+    async def handler(self, request: WebSocketRequest) -> None:
+        self.attempts.append(trio.current_time())
+        await request.reject(self.status, extra_headers=self.headers, body=self.body)
+
+
+async def start_refuser(nursery: trio.Nursery, refuser: Refuser) -> Refuser:
+    """Serve ``refuser`` on a free loopback port (a real trio-websocket server)."""
+    server = await nursery.start(serve_websocket, refuser.handler, "127.0.0.1", 0, None)
+    refuser.port = int(server.port)
+    return refuser
+
+
+@dataclass
+class FlakyProxy:
+    """A loopback TCP proxy in front of InfluxDB: it passes bytes (``pass``), closes each
+    connection at once (``down``), or accepts and never answers (``hang``). A change of
+    mode cuts the connections it holds."""
+
+    upstream_port: int
+    mode: str = "pass"
+    port: int = 0
+    _held: set[trio.CancelScope] = field(default_factory=set)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self, nursery: trio.Nursery) -> None:
+        listeners = await nursery.start(trio.serve_tcp, self._handle, 0)
+        self.port = int(listeners[0].socket.getsockname()[1])
+
+    def set_mode(self, mode: str) -> None:
+        self.mode = mode
+        for scope in list(self._held):
+            scope.cancel()
+
+    async def _handle(self, client: trio.SocketStream) -> None:
+        scope = trio.CancelScope()
+        self._held.add(scope)
+        try:
+            with scope:
+                if self.mode == "hang":
+                    await trio.sleep_forever()
+                if self.mode == "pass":
+                    await self._pipe(client)
+        finally:
+            self._held.discard(scope)
+            await trio.aclose_forcefully(client)
+
+    async def _pipe(self, client: trio.SocketStream) -> None:
+        upstream = await trio.open_tcp_stream("127.0.0.1", self.upstream_port)
+        async with upstream, trio.open_nursery() as nursery:
+
+            async def copy(source: trio.SocketStream, sink: trio.SocketStream) -> None:
+                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                    async for chunk in source:
+                        await sink.send_all(chunk)
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(copy, client, upstream)
+            nursery.start_soon(copy, upstream, client)

@@ -3,7 +3,8 @@
 Exit codes (README, "Exit codes"): 0 done; 1 Gate or InfluxDB unreachable or
 refusing; 2 bad input: arguments, configuration or local files (a bad config, a
 master key that does not open the key store, an unreadable or unwritable path);
-130 interrupted (Ctrl-C), after an orderly stop. Every failure at start is one
+70 an internal error (a bug, one line); 130 interrupted (Ctrl-C), after an
+orderly stop. Every failure at start is one
 plain line on stderr saying what to do, never a traceback (README, "Bad input").
 
 Only the parser is built at import: each command's module (and trio, pydantic,
@@ -291,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Past the parser: now the heavy imports (--version, --help and errors ended above).
     import trio
 
-    from collector.app.failures import exit_code_for
+    from collector.app.failures import exit_code_for, internal_failure
     from collector.base import logging
 
     if args.command == "run" and not args.once:
@@ -307,7 +308,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BaseException as exc:  # every known failure becomes one line and a code
         verdict = exit_code_for(exc)
         if verdict is None:
-            raise
+            logging.get_logger(__name__).debug("internal_error", exc_info=exc)
+            verdict = internal_failure(exc)
         code, message = verdict
         if message:
             print(f"{PROG}: {message}", file=sys.stderr)

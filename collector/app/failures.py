@@ -21,7 +21,23 @@ from collector.supervisor.supervisor import StartupError
 
 EXIT_REMOTE: Final = 1  # Gate or InfluxDB unreachable or refusing
 EXIT_LOCAL: Final = 2  # configuration and local files
+EXIT_INTERNAL: Final = 70  # EX_SOFTWARE: the collector's own failure (a bug)
 EXIT_INTERRUPTED: Final = 130
+
+
+def internal_failure(exc: BaseException) -> tuple[int, str]:
+    """(70, one line) for a failure nothing expected: the supervisor's own, a bug.
+
+    Failures of one account, one snapshot or one HTTP client are contained where
+    they happen; what reaches here ended the process, so it is named in one line
+    (the traceback is logged at debug level, never at info).
+    """
+    found = [leaf for leaf in leaves(exc) if not isinstance(leaf, trio.Cancelled)] or [exc]
+    first = found[0]
+    return EXIT_INTERNAL, (
+        f"internal error: {type(first).__name__}: {_first_line(str(first))[:300]} "
+        "(a bug in the collector: please report it with the log at --log-level debug)"
+    )
 
 
 def leaves(exc: BaseException) -> list[BaseException]:

@@ -29,7 +29,7 @@ from collector.gate.errors import (
 from collector.gate.models import SubAccount, label
 from collector.gate.protocol import AuthenticationFailed
 from collector.keys.provision import KeyProvisioner
-from collector.keys.store import KeyStore, KeyStoreError, StoredKey
+from collector.keys.store import KeyStore, KeyStoreError, KeyStoreWriteError, StoredKey
 
 log = get_logger(__name__)
 
@@ -96,10 +96,16 @@ class KeyLifecycle:
     async def _key_error(
         self, account_id: int, event: str, exc: GateError | KeyStoreError, failures: int
     ) -> None:
+        """Log, count, wait the backoff, or less: a key stored meanwhile ends the wait."""
         self.stats.key_errors += 1
         delay = backoff_delay(failures, *REPLACE_BACKOFF, self.rng)
-        log.error(event, account=account_id, error=str(exc), wait_seconds=round(delay, 1))
-        await trio.sleep(delay)
+        # An unwritable store is said once for all accounts (key_store_unwritable):
+        # one error line per account and retry was a storm at 10,000 accounts.
+        say = log.debug if isinstance(exc, KeyStoreWriteError) else log.error
+        say(event, account=account_id, error=str(exc), wait_seconds=round(delay, 1))
+        stored = self.provisioner.key_stored(account_id)  # e.g. by a discovery, the disk free
+        with trio.move_on_after(delay):
+            await stored.wait()
 
     async def recover_key(
         self, key: KeyState, stored: StoredKey, failure: AuthenticationFailed

@@ -12,6 +12,11 @@ Rules (DESIGN section 6), each kept here so the supervisor only drives them:
   effect": a refused key younger than the grace is not dead yet.
 * **Rotation.** Keys without an IP binding expire after 90 days on Gate; they are
   due for a successor after ``accounts.key_rotate_after``.
+* **Exactly once.** One creation or retirement at a time per account; a create
+  that finds a key stored while it waited returns that key. Before a key is
+  created the account gets a durable sweep mark in the store, cleared once no key
+  of ours but the stored one can be left on Gate; :meth:`KeyProvisioner.sweep_orphans`
+  deletes by name, at start, what a lost answer or a kill -9 left behind.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import contextlib
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -188,6 +193,11 @@ class KeyProvisioner:
         # Why the store cannot be written (None: it can): no key is created meanwhile.
         self._store_down: str | None = None
         self._unsaved_instance = self.policy.unsaved_instance
+        # One creation or retirement at a time per account (a discovery and the slot's
+        # own retry both creating when a full disk frees made two keys 2 ms apart).
+        self._busy: dict[int, trio.Lock] = {}
+        # Set when a key is stored for the account: a slot waiting out a backoff wakes.
+        self._stored: dict[int, trio.Event] = {}
 
     async def ensure_keys(
         self, accounts: Iterable[SubAccount], verify: bool = False
@@ -250,25 +260,57 @@ class KeyProvisioner:
             )
         self._store_down = str(exc)
 
+    def key_stored(self, user_id: int) -> trio.Event:
+        """An event set the next time a key is stored for ``user_id``."""
+        return self._stored.setdefault(user_id, trio.Event())
+
+    @contextlib.asynccontextmanager
+    async def _one_at_a_time(self, user_id: int) -> AsyncIterator[None]:
+        lock = self._busy.setdefault(user_id, trio.Lock())
+        try:
+            async with lock:
+                yield
+        finally:
+            if not lock.locked() and not lock.statistics().tasks_waiting:
+                self._busy.pop(user_id, None)
+
     async def create(self, user_id: int) -> StoredKey:
         """Create a key on Gate and store it, replacing the stored one (make before break).
 
         The key it replaces stays on Gate until :meth:`retire`: a session may still
-        use it. A key of this instance that the store does not know (created by a
-        run that died before storing it, or whose answer was lost) is harmless
-        here and removed by :meth:`retire`.
+        use it. A key stored while this call waited for the account's turn is
+        returned instead of a second one. A key of this instance that the store
+        does not know (a lost answer, a run that died before storing it) is kept
+        in mind by the sweep mark and removed by :meth:`retire` or, after a
+        restart, :meth:`sweep_orphans`.
         """
+        before = self._store.get(user_id)
+        async with self._one_at_a_time(user_id):
+            current = self._store.get(user_id)
+            if current is not None and current != before:
+                return current
+            return await self._create(user_id, replaces=current)
+
+    async def _create(self, user_id: int, replaces: StoredKey | None) -> StoredKey:
         if self._store_down is not None:  # a key whose secret cannot be kept is churn
             raise KeyStoreWriteError(self._store_down)
         self._save_instance()
+        was_marked = self._store.needs_sweep(user_id)
+        try:
+            await self._store.mark_sweep_async(user_id)  # before Gate has the key: durably
+        except KeyStoreWriteError as exc:
+            self._store_failed(exc)  # said once; a later discovery probes the store again
+            raise
         created = await self._create_on_gate(user_id)
         stored = StoredKey(
             user_id, created.key, created.secret.get_secret_value(), created_at=self._clock()
         )
         try:
             await self._store.put_async(stored)
-        except KeyStoreWriteError:
-            # Its secret is lost with this process: take it off Gate again (best effort).
+        except KeyStoreWriteError as exc:
+            self._store_failed(exc)
+            # Its secret is lost with this process: take it off Gate again (best effort;
+            # the sweep mark stays, so a start sweeps what this could not delete).
             with contextlib.suppress(GateError):
                 await self._client.delete_key(user_id, created.key)
             raise
@@ -278,6 +320,13 @@ class KeyProvisioner:
             key=created.key,
             permissions=[p.name for p in created.perms],  # as Gate's answer echoes them
         )
+        waiting = self._stored.pop(user_id, None)
+        if waiting is not None:
+            waiting.set()
+        if replaces is None and not was_marked:  # nothing else of ours can be on Gate for it
+            # A mark that cannot be cleared now costs one key listing at the next start.
+            with contextlib.suppress(KeyStoreWriteError):
+                await self._store.clear_sweep_async(user_id)
         return stored
 
     async def _create_on_gate(self, user_id: int) -> CreatedApiKey:
@@ -333,19 +382,52 @@ class KeyProvisioner:
         """Delete every key of this instance for ``user_id`` except the stored one.
 
         Only keys carrying this instance's name are touched; returns how many went.
+        The account's sweep mark is cleared once they are gone.
         """
-        stored = self._store.get(user_id)
-        keep = stored.key if stored is not None else None
-        doomed = [
-            info.key
-            async for info in self._client.list_keys(user_id)
-            if info.name == self.policy.name and info.key != keep
-        ]
-        for key in doomed:
-            with contextlib.suppress(NotFoundError):
-                await self._client.delete_key(user_id, key)
-            log.info("key_deleted", account=user_id, key=key)
+        async with self._one_at_a_time(user_id):
+            stored = self._store.get(user_id)
+            keep = stored.key if stored is not None else None
+            doomed = [
+                info.key
+                async for info in self._client.list_keys(user_id)
+                if info.name == self.policy.name and info.key != keep
+            ]
+            for key in doomed:
+                with contextlib.suppress(NotFoundError):
+                    await self._client.delete_key(user_id, key)
+                log.info("key_deleted", account=user_id, key=key)
+            with contextlib.suppress(KeyStoreWriteError):  # kept: swept again at the next start
+                await self._store.clear_sweep_async(user_id)
         return len(doomed)
+
+    async def sweep_orphans(self) -> int:
+        """At start: for every account with a sweep mark, delete the keys of ours not stored.
+
+        Nothing of this process uses such a key yet, so they go at once, not after
+        the stored key delivered data. An account Gate no longer has is forgotten;
+        one that cannot be listed now keeps its mark (its slot retires later, or the
+        next start sweeps). Returns how many keys were deleted.
+        """
+        marked = self._store.sweeps()
+        deleted = 0
+
+        async def sweep(user_id: int) -> None:
+            nonlocal deleted
+            async with self._limiter:
+                try:
+                    deleted += await self.retire(user_id)
+                except NotFoundError:  # the account is gone, and its keys with it
+                    with contextlib.suppress(KeyStoreWriteError):
+                        await self._store.clear_sweep_async(user_id)
+                except GateError as exc:
+                    log.warning("key_sweep_failed", account=user_id, error=str(exc))
+
+        async with trio.open_nursery() as nursery:
+            for user_id in marked:
+                nursery.start_soon(sweep, user_id)
+        if marked:
+            log.info("key_orphans_swept", accounts=len(marked), deleted=deleted)
+        return deleted
 
     def age(self, stored: StoredKey) -> float:
         """Seconds since ``stored`` was created (since first seen, for keys of older stores)."""

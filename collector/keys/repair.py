@@ -22,6 +22,7 @@ from cryptography.fernet import Fernet
 from collector.base.fsutil import atomic_write
 from collector.keys.store import (
     StoredKey,
+    SweepMark,
     check_header,
     fernet_of,
     is_unfinished_header,
@@ -73,10 +74,16 @@ def repair_store(path: Path, master_key: str | None, now: float | None = None) -
     check_header(fernet, path, data[: header_end - 1])
     keys: dict[int, StoredKey] = {}
     rows: dict[int, bytes] = {}
+    marks: dict[int, bytes] = {}  # pending sweep marks are kept: they lead to orphans on Gate
     for number, line, _end, complete in split_lines(data, header_end):
         entries = _readable(fernet, line, complete, number, report)
         for user_id, stored, row in entries:
-            if stored is None:
+            if isinstance(stored, SweepMark):
+                if stored.pending:
+                    marks[user_id] = row
+                else:
+                    marks.pop(user_id, None)
+            elif stored is None:
                 keys.pop(user_id, None)
                 rows.pop(user_id, None)
             else:
@@ -88,13 +95,13 @@ def repair_store(path: Path, master_key: str | None, now: float | None = None) -
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() if now is None else now))
         report.backup = path.with_name(f"{path.name}.bad-{stamp}")
         atomic_write(report.backup, data)  # the evidence first, durably
-        atomic_write(path, data[:header_end] + b"".join(rows.values()))
+        atomic_write(path, data[:header_end] + b"".join(rows.values()) + b"".join(marks.values()))
     return report
 
 
 def _readable(
     fernet: Fernet, line: bytes, complete: bool, number: int, report: RepairReport
-) -> list[tuple[int, StoredKey | None, bytes]]:
+) -> list[tuple[int, StoredKey | SweepMark | None, bytes]]:
     """The entries ``line`` holds (a glued line may hold one); bad parts go to the report."""
     if complete:
         try:
@@ -104,7 +111,7 @@ def _readable(
             why = str(exc)
     else:
         why = "torn: no newline"
-    salvaged: list[tuple[int, StoredKey | None, bytes]] = []
+    salvaged: list[tuple[int, StoredKey | SweepMark | None, bytes]] = []
     head = line
     start = line.rfind(_ENTRY_START)
     if complete and start > 0:  # an append written onto a torn line: the tail is whole

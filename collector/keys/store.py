@@ -14,6 +14,13 @@ before the next append, so nothing is ever written onto it. A write that fails
 (ENOSPC, EROFS, EACCES, EIO) raises :class:`KeyStoreWriteError` and leaves both
 the file and the in-memory view as they were before the call.
 
+A *sweep mark* (``{"user_id": N, "sweep": true}``) is appended, durably, before
+a key is created for an account, and cleared (``"sweep": false``) once no key of
+ours but the stored one can be on Gate for it: a key whose create answer was
+lost, whose secret never reached the store (kill -9, a full disk), or that a
+successor replaced, is found by name through the mark at the next start and
+deleted (:meth:`~collector.keys.provision.KeyProvisioner.sweep_orphans`).
+
 The methods are blocking and thread-safe; async callers use the ``*_async``
 twins, which run them in a worker thread so the trio loop never waits on disk.
 """
@@ -104,6 +111,13 @@ class StoredKey:
         return ApiCredentials(self.key, self.secret)
 
 
+@dataclass(frozen=True)
+class SweepMark:
+    """A line saying whether keys of ours other than the stored one may be on Gate."""
+
+    pending: bool
+
+
 def generate_master_key() -> str:
     """A new master key (Fernet, url-safe base64 of 32 random bytes)."""
     return Fernet.generate_key().decode()
@@ -151,11 +165,16 @@ def is_unfinished_header(data: bytes) -> bool:
     return b"\n" not in data and _HEADER_START.startswith(data[: len(_HEADER_START)])
 
 
-def parse_entry(fernet: Fernet, line: bytes) -> tuple[int, StoredKey | None]:
-    """(user id, key) of one line; the key is None for a "forget" line. ValueError if bad."""
+def parse_entry(fernet: Fernet, line: bytes) -> tuple[int, StoredKey | SweepMark | None]:
+    """(user id, key) of one line; None for a "forget" line, a SweepMark for a mark.
+
+    ValueError if bad.
+    """
     try:
         entry = orjson.loads(line)
         user_id = int(entry["user_id"])
+        if "sweep" in entry:
+            return user_id, SweepMark(entry["sweep"] is True)
         if entry.get("forget"):
             return user_id, None
         secret = fernet.decrypt(entry["secret"].encode()).decode()
@@ -194,6 +213,7 @@ class KeyStore:
         self._fernet = fernet_of(master_key)
         self._keys: dict[int, StoredKey] = {}
         self._rows: dict[int, bytes] = {}  # the encoded line of each live key
+        self._marks: dict[int, bytes] = {}  # the line of each pending sweep mark
         self._header = (
             orjson.dumps({"format": FORMAT, "check": self._fernet.encrypt(_CHECK).decode()}) + b"\n"
         )
@@ -243,6 +263,26 @@ class KeyStore:
             row = orjson.dumps({"user_id": user_id, "forget": True}) + b"\n"
             self._locked_write(lambda: self._commit(user_id, None, row))
 
+    def sweeps(self) -> list[int]:
+        """Accounts that may have keys of ours on Gate besides the stored one."""
+        return list(self._marks)
+
+    def needs_sweep(self, user_id: int) -> bool:
+        """Whether ``user_id`` has a pending sweep mark."""
+        return user_id in self._marks
+
+    def mark_sweep(self, user_id: int) -> None:
+        """Note durably, before a key is created, that ``user_id`` may get one the store misses."""
+        if user_id not in self._marks:
+            row = orjson.dumps({"user_id": user_id, "sweep": True}) + b"\n"
+            self._locked_write(lambda: self._commit(user_id, SweepMark(True), row))
+
+    def clear_sweep(self, user_id: int) -> None:
+        """No key of ours but the stored one is left on Gate for ``user_id``."""
+        if user_id in self._marks:
+            row = orjson.dumps({"user_id": user_id, "sweep": False}) + b"\n"
+            self._locked_write(lambda: self._commit(user_id, SweepMark(False), row))
+
     def probe(self) -> None:
         """KeyStoreWriteError unless a key could be stored now (space, permissions).
 
@@ -253,6 +293,14 @@ class KeyStore:
     async def put_async(self, stored: StoredKey) -> None:
         """:meth:`put` in a worker thread (not abandoned on cancel: it finishes or fails)."""
         await self._off_loop(self.put, stored)
+
+    async def mark_sweep_async(self, user_id: int) -> None:
+        """:meth:`mark_sweep` in a worker thread."""
+        await self._off_loop(self.mark_sweep, user_id)
+
+    async def clear_sweep_async(self, user_id: int) -> None:
+        """:meth:`clear_sweep` in a worker thread."""
+        await self._off_loop(self.clear_sweep, user_id)
 
     async def probe_async(self) -> None:
         """:meth:`probe` in a worker thread."""
@@ -305,8 +353,13 @@ class KeyStore:
             entry["created"] = stored.created_at
         return orjson.dumps(entry) + b"\n"
 
-    def _apply(self, user_id: int, stored: StoredKey | None, row: bytes | None) -> None:
-        if stored is None or row is None:
+    def _apply(self, user_id: int, stored: StoredKey | SweepMark | None, row: bytes | None) -> None:
+        if isinstance(stored, SweepMark):
+            if stored.pending and row is not None:
+                self._marks[user_id] = row
+            else:
+                self._marks.pop(user_id, None)
+        elif stored is None or row is None:
             self._keys.pop(user_id, None)
             self._rows.pop(user_id, None)
         else:
@@ -322,16 +375,21 @@ class KeyStore:
                 self.write_errors += 1
                 raise write_failure(self.path, exc) from None
 
-    def _commit(self, user_id: int, stored: StoredKey | None, row: bytes) -> None:
-        before = self._keys.get(user_id), self._rows.get(user_id)
+    def _commit(self, user_id: int, stored: StoredKey | SweepMark | None, row: bytes) -> None:
+        key, key_row, had_mark = (
+            self._keys.get(user_id),
+            self._rows.get(user_id),
+            self._marks.get(user_id),
+        )
         self._apply(user_id, stored, row)
         try:
-            if self._fresh or self._lines > 2 * len(self._keys) + 64:
+            if self._fresh or self._lines > 2 * (len(self._keys) + len(self._marks)) + 64:
                 self._rewrite()
             else:
                 self._append(row)
-        except OSError:
-            self._apply(user_id, *before)  # not stored: memory says what the disk says
+        except OSError:  # not stored: memory says what the disk says
+            self._apply(user_id, key, key_row)
+            self._apply(user_id, SweepMark(had_mark is not None), had_mark)
             raise
 
     def _open_for_append(self) -> int:
@@ -368,9 +426,10 @@ class KeyStore:
 
     def _rewrite(self) -> None:
         """Write the whole store to a temp file and rename it over the old one."""
-        data = self._header + b"".join(self._rows.values())
+        data = self._header + b"".join(self._rows.values()) + b"".join(self._marks.values())
         atomic_write(self.path, data)
-        self._size, self._lines, self._fresh = len(data), 1 + len(self._rows), False
+        self._size, self._lines = len(data), 1 + len(self._rows) + len(self._marks)
+        self._fresh = False
 
     def _probe(self) -> None:
         if not self._fresh:

@@ -166,6 +166,12 @@ STAT_RECONNECTS: Final = "reconnects"
 STAT_GAPS: Final = "gaps"
 # Code 1/2 subscribe refusals without a label (retried; loud when they repeat).
 STAT_REFUSALS_UNEXPLAINED: Final = "subscribe_refusals_unexplained"
+STAT_HANDSHAKE_REFUSALS: Final = "handshake_refusals"
+STAT_HANDSHAKE_REFUSALS_AUTH: Final = "handshake_refusals_auth"  # of them, 401/403
+# Failures a slot or a snapshot contained (logged, retried); per cause as
+# ``session_crashes_<ExceptionType>`` beside the total.
+STAT_SESSION_CRASHES: Final = "session_crashes"
+STAT_SNAPSHOT_CRASHES: Final = "snapshot_crashes"
 STAT_KEY_REPLACEMENTS: Final = "key_replacements"
 STAT_KEY_STORE_WRITE_ERRORS: Final = "key_store_write_errors"
 STAT_KEY_ROTATIONS: Final = "key_rotations"

@@ -21,6 +21,12 @@ closes, and on ``upgrade``, with capped exponential backoff plus jitter that
 resets once a connection has been stable. An authentication error is not
 retried: :meth:`AccountSession.run` raises :class:`AuthenticationFailed` so the
 owner can replace the key.
+
+A refused handshake (Gate's per-IP limit, or any proxy in front of it) is a
+session outcome, never an exception: 429 and 503 wait at least their
+``Retry-After``; 401 and 403 show the account as forbidden and retry slowly (the
+handshake carries no key, so a new key would not cure it); any status is counted
+(``handshake_refusals``) and retried with the usual backoff.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from collector.config import GateSettings
 from collector.gate import protocol
 from collector.gate.protocol import AuthenticationFailed
 from collector.gate.signing import ApiCredentials
+from collector.gate.subscription import ChannelState
 from collector.points.book import AccountBook
 from collector.points.direct import Observer
 from collector.points.lineproto import Bundle
@@ -49,7 +56,7 @@ from collector.session.outbox import Outbox
 from collector.session.state import SessionStats, SessionTiming
 from collector.session.subscriptions import SubscriptionView
 from collector.session.updates import Updates
-from collector.session.websocket import Target, open_websocket, queued_message, tls_context
+from collector.session.websocket import Refused, Target, open_websocket, queued_message, tls_context
 
 __all__ = [
     "AccountSession",
@@ -61,6 +68,12 @@ __all__ = [
 log = get_logger(__name__)
 
 CLOSE_TIMEOUT: Final = 2.0
+# A handshake refused with 401/403 is a permission or address problem (the handshake
+# carries no key): retried slowly, as refusals no new key can cure are.
+AUTH_REFUSAL_BACKOFF: Final = (5.0, 900.0)
+# Statuses that ask the client to come back later: their Retry-After is honoured.
+BUSY_STATUSES: Final = frozenset({429, 503})
+AUTH_STATUSES: Final = frozenset({401, 403})
 # The jitter of every session's backoffs: one generator for all (a Random holds 2.5 KiB
 # of state; one per session was 25 MB at 10,000 sessions).
 _RNG: Final = random.Random()
@@ -75,6 +88,7 @@ class AccountSession:
         "_connection",
         "_gate",
         "_keepalive",
+        "_last_refusal",
         "_local_address",
         "_log",
         "_on_resync",
@@ -116,6 +130,7 @@ class AccountSession:
         self._rng = rng or _RNG
         self._log = log.bind(account=account)
         self._close_reason: str | AuthenticationFailed | None = None
+        self._last_refusal: int | None = None  # the status of the last refused handshake
         self._on_resync = on_resync
         normalizer = Normalizer(
             account,
@@ -178,15 +193,47 @@ class AccountSession:
             failures = 1 if stable else failures + 1
             self.stats.reconnects += 1
             self._updates.normalizer.sequence.reconnected()
-            delay = self._backoff(failures)
-            self._log.warning("session_reconnect", reason=reason, wait_seconds=round(delay, 2))
+            if isinstance(reason, Refused):
+                delay = self._refused(reason, failures)
+            else:
+                self._last_refusal = None
+                delay = self._backoff(failures)
+                self._log.warning("session_reconnect", reason=reason, wait_seconds=round(delay, 2))
             await trio.sleep(delay)
 
     def _backoff(self, failures: int) -> float:
         timing = self._timing
         return backoff_delay(failures, timing.backoff_base, timing.backoff_max, self._rng)
 
-    async def _connect_and_serve(self) -> str | AuthenticationFailed:
+    def _refused(self, refusal: Refused, failures: int) -> float:
+        """A refused handshake: counted, shown in the account's state; how long to wait."""
+        stats = self.stats
+        auth = refusal.status in AUTH_STATUSES
+        stats.handshake_refusals += 1
+        stats.handshake_refusals_auth += auth
+        delay = (
+            backoff_delay(failures, *AUTH_REFUSAL_BACKOFF, self._rng)
+            if auth
+            else self._backoff(failures)
+        )
+        if refusal.status in BUSY_STATUSES and refusal.retry_after is not None:
+            delay = max(delay, refusal.retry_after)
+        state = ChannelState.FORBIDDEN if auth else ChannelState.REFUSED
+        stats.subscription, stats.subscription_reason = state.value, str(refusal)[:200]
+        fields = {"status": refusal.status, "reason": str(refusal), "wait_seconds": round(delay, 2)}
+        if auth and self._last_refusal != refusal.status:  # loud once per change of status
+            self._log.error(
+                "session_handshake_forbidden",
+                **fields,
+                hint="Gate or a proxy in front of it refused the WebSocket handshake: check "
+                "gate.ws_url and that this address may connect; the key is not replaced",
+            )
+        else:
+            self._log.warning("session_handshake_refused", **fields)
+        self._last_refusal = refusal.status
+        return delay
+
+    async def _connect_and_serve(self) -> str | Refused | AuthenticationFailed:
         """One connection, from connect to close; returns why it ended."""
         self._close_reason = None
         async with trio.open_nursery() as nursery:
@@ -198,6 +245,8 @@ class AccountSession:
             )
             opened = await open_websocket(nursery, target, self._connect_limiter)
             ws = opened if isinstance(opened, WebSocketConnection) else None
+            if isinstance(opened, Refused):
+                return opened
             if isinstance(opened, str):
                 self._close_reason = opened
             try:

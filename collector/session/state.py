@@ -43,6 +43,9 @@ class SessionStats:
     points_over_currency_cap: int = 0  # new currencies past gate.max_currencies_per_account
     errors: int = 0
     reconnects: int = 0
+    # Handshakes the server answered with an HTTP status (401/403 of them: _auth).
+    handshake_refusals: int = 0
+    handshake_refusals_auth: int = 0
     gaps: int = 0
     resyncs: int = 0
     points: int = 0

@@ -23,14 +23,25 @@ only the public API (``get_message``; the library's own put), which is correct, 
 slower; :func:`fast_queue_note` says which at start.
 ``tests/integration/test_ws_connect.py`` proves that the pinned version still has the
 queue and that messages keep their order.
+
+A refused handshake (any HTTP status, with or without a body) is an answer, not
+a crash: trio-websocket raises ``ConnectionRejected`` from its *reader task*, in
+whatever nursery it was given, so the rejection used to escape the session's
+nursery (and the supervisor's) in a race with the handshake wait. The reader is
+started through :class:`_ReaderGuard`, which keeps what it raises and ends the
+wait; :func:`open_websocket` returns a :class:`Refused` (status, ``Retry-After``,
+an excerpt of the body) or a one-line reason, never raises for the server's sake.
 """
 
 from __future__ import annotations
 
+import email.utils
 import functools
 import importlib.metadata
+import math
 import ssl
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urlsplit
@@ -62,6 +73,75 @@ CONNECT_ERRORS: Final = (
     DisconnectionTimeout,
     ConnectionClosed,
 )
+# The longest Retry-After honoured: a proxy's "come back tomorrow" is capped, not obeyed.
+RETRY_AFTER_MAX: Final = 3600.0
+BODY_EXCERPT: Final = 200
+
+
+@dataclass(frozen=True)
+class Refused:
+    """The server answered the handshake with an HTTP status instead of switching protocols."""
+
+    status: int
+    retry_after: float | None = None  # seconds, when the answer said (capped)
+    body: str = ""  # an excerpt, for the log
+
+    def __str__(self) -> str:
+        body = f": {self.body}" if self.body else ""
+        wait = f" (Retry-After {self.retry_after:g} s)" if self.retry_after is not None else ""
+        return f"handshake refused with HTTP {self.status}{wait}{body}"
+
+
+def retry_after(headers: Iterable[tuple[bytes, bytes]], now: float) -> float | None:
+    """``Retry-After`` (delta seconds or an HTTP date) as seconds from ``now``, capped; None
+    when absent or unreadable. ``headers``: trio-websocket's ``((name, value), ...)``."""
+    for name, value in headers:
+        if name.lower() != b"retry-after":
+            continue
+        text = value.decode("latin-1").strip()
+        if text.isdigit():
+            seconds = float(text)
+        else:
+            try:
+                seconds = email.utils.parsedate_to_datetime(text).timestamp() - now
+            except (TypeError, ValueError, IndexError, OverflowError):
+                return None
+        if not math.isfinite(seconds):
+            return None
+        return min(max(seconds, 0.0), RETRY_AFTER_MAX)
+    return None
+
+
+def refused(exc: ConnectionRejected, now: float) -> Refused:
+    """What a rejected handshake said, as plain values."""
+    body = (exc.body or b"")[:BODY_EXCERPT].decode("utf-8", "replace")
+    return Refused(exc.status_code, retry_after(exc.headers, now), " ".join(body.split()))
+
+
+class _ReaderGuard:
+    """A nursery stand-in for trio-websocket's reader task: what it raises is kept, not thrown.
+
+    Only ``start_soon`` is used by ``wrap_client_stream``. A reader that ends (raised
+    or not) while the handshake still waits ends that wait: no answer is coming.
+    """
+
+    __slots__ = ("_nursery", "failure", "handshake")
+
+    def __init__(self, nursery: trio.Nursery) -> None:
+        self._nursery = nursery
+        self.failure: Exception | None = None
+        self.handshake = trio.CancelScope()
+
+    def start_soon(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
+        self._nursery.start_soon(self._guarded, fn, *args)
+
+    async def _guarded(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
+        try:
+            await fn(*args)
+        except Exception as exc:  # any failure of the reader ends this connection only
+            self.failure = exc
+        finally:
+            self.handshake.cancel()  # a no-op once the handshake is done
 
 
 class PutWithoutYield:
@@ -130,14 +210,19 @@ class Target:
 
 
 async def open_websocket(
-    nursery: trio.Nursery, target: Target, limiter: trio.CapacityLimiter | None = None
-) -> WebSocketConnection | str:
-    """The open connection, or why it could not be opened (one line)."""
+    nursery: trio.Nursery,
+    target: Target,
+    limiter: trio.CapacityLimiter | None = None,
+    wall_clock: Callable[[], float] = time.time,
+) -> WebSocketConnection | Refused | str:
+    """The open connection, the server's refusal, or why it could not be opened (one line)."""
     try:
         if limiter is None:
             return await _handshake(nursery, target)
         async with limiter:  # a few handshakes at a time: no stampede
             return await _handshake(nursery, target)
+    except ConnectionRejected as exc:
+        return refused(exc, wall_clock())
     except CONNECT_ERRORS as exc:
         return connect_failure(target.url, exc)
 
@@ -145,7 +230,7 @@ async def open_websocket(
 def connect_failure(url: str, exc: BaseException) -> str:
     """Why a handshake failed, in one line; Gate's connection limit by its name."""
     if isinstance(exc, ConnectionRejected) and exc.status_code == TOO_MANY_CONNECTIONS:
-        body = (exc.body or b"").decode("utf-8", "replace")[:200]
+        body = (exc.body or b"").decode("utf-8", "replace")[:BODY_EXCERPT]
         return (
             f"Gate refused the handshake at {url} with {exc.status_code} ({body.strip()}): "
             "this IP is at Gate's connection limit; something else on this address holds "
@@ -165,54 +250,39 @@ async def _handshake(nursery: trio.Nursery, target: Target) -> WebSocketConnecti
     with trio.fail_after(target.timeout):
         stream: trio.SocketStream | trio.SSLStream[trio.SocketStream]
         stream = await trio.open_tcp_stream(host, port, local_address=target.local_address)
-        if secure:
-            stream = trio.SSLStream(stream, tls_context(target.ca_file), server_hostname=host)
-            await stream.do_handshake()
-        reader = _ReaderNursery(nursery)
-        with reader.handshake:
-            ws = await wrap_client_stream(
-                reader.as_nursery(),
-                stream,
-                host,
-                resource,
-                message_queue_size=MESSAGE_QUEUE_SIZE,
-                receive_buffer_size=RECEIVE_BUFFER_SIZE,
-            )
-        if reader.rejected is not None:
-            await trio.aclose_forcefully(stream)
-            raise reader.rejected
+        try:
+            if secure:
+                stream = trio.SSLStream(stream, tls_context(target.ca_file), server_hostname=host)
+                await stream.do_handshake()
+            ws = await _wrap(nursery, stream, host, resource)
+        except BaseException:
+            await trio.aclose_forcefully(stream)  # not left to the garbage collector
+            raise
         put_without_yield(ws)
         return ws
 
 
-class _ReaderNursery:
-    """The session's nursery, as trio-websocket's reader task sees it.
-
-    A handshake the server refuses with an HTTP status (Gate's 429 over its
-    per-IP connection limit) makes trio-websocket raise ``ConnectionRejected`` in
-    its reader task, not in the handshake call, which would wait on until its
-    timeout while the error tore down the session's nursery, and the supervisor's
-    with it. Here the reader's rejection is kept and ends the handshake instead.
-    """
-
-    __slots__ = ("_nursery", "handshake", "rejected")
-
-    def __init__(self, nursery: trio.Nursery) -> None:
-        self._nursery = nursery
-        self.handshake = trio.CancelScope()
-        self.rejected: ConnectionRejected | None = None
-
-    def as_nursery(self) -> trio.Nursery:
-        """This object where trio-websocket wants a nursery (it only calls start_soon)."""
-        return self  # type: ignore[return-value]  # duck-typed: start_soon is all it uses
-
-    def start_soon(self, task: Callable[[], Awaitable[None]]) -> None:
-        """Start trio-websocket's reader in the session's nursery, guarded."""
-        self._nursery.start_soon(self._guarded, task)
-
-    async def _guarded(self, task: Callable[[], Awaitable[None]]) -> None:
-        try:
-            await task()
-        except ConnectionRejected as exc:
-            self.rejected = exc
-            self.handshake.cancel()
+async def _wrap(
+    nursery: trio.Nursery,
+    stream: trio.SocketStream | trio.SSLStream[trio.SocketStream],
+    host: str,
+    resource: str,
+) -> WebSocketConnection:
+    """The WebSocket handshake, its reader task guarded: a refusal is raised here, in this task."""
+    guard = _ReaderGuard(nursery)
+    with guard.handshake:
+        return await wrap_client_stream(
+            guard,  # type: ignore[arg-type]  # duck-typed: only start_soon is called
+            stream,
+            host,
+            resource,
+            message_queue_size=MESSAGE_QUEUE_SIZE,
+            receive_buffer_size=RECEIVE_BUFFER_SIZE,
+        )
+    # The reader ended before the handshake did: say why in terms the caller knows.
+    failure = guard.failure
+    if isinstance(failure, ConnectionRejected | ConnectionClosed | OSError):
+        raise failure
+    if failure is not None:
+        raise HandshakeError(f"the handshake failed: {failure!r}") from None
+    raise HandshakeError("the connection closed during the handshake")

@@ -7,6 +7,11 @@ data retires replaced keys and rotates an old one (make before break). The
 upkeep is a deadline in the process's shared :class:`~collector.base.timers.Timers`
 every ``UPKEEP_INTERVAL``, not a sleeping task per slot: a task is started only
 when there is a key to retire or rotate.
+
+A slot contains its own failures: whatever one account's session, key upkeep
+or rotation raises is logged as one line (``session_crashed``, the traceback
+only at debug), counted by cause (``session_crashes`` in ``collector_stats``)
+and retried with capped backoff; it never reaches the supervisor's nursery.
 """
 
 from __future__ import annotations
@@ -26,14 +31,14 @@ from collector.config import GateSettings
 from collector.gate.errors import GateError
 from collector.gate.models import label
 from collector.gate.protocol import AuthenticationFailed
-from collector.keys import KeyProvisioner, KeyStore, StoredKey
+from collector.keys import KeyProvisioner, KeyStore, KeyStoreError, StoredKey
 from collector.keys.lifecycle import GRACE_BACKOFF, KeyLifecycle
 from collector.points.book import AccountBook
 from collector.points.direct import Observer
 from collector.points.lineproto import Bundle
 from collector.session.session import AccountSession, SessionStats, SessionTiming
 from collector.supervisor.connections import ConnectionBudget
-from collector.supervisor.slot import Slot, SupervisorStats, merge_counters
+from collector.supervisor.slot import Slot, SupervisorStats, crash_cause, merge_counters
 from collector.supervisor.snapshots import SnapshotScheduler
 
 log = get_logger(__name__)
@@ -74,22 +79,52 @@ class SlotRunner:
 
         ``after``: the end of the session this slot replaces (a restart), so its
         connection is closed before this one opens: both count against Gate's limit.
+        A failure of the upkeep or a rotation stays in this slot: one line, counted,
+        retried after a capped backoff.
         """
+        crashes = 0
         try:
             with slot.scope:
                 if after is not None:
                     with trio.move_on_after(OLD_SESSION_CLOSE):
                         await after.wait()
-                async with trio.open_nursery() as nursery:
-                    slot.nursery = nursery
-                    self._arm_upkeep(slot, self.rng.uniform(0, UPKEEP_INTERVAL))
-                    # The first session runs in this task (one task fewer per slot); a
-                    # rotation starts its successor in the nursery and cancels this one.
-                    scope, done = slot.drive = trio.CancelScope(), trio.Event()
-                    await self._drive(slot, slot.stats, scope, done)
+                while True:
+                    try:
+                        await self._run_once(slot)
+                        return
+                    except Exception as exc:  # an upkeep or rotation failure: this slot only
+                        if slot.upkeep is not None:  # armed again by the next run
+                            slot.upkeep.cancel()
+                        crashes += 1
+                        await self._crashed(slot, exc, crashes)
         finally:
             if slot.upkeep is not None:
                 slot.upkeep.cancel()
+
+    async def _run_once(self, slot: Slot) -> None:
+        async with trio.open_nursery() as nursery:
+            slot.nursery = nursery
+            self._arm_upkeep(slot, self.rng.uniform(0, UPKEEP_INTERVAL))
+            # The first session runs in this task (one task fewer per slot); a
+            # rotation starts its successor in the nursery and cancels this one.
+            scope, done = slot.drive = trio.CancelScope(), trio.Event()
+            await self._drive(slot, slot.stats, scope, done)
+
+    async def _crashed(self, slot: Slot, exc: Exception, crashes: int) -> None:
+        """One line, counted by cause, then the capped backoff."""
+        cause = crash_cause(exc)
+        self.stats.session_crashes[cause] += 1
+        delay = backoff_delay(crashes, *CRASH_BACKOFF, self.rng)
+        account_id = slot.account.gate_id
+        log.error(
+            "session_crashed",
+            account=account_id,
+            cause=cause,
+            error=repr(exc)[:300],
+            wait_seconds=round(delay, 1),
+        )
+        log.debug("session_crash_traceback", account=account_id, exc_info=exc)
+        await trio.sleep(delay)
 
     def _launch(self, slot: Slot, stats: SessionStats) -> tuple[trio.CancelScope, trio.Event]:
         assert slot.nursery is not None
@@ -101,35 +136,34 @@ class SlotRunner:
         self, slot: Slot, stats: SessionStats, scope: trio.CancelScope, done: trio.Event
     ) -> None:
         """Keep one session up with the account's stored key until cancelled."""
-        account_id = slot.account.gate_id
         crashes = 0
         try:
             with scope:
                 while True:
-                    stored = await self.keys.key_for(slot.key)
-                    if stored is None:
-                        return
                     before = stats.points
                     try:
-                        session = slot.session = self._session(slot, stored, stats)
-                        await session.run()
-                    except AuthenticationFailed as exc:
-                        if stats.points > before:
-                            self.provisioner.mark_working(stored.key)
-                        if not await self.keys.recover_key(slot.key, stored, exc):
+                        if not await self._one_session(slot, stats):
                             return
-                    except (GateError, OSError, trio.BrokenResourceError) as exc:
-                        crashes += 1
-                        delay = backoff_delay(crashes, *CRASH_BACKOFF, self.rng)
-                        log.error(
-                            "session_failed",
-                            account=account_id,
-                            error=repr(exc),
-                            wait_seconds=round(delay, 1),
-                        )
-                        await trio.sleep(delay)
+                    except Exception as exc:  # one account's failure never ends the others
+                        crashes = 1 if stats.points > before else crashes + 1
+                        await self._crashed(slot, exc, crashes)
         finally:
             done.set()
+
+    async def _one_session(self, slot: Slot, stats: SessionStats) -> bool:
+        """A session with the stored key until Gate refuses it; False: the slot is done."""
+        stored = await self.keys.key_for(slot.key)
+        if stored is None:
+            return False
+        before = stats.points
+        try:
+            session = slot.session = self._session(slot, stored, stats)
+            await session.run()
+        except AuthenticationFailed as exc:
+            if stats.points > before:
+                self.provisioner.mark_working(stored.key)
+            return await self.keys.recover_key(slot.key, stored, exc)
+        return True  # run() returns only when cancelled
 
     def _session(self, slot: Slot, stored: StoredKey, stats: SessionStats) -> AccountSession:
         session = self.session_factory(
@@ -196,7 +230,7 @@ class SlotRunner:
         account_id = slot.account.gate_id
         try:
             await self.provisioner.create(account_id)
-        except GateError as exc:  # tried again at the next upkeep
+        except (GateError, KeyStoreError) as exc:  # tried again at the next upkeep
             self.stats.key_errors += 1
             log.error("key_rotate_failed", account=account_id, error=str(exc))
             return

@@ -7,6 +7,7 @@ lifecycle keeps of an account is its :class:`~collector.keys.lifecycle.KeyState`
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field, fields
 
 import trio
@@ -49,6 +50,15 @@ class SupervisorStats(KeyStats):
     # Rotations without a spare connection on the address: the old session closed first.
     key_rotations_break_before_make: int = 0
     over_capacity: set[int] = field(default_factory=set)
+    # Failures a slot contained (its session, upkeep or rotation raised), by cause.
+    session_crashes: Counter[str] = field(default_factory=Counter)
+
+
+def crash_cause(exc: BaseException) -> str:
+    """The cause a crash is counted under: the first exception's type inside any group."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return type(exc).__name__
 
 
 def merge_counters(into: SessionStats, old: SessionStats) -> None:

@@ -22,8 +22,10 @@ only a field (Gate does not define it). The body's ``mode`` goes into the shared
 account's effective one), and its rates are the REST side of the evidence for
 ``gate.ws_rate_unit = "auto"``. A snapshot that fails is counted, logged once per change of
 the account's snapshot state, and retried with backoff; it never stops a session.
-An account that is not in unified mode, or whose key lacks the permission, is a
-state of its own, retried slowly.
+A snapshot that *crashes* (anything it raises) is contained the same way, logged
+as one line and counted (``snapshot_crashes``); an account removed while its
+snapshot waited for a slot is skipped. An account that is not in unified mode,
+or whose key lacks the permission, is a state of its own, retried slowly.
 """
 
 from __future__ import annotations
@@ -172,6 +174,7 @@ class SnapshotTotals:
     taken: int = 0
     failed: int = 0
     invalid_fields: int = 0
+    crashes: int = 0  # snapshots that raised: contained, logged, retried
 
 
 @dataclass
@@ -324,6 +327,8 @@ class SnapshotScheduler:
     async def _take(self, account: int, reason: str) -> None:
         try:
             await self._take_one(account, reason)
+        except Exception as exc:  # one snapshot's failure never stops the scheduler
+            self._crashed(account, exc)
         finally:
             self._in_flight.release()
             status = self._accounts.get(account)
@@ -331,8 +336,17 @@ class SnapshotScheduler:
                 status.in_flight = False
             self._wake.set()
 
+    def _crashed(self, account: int, exc: Exception) -> None:
+        self.totals.crashes += 1
+        log.error("snapshot_crashed", account=account, error=repr(exc)[:300])
+        status = self._accounts.get(account)
+        if status is not None:
+            self._failed(account, status, f"crashed: {exc!r}"[:200])
+
     async def _take_one(self, account: int, reason: str) -> None:
-        status = self._accounts[account]
+        status = self._accounts.get(account)
+        if status is None:  # removed (disabled, gone) while it waited for a slot
+            return
         creds = self._creds_of(account)
         if creds is None:
             self._failed(account, status, "no stored key", RETRY[1])

@@ -205,6 +205,8 @@ class Supervisor:
                 heartbeat.extend_start_timeout, self._notifier, self.ready, self._starting
             )
             await self._reconcile(accounts)
+            # Keys a lost answer or a kill -9 left on Gate: found by name, deleted.
+            nursery.start_soon(self._provisioner.sweep_orphans)
             self._notifier.ready(self.status_line())
             self.ready.set()
             nursery.start_soon(heartbeat.heartbeat, self._notifier, self.status_line)

@@ -48,6 +48,8 @@ _SUMMED: Final = (
     (schema.STAT_RECONNECTS, "reconnects"),
     (schema.STAT_GAPS, "gaps"),
     (schema.STAT_REFUSALS_UNEXPLAINED, "refusals_unexplained"),
+    (schema.STAT_HANDSHAKE_REFUSALS, "handshake_refusals"),
+    (schema.STAT_HANDSHAKE_REFUSALS_AUTH, "handshake_refusals_auth"),
 )
 
 
@@ -74,6 +76,19 @@ def stats_fields(
         schema.STAT_KEY_ROTATIONS_BREAK_BEFORE_MAKE: stats.key_rotations_break_before_make,
         schema.STAT_KEY_ERRORS: stats.key_errors,
         schema.STAT_KEY_CONFIG_REFUSALS: stats.key_config_refusals,
+        **crash_fields(stats, snapshots),
+    }
+
+
+def crash_fields(
+    stats: SupervisorStats, snapshots: SnapshotScheduler | None
+) -> dict[str, float | int]:
+    """Contained failures: the totals, and the sessions' by cause (a few exception types)."""
+    crashes = stats.session_crashes
+    return {
+        schema.STAT_SESSION_CRASHES: sum(crashes.values()),
+        **{f"{schema.STAT_SESSION_CRASHES}_{cause}": n for cause, n in sorted(crashes.items())},
+        schema.STAT_SNAPSHOT_CRASHES: snapshots.totals.crashes if snapshots else 0,
     }
 
 

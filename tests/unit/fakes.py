@@ -38,6 +38,10 @@ class FakeStore:
         """The stored key of ``user_id``."""
         return self.keys.get(user_id)
 
+    def sweeps(self) -> list[int]:
+        """Accounts marked for an orphan sweep: none in these tests."""
+        return []
+
     def put(self, stored: StoredKey) -> None:
         """Store ``stored`` (replacing the account's key)."""
         self.keys[stored.user_id] = stored
@@ -64,6 +68,16 @@ class FakeProvisioner:
     ensured: list[list[int]] = field(default_factory=list)  # the accounts of each pass
     attempts: int = 0
     policy: KeyPolicy = field(default_factory=KeyPolicy)
+    stored_events: dict[int, trio.Event] = field(default_factory=dict)
+
+    def key_stored(self, user_id: int) -> trio.Event:
+        """An event set the next time a key is stored for ``user_id``."""
+        return self.stored_events.setdefault(user_id, trio.Event())
+
+    async def sweep_orphans(self) -> int:
+        """Nothing is marked for a sweep here."""
+        await trio.lowlevel.checkpoint()
+        return 0
 
     async def create(self, user_id: int) -> StoredKey:
         """A new key for ``user_id``, stored (or the next scripted failure)."""
@@ -74,6 +88,9 @@ class FakeProvisioner:
         stored = StoredKey(user_id, f"k{len(self.created) + 1}", "secret", created_at=1.0)
         self.store.put(stored)
         self.created.append((trio.current_time(), user_id, stored.key))
+        waiting = self.stored_events.pop(user_id, None)
+        if waiting is not None:
+            waiting.set()
         return stored
 
     async def retire(self, user_id: int) -> int:

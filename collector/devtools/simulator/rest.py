@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 import orjson
+import trio
 
 from collector.devtools.simulator.httpserver import HttpRequest, HttpResponse
 from collector.devtools.simulator.rest_accounts import (
@@ -65,6 +66,7 @@ ROUTES: Final[list[tuple[str, re.Pattern[str], str, Route]]] = [
     ("GET", re.compile(r"/broker/sub_account_transfers"), "transfers", list_transfers),
     ("GET", re.compile(r"/unified/accounts"), "unified_accounts", unified_accounts),
 ]
+_CREATE_KEY: Final = ("POST", f"{PREFIX}/broker/sub_account_keys")
 # Routes read with a sub-account's own key, not the broker's.
 _OWN_KEY_ROUTES: Final = frozenset({"unified_accounts"})
 
@@ -86,7 +88,10 @@ class RestApi:
         """The coroutine for :func:`serve_http`."""
 
         async def handle(request: HttpRequest) -> HttpResponse | None:
-            return self.handle(request)
+            response = self.handle(request)
+            if self.state.key_create_delay and (request.method, request.path) == _CREATE_KEY:
+                await trio.sleep(self.state.key_create_delay)  # made, but not answered yet
+            return response
 
         return handle
 

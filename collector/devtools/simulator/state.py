@@ -30,9 +30,10 @@ class WsFault:
     """A fault for the next push to one account's WebSocket session.
 
     kind: ``gap`` (skip ``count`` u values on ``channel``), ``drop`` (close the
-    connection), ``silence`` (send nothing for ``seconds``), ``malformed`` (a frame
-    that is not JSON), ``error`` (an error frame), ``upgrade`` (ask to reconnect with
-    a top-level ``event: "upgrade"``), ``system_upgrade`` (the same with Gate's
+    connection), ``reset`` (half a frame, then a TCP reset), ``silence`` (send
+    nothing for ``seconds``), ``malformed`` (a frame that is not JSON), ``error``
+    (an error frame), ``upgrade`` (ask to reconnect with a top-level
+    ``event: "upgrade"``), ``system_upgrade`` (the same with Gate's
     documented ``<x>.system`` / ``update`` / ``{"type": "upgrade"}`` shape).
     """
 
@@ -52,6 +53,16 @@ _CROSS: Final = frozenset({MULTI_CURRENCY, PORTFOLIO})
 
 def _text(value: float, places: int = 8) -> str:
     return f"{value:.{places}f}"
+
+
+@dataclass(frozen=True)
+class HandshakeFault:
+    """The next WebSocket handshake is refused with ``status`` (as a proxy or Gate's
+    per-IP limit may), with ``body`` and a ``Retry-After`` when given."""
+
+    status: int
+    body: bytes | None = None
+    retry_after: int | None = None
 
 
 @dataclass
@@ -337,10 +348,17 @@ class BrokerState:
     burst_finished: float | None = None
     burst_sent: int = 0
     ws_events: Counter[str] = field(default_factory=Counter)
+    # Refusals for the next handshakes, whoever makes them (one each, in order).
+    handshake_faults: deque[HandshakeFault] = field(default_factory=deque)
+    # time_ms of the last update pushed per (account, channel).
+    last_push_ms: dict[tuple[int, str], int] = field(default_factory=dict)
     # Keys: a new key is refused for this long; keys without an IP binding expire
     # after key_lifetime (Gate: 90 days); a key lacking a permission named here is
     # refused on the WebSocket and on /unified/accounts (Gate: "unified").
     key_activation_delay: float = 0.0
+    # Seconds the answer to a key creation takes, the key already made: the window in
+    # which a killed collector leaves a key on Gate that it never stored.
+    key_create_delay: float = 0.0
     key_lifetime: float | None = None
     required_perms: frozenset[str] = frozenset()
     # Deletions per key id, and those of a key a subscription was using right then.

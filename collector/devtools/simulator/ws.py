@@ -34,7 +34,7 @@ import orjson
 import trio
 from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
 
-from collector.devtools.simulator.state import BrokerState, SimSubAccount
+from collector.devtools.simulator.state import BrokerState, HandshakeFault, SimSubAccount
 from collector.devtools.simulator.ws_link import Link
 from collector.devtools.simulator.ws_push import Pusher
 from collector.gate import signing
@@ -196,6 +196,10 @@ async def serve_unified(
     """Serve the unified WebSocket until cancelled; ``task_status.started(port)``."""
 
     async def handler(request: WebSocketRequest) -> None:
+        if state.handshake_faults:
+            await _refuse(request, state.handshake_faults.popleft())
+            state.ws_events["handshake_refused"] += 1
+            return
         ip = _ip(request)
         if state.max_connections_per_ip is not None and (
             state.ws_per_ip[ip] >= state.max_connections_per_ip
@@ -232,6 +236,11 @@ async def serve_unified(
 def _ip(request: WebSocketRequest) -> str:
     remote = request.remote
     return remote if isinstance(remote, str) else str(remote.address)
+
+
+async def _refuse(request: WebSocketRequest, fault: HandshakeFault) -> None:
+    headers = [] if fault.retry_after is None else [(b"Retry-After", b"%d" % fault.retry_after)]
+    await request.reject(fault.status, extra_headers=headers, body=fault.body)
 
 
 @dataclass

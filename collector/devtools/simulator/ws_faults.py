@@ -1,8 +1,13 @@
 """Faults a test queued on an account (:class:`~collector.devtools.simulator.state.WsFault`),
 played on the unified WebSocket at a pusher's next look: a gap in ``u``, a drop,
-silence, a malformed frame, an error frame, and Gate's two upgrade notices."""
+a TCP reset in the middle of a frame, silence, a malformed frame, an error frame,
+and Gate's two upgrade notices."""
 
 from __future__ import annotations
+
+import contextlib
+import socket
+import struct
 
 import trio
 
@@ -28,6 +33,9 @@ async def play_fault(link: Link, account: SimSubAccount, channel: str) -> bool:
     elif fault.kind == "drop":
         await link.ws.aclose()
         return True
+    elif fault.kind == "reset":
+        await _reset_mid_frame(link)
+        return True
     elif fault.kind == "silence":
         link.silent_until = trio.current_time() + fault.seconds
     elif fault.kind == "malformed":
@@ -40,6 +48,20 @@ async def play_fault(link: Link, account: SimSubAccount, channel: str) -> bool:
         notice = {"channel": "unified.system", "event": "update", "result": _SYSTEM_UPGRADE}
         await link.send({**link.stamp(), **notice})
     return False
+
+
+async def _reset_mid_frame(link: Link) -> None:
+    """Half a text frame (its header promises 200 bytes), then a TCP reset (RST)."""
+    stream = link.ws._stream  # the byte stream under the WebSocket
+    async with link.ws._stream_lock:  # nothing else of the connection's is sent meanwhile
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await stream.send_all(b"\x81\x7e\x00\xc8" + b'{"channel": "unified.asset_detail"')
+        sock = getattr(stream, "socket", None)
+        # linger 0: close() sends RST, not FIN (unless the client closed it first: EBADF)
+        with contextlib.suppress(OSError):
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await stream.aclose()
 
 
 def _skip(link: Link, account: SimSubAccount, channel: str, count: int) -> None:

@@ -115,6 +115,7 @@ class Pusher:
         if not identity:
             state.sequence[key] = u
         state.pushed[key] += 1
+        state.last_push_ms[key] = time_ms
         for currency, sent in values.items():
             state.last_pushed[(account.gate_id, channel, currency)] = sent
         if state.push_log is not None:

@@ -130,6 +130,20 @@ FIELDS: Final[Mapping[str, Family | None]] = {
         "ws_rate_divisor",
         "What pushed margin rates are divided by: 1 (ratio), 100 (percent), 0 (not decided).",
     ),
+    schema.STAT_HANDSHAKE_REFUSALS: _counter(
+        "handshake_refusals",
+        "WebSocket handshakes refused with an HTTP status (429/503 wait out Retry-After).",
+    ),
+    schema.STAT_HANDSHAKE_REFUSALS_AUTH: _counter(
+        "handshake_refusals_auth", "Handshakes refused with 401 or 403 (of handshake_refusals)."
+    ),
+    schema.STAT_SESSION_CRASHES: _counter(
+        "session_crashes",
+        "Failures one account's session, upkeep or rotation contained (logged, retried).",
+    ),
+    schema.STAT_SNAPSHOT_CRASHES: _counter(
+        "snapshot_crashes", "Failures one snapshot contained (logged, retried)."
+    ),
     schema.STAT_POINTS_WRITTEN: _counter("points_written", "Points InfluxDB accepted."),
     schema.STAT_POINTS_DROPPED: _counter(
         "points_dropped", "Points lost: memory and spool full, a disk error, a corrupt spool file."
