@@ -121,8 +121,10 @@ MUTANTS: Final = [
     Mutant(
         "runner: a crashing session restarted with no backoff",
         RUNNER,
-        "                        await trio.sleep(delay)",
-        "                        await trio.lowlevel.checkpoint()",
+        '        log.debug("session_crash_traceback", account=account_id, exc_info=exc)\n'
+        "        await trio.sleep(delay)",
+        '        log.debug("session_crash_traceback", account=account_id, exc_info=exc)\n'
+        "        await trio.lowlevel.checkpoint()",
         T_RUNNER,
     ),
     Mutant(
@@ -142,9 +144,9 @@ MUTANTS: Final = [
     Mutant(
         "runner: a slot whose account is gone keeps running sessions",
         RUNNER,
-        "if not await self.keys.recover_key(slot.key, stored, exc):\n"
+        "                        if not await self._one_session(slot, stats):\n"
         "                            return",
-        "if not await self.keys.recover_key(slot.key, stored, exc):\n"
+        "                        if not await self._one_session(slot, stats):\n"
         "                            pass",
         T_RUNNER,
     ),
