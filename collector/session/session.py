@@ -56,7 +56,14 @@ from collector.session.outbox import Outbox
 from collector.session.state import SessionStats, SessionTiming
 from collector.session.subscriptions import SubscriptionView
 from collector.session.updates import Updates
-from collector.session.websocket import Refused, Target, open_websocket, queued_message, tls_context
+from collector.session.websocket import (
+    TOO_MANY_CONNECTIONS,
+    Refused,
+    Target,
+    open_websocket,
+    queued_message,
+    tls_context,
+)
 
 __all__ = [
     "AccountSession",
@@ -229,6 +236,12 @@ class AccountSession:
                 "gate.ws_url and that this address may connect; the key is not replaced",
             )
         else:
+            if refusal.status == TOO_MANY_CONNECTIONS:
+                fields["hint"] = (
+                    "this IP may be at Gate's connection limit: something else on this "
+                    "address holds connections (another collector, a check); see "
+                    "gate.max_connections_per_ip"
+                )
             self._log.warning("session_handshake_refused", **fields)
         self._last_refusal = refusal.status
         return delay

@@ -204,9 +204,9 @@ async def test_a_session_refused_at_the_limit_retries_and_says_why(
     )
     with capture_logs() as logs, trio.move_on_after(60):
         await session.run()
-    reconnects = [e for e in logs if e["event"] == "session_reconnect"]
+    reconnects = [e for e in logs if e["event"] == "session_handshake_refused"]
     assert len(reconnects) >= 5 and session.stats.reconnects == len(reconnects)
-    assert all("with 429" in e["reason"] for e in reconnects)
+    assert all(e["status"] == 429 and "connection limit" in e["hint"] for e in reconnects)
     # each refusal was one reconnect (the last may be cut by the deadline)
     assert csim.state.ws_refused_over_cap - len(reconnects) in (0, 1)
     csim.state.max_connections_per_ip = 1  # the address has room again

@@ -48,7 +48,7 @@ async def test_a_hanging_influxdb_sends_everything_to_the_spool_long_before_its_
                 await send.send(bundle)
             # (the spool counts a batch a moment before memory lets go of it)
             await wait_until(
-                lambda: (spool.points, sink.buffered_points) == (POINTS, 0), deadline=30
+                lambda: (spool.points, sink.buffered_points) == (POINTS, 0), seconds=30
             )
             assert hanging.accepted >= 1  # the writes were sent, and held
             await send.aclose()
