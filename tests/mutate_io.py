@@ -130,7 +130,7 @@ MUTANTS: Final = [
     Mutant(
         "runner: the crash backoff never grows",
         RUNNER,
-        "                        crashes += 1",
+        "                        crashes = 1 if stats.points > before else crashes + 1",
         "                        crashes = 1",
         T_RUNNER,
     ),
@@ -188,8 +188,8 @@ MUTANTS: Final = [
     Mutant(
         "runner: rotation leaves the old key on Gate",
         RUNNER,
-        "        slot.key.retire_pending = True\n        self.stats.key_rotations += 1",
-        "        self.stats.key_rotations += 1",
+        "        slot.key.retire_pending = True\n        return True",
+        "        return True",
         T_RUNNER,
     ),
     Mutant(
