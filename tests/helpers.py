@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import trio
 
 from collector.app.commands import write_credentials
@@ -650,3 +651,25 @@ def killed_at_end() -> Iterator[list[DaemonProcess]]:
     finally:
         for daemon in started:
             daemon.reap()
+
+
+# -- a small disk --------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(directory: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` (e.g. ``64k``) at ``directory``, mode 0700, unmounted on exit;
+    the test is skipped where it cannot be mounted (the tests run as root)."""
+    directory.mkdir(parents=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(directory)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
+    try:
+        yield directory
+    finally:
+        subprocess.run(["umount", "-l", str(directory)], check=False)

@@ -11,7 +11,6 @@ answering its key creations; the in-process tests run on the autojump clock.
 from __future__ import annotations
 
 import random
-import subprocess
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from collector.keys.repair import repair_store
 from collector.keys.store import STORE_NAME
 from collector.points.lineproto import Bundle
 from collector.supervisor.supervisor import Supervisor
-from tests.helpers import DaemonProcess, killed_at_end, wait_until
+from tests.helpers import DaemonProcess, killed_at_end, mounted_tmpfs, wait_until
 from tests.servers import InfluxServer
 
 KILLS = 6
@@ -158,20 +157,8 @@ def _lost_answer() -> Any:
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 64 KiB tmpfs for state.dir (a disk that fills up), unmounted at the end."""
-    mount = tmp_path / "small-disk"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
-    try:
+    with mounted_tmpfs(tmp_path / "small-disk", "64k") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=True)
 
 
 def fill(directory: Path) -> Path:

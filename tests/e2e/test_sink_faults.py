@@ -29,7 +29,7 @@ from collector.points.lineproto import Point
 from collector.sink.request import write_request
 from collector.sink.spool import REASON_CORRUPT, REASON_DISK, Spool
 from collector.sink.writer import Sink
-from tests.helpers import detail_points, scalar, settings_for, wait_until
+from tests.helpers import detail_points, mounted_tmpfs, scalar, settings_for, wait_until
 from tests.servers import InfluxServer, free_port, hanging_server
 from tests.sink_worker import STREAM_BASE_MS, STREAM_FLUSH, STREAM_SERIES, first_report
 
@@ -132,23 +132,6 @@ async def test_kill_9_during_an_outage_loses_nothing_older_than_spool_after(
 # -- a full disk under the spool ------------------------------------------------------
 
 
-@contextlib.contextmanager
-def tmpfs(directory: Path, size: str) -> Iterator[Path]:
-    """A small tmpfs at ``directory`` (the tests run as root), unmounted on exit."""
-    directory.mkdir(parents=True)
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(directory)],
-        capture_output=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
-        yield directory
-    finally:
-        subprocess.run(["umount", "-l", str(directory)], check=False)
-
-
 def noisy_points(start: int, count: int) -> list[list[Point]]:
     """Points with an incompressible field, so spool files are big."""
     rng = random.Random(start)
@@ -162,7 +145,7 @@ async def test_a_full_disk_drops_the_oldest_counts_them_and_recovers(
     tmp_path: Path, http: httpx.AsyncClient
 ) -> None:
     port = free_port()
-    with tmpfs(tmp_path / "disk", "256k") as disk:
+    with mounted_tmpfs(tmp_path / "disk", "256k") as disk:
         filler = disk / "filler"
         filler.write_bytes(os.urandom(160 * 1024))  # someone else's file fills the disk
         spool = Spool(disk / "spool", max_bytes=10**9)

@@ -33,6 +33,7 @@ from collector.keys import (
 from collector.keys.repair import repair_store
 from collector.points.lineproto import Point
 from collector.supervisor.supervisor import Supervisor
+from tests.helpers import mounted_tmpfs
 
 
 def lines_of(path: Path) -> list[bytes]:
@@ -46,20 +47,8 @@ def stored_keys(n: int) -> list[StoredKey]:
 @pytest.fixture
 def tmpfs(tmp_path: Path) -> Iterator[Path]:
     """A 64 KiB tmpfs: a disk that fills up after a few dozen key lines."""
-    mount = tmp_path / "small-disk"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
-    try:
+    with mounted_tmpfs(tmp_path / "small-disk", "64k") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
 
 
 def fill(directory: Path) -> Path:
