@@ -131,6 +131,17 @@ async def test_ctrl_c_stops_run_in_order_with_130(
     assert "stopped" in log and "Traceback" not in log
 
 
+def sigint_as_at_a_terminal() -> None:
+    """In the child: SIGINT's default disposition, as a command started at a terminal has.
+
+    A test run started in the background by a script (CI) inherits SIGINT *ignored*,
+    and so would the command: Python then installs no KeyboardInterrupt handler and
+    Ctrl-C could not be tested (red in one of two clean-clone runs: the only runs
+    started as a background job).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def hung_config(tmp: Path, port: int) -> Path:
     """Gate and InfluxDB at a port that takes connections and never answers."""
     config = tmp / "hung.toml"
@@ -163,6 +174,7 @@ async def test_ctrl_c_is_130_without_a_traceback(tmp_path: Path, command: list[s
         process = await trio.lowlevel.open_process(
             [*EXE, *args], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE, env=clean_env(GATE_COLLECTOR_MASTER_KEY=generate_master_key()),
+            preexec_fn=sigint_as_at_a_terminal,
         )  # fmt: skip
         try:
             await trio.sleep(2)  # well into its work (or its wait)
