@@ -14,7 +14,7 @@ import pytest
 from tests.helpers import EXE, clean_env
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-MARK = "<!-- bad-input table: tests/test_bad_input.py reads it -->"
+MARK = "<!-- bad-input table: tests/e2e/test_bad_input.py reads it -->"
 ROW = re.compile(r"^\| (\S+) \| `(.+?)` \| `+ ?(.+?) ?`+ \| (\d+) \|$")
 
 
