@@ -273,10 +273,13 @@ class SlotRunner:
         # flowing meanwhile (a refused new key is replaced by its own session task).
         with trio.move_on_after(self._successor_wait()):
             await delivered.wait()  # the successor's first point
-        stopped, ended = old_drive if delivered.is_set() else slot.drive
+        # Decided once: a point arriving while the successor is being stopped must not
+        # turn a stopped successor into the slot's session.
+        made = delivered.is_set()
+        stopped, ended = old_drive if made else slot.drive
         stopped.cancel()
         await ended.wait()
-        if not delivered.is_set():
+        if not made:
             slot.drive, slot.session = old_drive, old_session
             merge_counters(slot.stats, stats)  # the successor's refusals, reconnects
             return False
