@@ -613,13 +613,9 @@ class DaemonProcess:
                 await self.process.wait()
 
     def reap(self) -> None:
-        """kill -9 from outside trio (a fixture's teardown, pass or fail)."""
-        if self.process is None:
-            return
-        popen = self.process._proc  # trio's own checks need a running trio loop
-        if popen.poll() is None:
-            popen.kill()
-            popen.wait(timeout=15)
+        """kill -9 from outside trio (a fixture's teardown, pass or fail): in a trio run of
+        its own, the test's has ended (trio's process calls need a running loop)."""
+        trio.run(self.kill)
 
     def hangup(self) -> None:
         assert self.process is not None
