@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -324,6 +324,28 @@ def enabled(sim: Simulator) -> set[int]:
 
 def all_subscribed(sim: Simulator, accounts: set[int]) -> bool:
     return all(sim.state.active[a] == 2 for a in accounts)
+
+
+async def busy_simulator(
+    nursery: trio.Nursery, wall_clock: Callable[[], float], accounts: int, every: float
+) -> Simulator:
+    """``accounts`` sub-accounts, started in ``nursery``, that each change at every push,
+    one push every ``every`` s (Gate pushes only what changed)."""
+    simulator = Simulator.create(accounts=accounts, clock=wall_clock)
+    simulator.state.push_interval = simulator.state.change_interval = every
+    await simulator.start(nursery)
+    return simulator
+
+
+async def every_session_connected(supervisor: Supervisor, seconds: float) -> None:
+    """Wait until every session of ``supervisor`` is connected; fail after ``seconds``."""
+    with trio.fail_after(seconds):
+        while not all(s.connected for s in supervisor.session_stats().values()):
+            await trio.sleep(0.5)
+
+
+# ``await supervise(sim, gate=..., accounts=...)``: the conftest fixture over start_running
+Supervise = Callable[..., Awaitable["Running"]]
 
 
 async def start_collector(
