@@ -9,6 +9,7 @@ import time
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -17,6 +18,7 @@ import trio
 from collector.devtools.simulator import Simulator
 from collector.gate.broker import BrokerClient, RetryPolicy
 from collector.keys import KeyStore, generate_master_key
+from tests.helpers import Running, Supervise, start_running
 from tests.servers import InfluxServer, influx_server
 
 WALL_START = time.time()
@@ -105,6 +107,22 @@ def broker(
         wall_clock=wall_clock,
         retry=RetryPolicy(base_delay=0.1, max_delay=1.0),
     )
+
+
+@pytest.fixture
+def supervise(
+    nursery: trio.Nursery,
+    http: httpx.AsyncClient,
+    tmp_path: Path,
+    wall_clock: Callable[[], float],
+) -> Supervise:
+    """``await supervise(sim, gate=..., accounts=...)``: ``start_running`` on ``sim`` with
+    this test's nursery, HTTP client, state directory and clock."""
+
+    async def start(sim: Simulator, **sections: Any) -> Running:
+        return await start_running(nursery, sim, http, tmp_path, wall_clock, **sections)
+
+    return start
 
 
 @pytest.fixture

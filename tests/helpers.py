@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -326,6 +326,28 @@ def all_subscribed(sim: Simulator, accounts: set[int]) -> bool:
     return all(sim.state.active[a] == 2 for a in accounts)
 
 
+async def busy_simulator(
+    nursery: trio.Nursery, wall_clock: Callable[[], float], accounts: int, every: float
+) -> Simulator:
+    """``accounts`` sub-accounts, started in ``nursery``, that each change at every push,
+    one push every ``every`` s (Gate pushes only what changed)."""
+    simulator = Simulator.create(accounts=accounts, clock=wall_clock)
+    simulator.state.push_interval = simulator.state.change_interval = every
+    await simulator.start(nursery)
+    return simulator
+
+
+async def every_session_connected(supervisor: Supervisor, seconds: float) -> None:
+    """Wait until every session of ``supervisor`` is connected; fail after ``seconds``."""
+    with trio.fail_after(seconds):
+        while not all(s.connected for s in supervisor.session_stats().values()):
+            await trio.sleep(0.5)
+
+
+# ``await supervise(sim, gate=..., accounts=...)``: the conftest fixture over start_running
+Supervise = Callable[..., Awaitable["Running"]]
+
+
 async def start_collector(
     sim: Simulator, influx: InfluxServer, tmp_path: Path, db: str, per_ip: int = 300
 ) -> tuple[Collector, str]:
@@ -613,13 +635,9 @@ class DaemonProcess:
                 await self.process.wait()
 
     def reap(self) -> None:
-        """kill -9 from outside trio (a fixture's teardown, pass or fail)."""
-        if self.process is None:
-            return
-        popen = self.process._proc  # trio's own checks need a running trio loop
-        if popen.poll() is None:
-            popen.kill()
-            popen.wait(timeout=15)
+        """kill -9 from outside trio (a fixture's teardown, pass or fail): in a trio run of
+        its own, the test's has ended (trio's process calls need a running loop)."""
+        trio.run(self.kill)
 
     def hangup(self) -> None:
         assert self.process is not None

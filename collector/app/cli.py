@@ -202,6 +202,31 @@ def _parser() -> _Parser:
     return parser
 
 
+def command_options() -> dict[str, dict[str, str | None]]:
+    """Each command's options with their help text, for documentation and completion:
+    ``""`` for the options before any command, ``keys list`` for a nested command.
+
+    argparse lists a parser's arguments only in its private ``_actions``: read here alone.
+    """
+    found: dict[str, dict[str, str | None]] = {}
+
+    def walk(name: str, parser: argparse.ArgumentParser) -> None:
+        options: dict[str, str | None] = {}
+        chooses = False
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                chooses = True
+                for child, sub in action.choices.items():
+                    walk(f"{name} {child}".strip(), sub)
+            else:
+                options[" ".join(action.option_strings) or action.dest] = action.help
+        if not name or not chooses:  # a parser that only chooses a command is not one
+            found[name] = options
+
+    walk("", _parser())
+    return found
+
+
 def _keys_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
     """The ``keys`` sub-command and its own sub-commands."""
     keys = sub.add_parser("keys", help="list or repair the key store (never shows secrets)")

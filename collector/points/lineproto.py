@@ -63,7 +63,7 @@ _ESCAPE_KEY: Final = str.maketrans(
     {",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n", "\t": r"\t", "\r": r"\r"}
 )
 _ESCAPE_STRING: Final = str.maketrans({'"': r"\"", "\\": r"\\"})
-_CACHE_LIMIT: Final = 200_000
+CACHE_LIMIT: Final = 200_000
 
 
 class Point(NamedTuple):
@@ -110,15 +110,21 @@ def series_key(measurement: str, tags: tuple[tuple[str, str], ...]) -> str:
 class Encoder:
     """Encodes points to lines, caching escaped series and field keys."""
 
-    def __init__(self) -> None:
+    def __init__(self, cache_limit: int = CACHE_LIMIT) -> None:
+        self._limit = cache_limit  # each cache is cleared when it reaches this many entries
         self._series: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
         self._keys: dict[str, str] = {}
+
+    @property
+    def cached(self) -> tuple[int, int]:
+        """How many escaped series keys and field keys the caches hold."""
+        return len(self._series), len(self._keys)
 
     def _series_key(self, point: Point) -> str:
         cache_key = (point.measurement, point.tags)
         found = self._series.get(cache_key)
         if found is None:
-            if len(self._series) >= _CACHE_LIMIT:
+            if len(self._series) >= self._limit:
                 self._series.clear()
             found = self._series[cache_key] = series_key(point.measurement, point.tags)
         return found
@@ -127,7 +133,7 @@ class Encoder:
         """``key=`` escaped, cached."""
         found = self._keys.get(key)
         if found is None:
-            if len(self._keys) >= _CACHE_LIMIT:
+            if len(self._keys) >= self._limit:
                 self._keys.clear()
             found = self._keys[key] = key.translate(_ESCAPE_KEY) + "="
         return found

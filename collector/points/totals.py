@@ -172,6 +172,11 @@ class TotalsTracker:
         for key in [k for k in self._detail if k[0] not in keep]:
             del self._detail[key]
 
+    def accounts_held(self) -> set[str]:
+        """Every account the tracker holds anything of (values, label, cached tags)."""
+        held = {*self._assets, *self._labels, *self._updated_ms, *self._modes, *self._tags_of}
+        return held | {account for account, _ in self._detail}
+
     def totals(self, now_ms: int) -> list[Point]:
         """``gate_broker_totals`` of this shard and ``gate_currency_totals`` per currency."""
         broker: dict[str, FieldValue] = {schema.TOTALS_ACCOUNTS: len(self._assets)}

@@ -20,7 +20,8 @@ So the version is **pinned** (``trio-websocket==0.12.2`` in ``pyproject.toml``,
 :data:`PINNED_VERSION` here) and checked: with any other version installed, or a
 connection without those attributes, both helpers step aside and the session uses
 only the public API (``get_message``; the library's own put), which is correct, just
-slower; :func:`fast_queue_note` says which at start.
+slower; :func:`fast_queue_note` says which at start, and :func:`quick_put_installed`
+and :func:`queued_count` say so of one connection.
 ``tests/integration/test_ws_connect.py`` proves that the pinned version still has the
 queue and that messages keep their order.
 
@@ -175,14 +176,26 @@ def put_without_yield(ws: WebSocketConnection) -> None:
         ws._send_channel = PutWithoutYield(inner)  # type: ignore[assignment]  # duck-typed
 
 
+def quick_put_installed(ws: WebSocketConnection) -> bool:
+    """Whether ``ws``'s reader queues without a yield (False off the pinned version)."""
+    return isinstance(getattr(ws, "_send_channel", None), PutWithoutYield)
+
+
+def queued_count(ws: WebSocketConnection) -> int:
+    """How many messages trio-websocket holds for ``ws``, not yet taken (0 off the pinned
+    version: the queue is not looked at)."""
+    queue = _receive_queue(ws)
+    return 0 if queue is None else queue.statistics().current_buffer_used
+
+
 def queued_message(ws: WebSocketConnection) -> str | bytes | None:
     """The next message if trio-websocket already holds one, else None; no schedule point.
 
     Raises ``ConnectionClosed`` as ``get_message`` would, once the queue is closed.
     Always None off the pinned version: the caller then waits in ``get_message``.
     """
-    queue = getattr(ws, "_recv_channel", None) if FAST_QUEUE else None
-    if not isinstance(queue, trio.MemoryReceiveChannel):
+    queue = _receive_queue(ws)
+    if queue is None:
         return None
     try:
         message: str | bytes = queue.receive_nowait()
@@ -191,6 +204,12 @@ def queued_message(ws: WebSocketConnection) -> str | bytes | None:
     except (trio.ClosedResourceError, trio.EndOfChannel):
         raise ConnectionClosed(ws.closed) from None
     return message
+
+
+def _receive_queue(ws: WebSocketConnection) -> trio.MemoryReceiveChannel[str | bytes] | None:
+    """trio-websocket's private queue of ``ws``, on the pinned version only."""
+    queue = getattr(ws, "_recv_channel", None) if FAST_QUEUE else None
+    return queue if isinstance(queue, trio.MemoryReceiveChannel) else None
 
 
 @functools.lru_cache(maxsize=8)

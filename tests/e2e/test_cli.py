@@ -314,27 +314,18 @@ def test_version_prints_name_and_package_version() -> None:
 
 
 def test_every_option_of_every_command_has_help_text() -> None:
-    import argparse
+    from collector.app.cli import command_options
 
-    from collector.app.cli import _parser
-
-    missing: list[str] = []
-    commands: list[str] = []
-
-    def walk(name: str, parser: argparse.ArgumentParser) -> None:
-        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-        for action in parser._actions:
-            if not action.help and not isinstance(action, argparse._SubParsersAction):
-                missing.append(f"{name} {action.option_strings or action.dest}")
-        for sub in subs:
-            for child, command in sub.choices.items():
-                walk(f"{name} {child}".strip(), command)
-        if name and not subs:
-            commands.append(name)
-
-    walk("", _parser())
+    options = command_options()
+    missing = [
+        f"{name} {flag}"
+        for name, each in options.items()
+        for flag, text in each.items()
+        if not text
+    ]
     assert missing == []
-    assert sorted(commands) == [
+    assert sorted(options) == [
+        "",  # the options before any command
         "accounts",
         "check",
         "demo",
@@ -347,6 +338,8 @@ def test_every_option_of_every_command_has_help_text() -> None:
         "simulate",
         "top",
     ]
+    assert options["keys list"]["--config"] == "the TOML configuration file"
+    assert set(options[""]) == {"-h --help", "--config", "--log-level", "--log-format", "--version"}
 
 
 @pytest.mark.parametrize(

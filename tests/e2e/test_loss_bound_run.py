@@ -62,7 +62,7 @@ class Pushes:
 def pushes(monkeypatch: pytest.MonkeyPatch) -> Pushes:
     """Records the simulator's pushes as they go out (the truth the test compares to)."""
     record = Pushes()
-    run, push = Pusher.run, Pusher._push
+    run, push = Pusher.run, Pusher.push
 
     async def subscribed(self: Pusher, scope: trio.CancelScope) -> None:
         record.runs[id(self)] = record.run
@@ -76,7 +76,7 @@ def pushes(monkeypatch: pytest.MonkeyPatch) -> Pushes:
         return sent
 
     monkeypatch.setattr(Pusher, "run", subscribed)
-    monkeypatch.setattr(Pusher, "_push", recorded)
+    monkeypatch.setattr(Pusher, "push", recorded)
     return record
 
 

@@ -24,6 +24,7 @@ from collector.gate.errors import (
 )
 from collector.gate.models import ApiKeyInfo, CreatedApiKey, KeyPermission, SubAccountSpec
 from collector.gate.signing import ApiCredentials
+from collector.gate.transport import RestTransport
 
 READ = [KeyPermission(name="spot", read_only=True)]
 SPEC = SubAccountSpec(
@@ -423,7 +424,7 @@ async def test_a_429_whose_reset_is_now_waits_a_window_instead_of_spinning(
 
 
 async def test_a_query_that_needs_escaping_is_signed_as_gate_checks_it(
-    broker: BrokerClient, sim: Simulator
+    sim: Simulator, http: httpx.AsyncClient, wall_clock: Callable[[], float]
 ) -> None:
     # The simulator verifies over the decoded query, as Gate does: a client signing
     # the encoded form would get INVALID_SIGNATURE here.
@@ -441,5 +442,6 @@ async def test_a_query_that_needs_escaping_is_signed_as_gate_checks_it(
             "sub_account_type": "spot",
         }
     )
-    rows = await broker._call("GET", "/broker/sub_account_transfers", params={"sub_uid": odd})
+    rest = RestTransport(http, sim.state.broker, base_url=sim.rest_url, wall_clock=wall_clock)
+    rows = await rest.call("GET", "/broker/sub_account_transfers", params={"sub_uid": odd})
     assert [r["sub_account"] for r in rows] == [odd]

@@ -12,7 +12,6 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import pytest
 import trio
 import trio.testing
@@ -26,7 +25,7 @@ from collector.points import schema
 from collector.points.lineproto import Bundle
 from collector.session.session import AccountSession, SessionTiming
 from collector.supervisor.connections import ConnectionBudget
-from tests.helpers import Running, enabled, start_running
+from tests.helpers import Running, Supervise, busy_simulator, enabled, every_session_connected
 
 ACCOUNTS = 6
 ROTATE_AFTER = 120.0
@@ -38,11 +37,8 @@ IP = "127.0.0.1"
 @pytest.fixture
 async def csim(nursery: trio.Nursery, wall_clock: Callable[[], float]) -> Simulator:
     """Six accounts that change every 5 s, behind a cap of six connections per IP."""
-    simulator = Simulator.create(accounts=ACCOUNTS, clock=wall_clock)
-    simulator.state.push_interval = PUSH_INTERVAL
-    simulator.state.change_interval = PUSH_INTERVAL
+    simulator = await busy_simulator(nursery, wall_clock, ACCOUNTS, PUSH_INTERVAL)
     simulator.state.max_connections_per_ip = ACCOUNTS
-    await simulator.start(nursery)
     return simulator
 
 
@@ -53,28 +49,18 @@ def largest_gap(times: list[float], start: float, end: float) -> float:
 
 
 async def rotate_at_the_limit(
-    csim: Simulator,
-    nursery: trio.Nursery,
-    http: httpx.AsyncClient,
-    tmp_path: Path,
-    wall_clock: Callable[[], float],
-    limit: int,
+    csim: Simulator, supervise: Supervise, limit: int
 ) -> tuple[Running, dict[int, set[str]], float]:
     """Run a supervisor at ``limit`` for RUN seconds once every session is connected;
     the keys each account used, and when that steady run began."""
-    running = await start_running(
-        nursery,
+    running = await supervise(
         csim,
-        http,
-        tmp_path,
-        wall_clock,
         gate={"max_connections_per_ip": limit},
         accounts={"key_rotate_after": ROTATE_AFTER},
     )
     keys: dict[int, set[str]] = {a: set() for a in enabled(csim)}
-    with trio.fail_after(600):  # the first keys wait out Gate's activation too
-        while not all(s.connected for s in running.supervisor.session_stats().values()):
-            await trio.sleep(0.5)
+    # the first keys wait out Gate's activation too
+    await every_session_connected(running.supervisor, 600)
     start = trio.current_time()
     with trio.fail_after(RUN + 60):
         while trio.current_time() - start < RUN:
@@ -89,18 +75,13 @@ async def rotate_at_the_limit(
 @pytest.mark.parametrize("activation", [0.0, 60.0])
 async def test_at_a_limit_of_one_connection_per_account_every_account_rotates_and_keeps_its_data(
     csim: Simulator,
-    nursery: trio.Nursery,
-    http: httpx.AsyncClient,
-    tmp_path: Path,
-    wall_clock: Callable[[], float],
+    supervise: Supervise,
     autojump_clock: trio.testing.MockClock,
     activation: float,
 ) -> None:
     csim.state.key_activation_delay = activation  # Gate refuses a new key this long
     with capture_logs() as logs:
-        running, keys, steady = await rotate_at_the_limit(
-            csim, nursery, http, tmp_path, wall_clock, limit=ACCOUNTS
-        )
+        running, keys, steady = await rotate_at_the_limit(csim, supervise, limit=ACCOUNTS)
     stats = running.supervisor.stats
     rotations = [a for a, used in keys.items() if len(used) >= 3]
     print(
@@ -139,16 +120,11 @@ async def test_at_a_limit_of_one_connection_per_account_every_account_rotates_an
 
 async def test_with_a_spare_connection_rotation_stays_make_before_break(
     csim: Simulator,
-    nursery: trio.Nursery,
-    http: httpx.AsyncClient,
-    tmp_path: Path,
-    wall_clock: Callable[[], float],
+    supervise: Supervise,
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     csim.state.max_connections_per_ip = ACCOUNTS + 1
-    running, keys, _ = await rotate_at_the_limit(
-        csim, nursery, http, tmp_path, wall_clock, limit=ACCOUNTS + 1
-    )
+    running, keys, _ = await rotate_at_the_limit(csim, supervise, limit=ACCOUNTS + 1)
     stats = running.supervisor.stats
     assert all(len(used) >= 3 for used in keys.values())
     # One spare: one successor at a time beside its old session, the rest break first.
@@ -221,23 +197,13 @@ async def test_a_session_refused_at_the_limit_retries_and_says_why(
 
 async def test_a_new_ws_url_reconnects_every_session_without_going_over_the_limit(
     csim: Simulator,
-    nursery: trio.Nursery,
-    http: httpx.AsyncClient,
+    supervise: Supervise,
     tmp_path: Path,
-    wall_clock: Callable[[], float],
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    running = await start_running(
-        nursery, csim, http, tmp_path, wall_clock, gate={"max_connections_per_ip": ACCOUNTS}
-    )
+    running = await supervise(csim, gate={"max_connections_per_ip": ACCOUNTS})
     supervisor = running.supervisor
-
-    async def all_connected() -> None:
-        with trio.fail_after(120):
-            while not all(s.connected for s in supervisor.session_stats().values()):
-                await trio.sleep(0.5)
-
-    await all_connected()
+    await every_session_connected(supervisor, 120)
     opened = csim.state.ws_events["subscribe"]
     moved = Settings.model_validate(
         {
@@ -251,7 +217,7 @@ async def test_a_new_ws_url_reconnects_every_session_without_going_over_the_limi
     )
     supervisor.reload(moved)
     await trio.sleep(1)
-    await all_connected()
+    await every_session_connected(supervisor, 120)
     assert csim.state.ws_events["subscribe"] >= opened + 2 * ACCOUNTS  # every one again
     assert csim.state.ws_peak_per_ip[IP] == ACCOUNTS
     assert csim.state.ws_refused_over_cap == 0
@@ -259,18 +225,13 @@ async def test_a_new_ws_url_reconnects_every_session_without_going_over_the_limi
 
 async def test_a_successor_gate_refuses_beside_the_old_session_falls_back_to_break_before_make(
     csim: Simulator,
-    nursery: trio.Nursery,
-    http: httpx.AsyncClient,
-    tmp_path: Path,
-    wall_clock: Callable[[], float],
+    supervise: Supervise,
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     # The collector is told 7, but something else on this IP holds one of Gate's 7
     # connections: every successor beside its old session is refused (429).
     with capture_logs() as logs:
-        running, keys, _ = await rotate_at_the_limit(
-            csim, nursery, http, tmp_path, wall_clock, limit=ACCOUNTS + 1
-        )
+        running, keys, _ = await rotate_at_the_limit(csim, supervise, limit=ACCOUNTS + 1)
     stats = running.supervisor.stats
     stalled = [e for e in logs if e["event"] == "key_rotate_successor_stalled"]
     done = Counter(
@@ -287,7 +248,5 @@ async def test_a_successor_gate_refuses_beside_the_old_session_falls_back_to_bre
     assert set(done) == set(keys) and min(done.values()) >= 2, done
     assert all(e["wait_seconds"] == 360.0 for e in stalled)
     assert csim.state.ws_peak_per_ip[IP] == ACCOUNTS
-    with trio.fail_after(300):  # and every account ends with a working session
-        while not all(s.connected for s in running.supervisor.session_stats().values()):
-            await trio.sleep(1.0)
+    await every_session_connected(running.supervisor, 300)  # each ends with a working session
     assert csim.state.deleted_in_use == {}

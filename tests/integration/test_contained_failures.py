@@ -107,8 +107,19 @@ async def test_a_session_that_crashes_is_logged_once_counted_by_cause_and_restar
     assert supervisor.session_stats()[CRASHING].connected
 
 
-def test_a_failure_nothing_expected_is_one_line_and_exit_70() -> None:
-    bug = BaseExceptionGroup("supervisor", [trio.Cancelled._create(), RuntimeError("boom\nline 2")])
+async def one_cancelled() -> trio.Cancelled:
+    """A real ``trio.Cancelled`` (trio has no public constructor): its own scope's."""
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        try:
+            await trio.lowlevel.checkpoint()
+        except trio.Cancelled as exc:
+            return exc
+    raise AssertionError("the cancelled scope did not cancel")
+
+
+async def test_a_failure_nothing_expected_is_one_line_and_exit_70() -> None:
+    bug = BaseExceptionGroup("supervisor", [await one_cancelled(), RuntimeError("boom\nline 2")])
     assert exit_code_for(bug) is None  # not a known start-up failure
     code, line = internal_failure(bug)
     assert code == EXIT_INTERNAL == 70

@@ -9,7 +9,6 @@ a deadline; counts are taken at the simulator and at the collector's output.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import httpx
 import pytest
@@ -25,7 +24,7 @@ from collector.keys import KeyPolicy, KeyProvisioner, KeyStore
 from collector.keys.provision import refused_permission
 from collector.supervisor import account_state as status
 from collector.supervisor.snapshots import NotUnifiedError, SnapshotClient
-from tests.helpers import Running, enabled, start_running
+from tests.helpers import Running, Supervise, busy_simulator, enabled
 
 SETTLE = 120.0
 
@@ -33,11 +32,8 @@ SETTLE = 120.0
 @pytest.fixture
 async def psim(nursery: trio.Nursery, wall_clock: Callable[[], float]) -> Simulator:
     """Six accounts that change every 5 s; Gate requires the unified permission."""
-    simulator = Simulator.create(accounts=6, clock=wall_clock)
-    simulator.state.push_interval = 5.0
-    simulator.state.change_interval = 5.0
+    simulator = await busy_simulator(nursery, wall_clock, 6, 5.0)
     simulator.state.required_perms = frozenset({"unified"})
-    await simulator.start(nursery)
     return simulator
 
 
@@ -57,13 +53,10 @@ async def settle(running: Running, accounts: set[int], state: str) -> None:
 
 async def test_gate_that_takes_unified_gets_it_by_default_and_every_account_is_read(
     psim: Simulator,
-    nursery: trio.Nursery,
-    http: httpx.AsyncClient,
-    tmp_path: Path,
-    wall_clock: Callable[[], float],
+    supervise: Supervise,
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    running = await start_running(nursery, psim, http, tmp_path, wall_clock)
+    running = await supervise(psim)
     await settle(running, enabled(psim), status.ACTIVE)
     for account in enabled(psim):
         assert perms_of(psim, account) == {"wallet", "spot", "futures", "unified"}
@@ -73,16 +66,13 @@ async def test_gate_that_takes_unified_gets_it_by_default_and_every_account_is_r
 
 async def test_a_create_call_that_refuses_unified_creates_without_it_and_says_so_once(
     psim: Simulator,
-    nursery: trio.Nursery,
-    http: httpx.AsyncClient,
-    tmp_path: Path,
-    wall_clock: Callable[[], float],
+    supervise: Supervise,
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     psim.state.broker_doc_perms = True
     psim.state.required_perms = frozenset()  # this Gate reads unified data without it
     with capture_logs() as logs:
-        running = await start_running(nursery, psim, http, tmp_path, wall_clock)
+        running = await supervise(psim)
         await settle(running, enabled(psim), status.ACTIVE)
     refused = [e for e in logs if e["event"] == "key_permission_refused"]
     assert [(e["permission"], e["permissions"]) for e in refused] == [
@@ -98,15 +88,12 @@ async def test_a_create_call_that_refuses_unified_creates_without_it_and_says_so
 
 async def test_a_key_gate_then_refuses_for_permissions_is_forbidden_never_churned(
     psim: Simulator,
-    nursery: trio.Nursery,
-    http: httpx.AsyncClient,
-    tmp_path: Path,
-    wall_clock: Callable[[], float],
+    supervise: Supervise,
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     psim.state.broker_doc_perms = True  # unified cannot be asked for, yet Gate needs it
     with capture_logs() as logs:
-        running = await start_running(nursery, psim, http, tmp_path, wall_clock)
+        running = await supervise(psim)
         await settle(running, enabled(psim), status.FORBIDDEN)
         await trio.sleep(900)  # three slow retries: still no new key
     assert psim.state.calls["keys_created"] == len(enabled(psim))

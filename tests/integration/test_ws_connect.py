@@ -13,7 +13,9 @@ from collector.session.websocket import (
     Target,
     fast_queue_note,
     open_websocket,
+    queued_count,
     queued_message,
+    quick_put_installed,
 )
 
 
@@ -37,7 +39,7 @@ async def test_queued_messages_come_in_order_without_a_schedule_point() -> None:
         assert not isinstance(ws, str), ws
         with trio.fail_after(10):
             assert await ws.get_message() == "one"
-            while ws._recv_channel.statistics().current_buffer_used < 2:  # both in
+            while queued_count(ws) < 2:  # both in
                 await trio.sleep(0.01)
         with trio.testing.assert_no_checkpoints():
             assert [queued_message(ws), queued_message(ws), queued_message(ws)] == [
@@ -45,6 +47,7 @@ async def test_queued_messages_come_in_order_without_a_schedule_point() -> None:
                 "three",
                 None,
             ]
+        assert queued_count(ws) == 0
         close.set()
         await ws.aclose()
         with pytest.raises(ConnectionClosed):
@@ -91,7 +94,7 @@ async def test_a_session_connection_has_the_quick_put_installed() -> None:
         port = await _serve(nursery, [], close)
         ws = await open_websocket(nursery, Target(f"ws://127.0.0.1:{port}/ws", timeout=10))
         assert not isinstance(ws, str), ws
-        assert isinstance(ws._send_channel, PutWithoutYield)
+        assert quick_put_installed(ws)
         close.set()
         await ws.aclose()
         nursery.cancel_scope.cancel()

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from influxdb_client import Point as ClientPoint
 from influxdb_client import WritePrecision
 
-from collector.points import lineproto, schema
+from collector.points import schema
 from collector.points.direct import AccountLines
 from collector.points.lineproto import Encoder, FloatText, Point, encode, float_text, number_field
 
@@ -236,17 +236,14 @@ def test_a_finite_number_is_its_field(value: object, field: object) -> None:
     assert number_field(value) == field and type(number_field(value)) is type(field)
 
 
-def test_the_encoders_caches_are_cleared_when_they_reach_their_bound(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_the_encoders_caches_are_cleared_when_they_reach_their_bound() -> None:
     # the bound keeps memory flat when keys churn (200 000 in production)
-    monkeypatch.setattr(lineproto, "_CACHE_LIMIT", 2)
-    encoder = Encoder()
+    encoder = Encoder(cache_limit=2)
     for n in range(2):
         assert encoder.encode(Point("m", (("t", str(n)),), {f"f{n}": 1}, 5)) == f"m,t={n} f{n}=1i 5"
-    assert (len(encoder._series), len(encoder._keys)) == (2, 2)
+    assert encoder.cached == (2, 2)
     assert encoder.encode(Point("m", (("t", "2"),), {"f2": 1}, 5)) == "m,t=2 f2=1i 5"
-    assert (len(encoder._series), len(encoder._keys)) == (1, 1)  # cleared, then the new one
+    assert encoder.cached == (1, 1)  # cleared, then the new one
 
 
 def test_a_field_of_an_unsupported_type_is_a_clear_error() -> None:

@@ -330,7 +330,7 @@ def test_accounts_that_left_take_their_cached_tags_with_them() -> None:
     sessions = {a: SessionState(a, CONNECTED) for a in ("1", "2")}
     tracker.account_states(sessions, H)
     tracker.retain(["2"])
-    assert list(tracker._tags_of) == ["2"]  # a bounded cache: only the shard's accounts
+    assert tracker.accounts_held() == {"2"}  # a bounded cache: only the shard's accounts
 
 
 # -- The totals' Observer methods (the hot path's checked values), rules a mutation would ----------

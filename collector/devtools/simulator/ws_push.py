@@ -69,7 +69,7 @@ class Pusher:
                 continue  # nothing changed: Gate pushes nothing
             sent_version = account.version
             last_ms = max(int(link.state.now() * 1000), last_ms + 1)
-            if not await self._push(last_ms):
+            if not await self.push(last_ms):
                 return
 
     def _allowed(self) -> bool:
@@ -95,8 +95,9 @@ class Pusher:
         if now >= account.changed_at + interval:
             account.change(now, self.link.state.now())
 
-    async def _push(self, time_ms: int) -> bool:
-        """Send one update; it counts as pushed only once it went out."""
+    async def push(self, time_ms: int) -> bool:
+        """Send one update stamped ``time_ms``; it counts as pushed only once it went out
+        (False: the connection is gone)."""
         state, account, channel = self.link.state, self.account, self.channel
         key = (account.gate_id, channel)
         identity = account.u_mode == "identity"

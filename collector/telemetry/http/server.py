@@ -124,11 +124,8 @@ class Server:
         self, conn: h11.Connection, stream: trio.SocketStream, deadline: float
     ) -> h11.Request | None:
         """The request: on the quick path if it is whole at once, else holding a slot."""
-        try:
+        if self._quick.available_tokens:  # none in a storm of connections: each needs a slot
             self._quick.acquire_nowait()
-        except trio.WouldBlock:
-            pass  # a storm of connections: each needs a slot
-        else:
             try:
                 with trio.move_on_after(QUICK_READ):
                     return await _read_request(conn, stream)
