@@ -440,8 +440,10 @@ async def start_running(
     gate: dict[str, Any] | None = None,
     accounts: dict[str, Any] | None = None,
     timing: SessionTiming | None = None,
+    snapshots: bool = True,
 ) -> Running:
-    """Start a supervisor (with REST snapshots) on ``sim``; returns once it is ready."""
+    """Start a supervisor on ``sim`` (with REST snapshots unless told not); returns once
+    it is ready."""
     settings = Settings.model_validate(
         {
             "gate": {"rest_url": sim.rest_url, "ws_url": sim.ws_url, **(gate or {})},
@@ -467,7 +469,7 @@ async def start_running(
             send,
             timing=timing,
             wall_clock=wall_clock,
-            snapshot_client=SnapshotClient(http, sim.rest_url, wall_clock),
+            snapshot_client=SnapshotClient(http, sim.rest_url, wall_clock) if snapshots else None,
         ),
         trio.CancelScope(),
         store,

@@ -174,8 +174,8 @@ MUTANTS: Final = [
     Mutant(
         "runner: rotation never stops the old session",
         RUNNER,
-        "        old_scope.cancel()\n",
-        "",
+        "        await _stop(round_.drive)\n        slot.key.retire_pending = True",
+        "        slot.key.retire_pending = True",
         T_RUNNER,
     ),
     Mutant(
@@ -211,22 +211,38 @@ MUTANTS: Final = [
         "runner: no upkeep after the first piece of work",
         RUNNER,
         "        slot.upkeep_seen = slot.stats.points\n"
-        "        self._arm_upkeep(slot, UPKEEP_INTERVAL)",
+        "        self._arm_upkeep(slot, round_, nursery, UPKEEP_INTERVAL)",
         "        slot.upkeep_seen = slot.stats.points",
         T_RUNNER,
     ),
     Mutant(
         "runner: the upkeep outlives its slot",
         RUNNER,
-        "            if slot.upkeep is not None:\n                slot.upkeep.cancel()",
+        "            if round_.upkeep is not None:  # armed again by the next round\n"
+        "                round_.upkeep.cancel()",
         "            pass",
         T_RUNNER,
     ),
     Mutant(
         "runner: the first upkeep only after ten intervals",
         RUNNER,
-        "self._arm_upkeep(slot, self.rng.uniform(0, UPKEEP_INTERVAL))",
-        "self._arm_upkeep(slot, 10 * UPKEEP_INTERVAL + self.rng.uniform(0, UPKEEP_INTERVAL))",
+        "self._arm_upkeep(slot, round_, nursery, self.rng.uniform(0, UPKEEP_INTERVAL))",
+        "self._arm_upkeep(slot, round_, nursery, 10 * UPKEEP_INTERVAL + "
+        "self.rng.uniform(0, UPKEEP_INTERVAL))",
+        T_RUNNER,
+    ),
+    Mutant(
+        "runner: a restart leaves the session running",
+        RUNNER,
+        "        self._round.cancel()\n",
+        "        pass\n",
+        T_RUNNER,
+    ),
+    Mutant(
+        "runner: a restart drops the counters",
+        RUNNER,
+        "        round_ = _Round(drive)\n",
+        "        round_ = _Round(drive)\n        slot.stats = SessionStats()\n",
         T_RUNNER,
     ),
     # -- keys/lifecycle.py: create, grace, replace, retire -----------------------------
@@ -509,23 +525,30 @@ MUTANTS: Final = [
     Mutant(
         "table: a stopped account still read by snapshots",
         TABLE,
-        "            slot.scope.cancel()\n        if self._snapshots is not None:\n"
+        "            self._stop_task(account_id)\n        if self._snapshots is not None:\n"
         "            self._snapshots.remove(account_id)",
-        "            slot.scope.cancel()",
+        "            self._stop_task(account_id)",
         T_TABLE,
     ),
     Mutant(
         "table: restart_all leaves the old sessions running",
         TABLE,
-        "            old.scope.cancel()\n",
+        "        for task in self._tasks.values():\n            task.restart()\n",
+        "        for task in self._tasks.values():\n            pass\n",
+        T_TABLE,
+    ),
+    Mutant(
+        "table: a slot started during a restart_all misses the restart",
+        TABLE,
+        "        if self._restarts != restarts:\n            task.restart()\n",
         "",
         T_TABLE,
     ),
     Mutant(
-        "table: restart_all drops the counters",
+        "table: a slot gone while it was being started keeps running",
         TABLE,
-        "Slot(old.key, trio.CancelScope(), old.stats, old.local_address)",
-        "Slot(old.key, trio.CancelScope(), SessionStats(), old.local_address)",
+        "        if self.slots.get(account.gate_id) is not slot:\n            task.stop()\n",
+        "        if self.slots.get(account.gate_id) is not slot:\n",
         T_TABLE,
     ),
     Mutant(

@@ -18,8 +18,8 @@ thread reads :meth:`Spool.peek`, :meth:`Spool.drops`, ``bytes``, ``points`` and
 ``len()``. The queue and the counters change under :attr:`Spool.lock`, which
 ``peek`` and ``drops`` take too (a bare read of the deque could see it emptied
 between its test and its index, and reading a Counter while a new reason is added
-raises). ``bytes`` and ``points`` are single int reads, safe without it: at worst
-one operation old.
+raises). ``bytes`` and ``points`` are single int reads, and ``len()`` one call on
+the deque, safe without it: at worst one operation old.
 """
 
 from __future__ import annotations

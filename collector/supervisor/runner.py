@@ -8,6 +8,14 @@ upkeep is a deadline in the process's shared :class:`~collector.base.timers.Time
 every ``UPKEEP_INTERVAL``, not a sleeping task per slot: a task is started only
 when there is a key to retire or rotate.
 
+Tasks, owned top-down: the table starts a slot's task with ``nursery.start`` and
+holds the :class:`SlotTask` it reports (stop, restart). The slot's task runs rounds;
+a round's nursery holds everything of one round: the first session loop runs in the
+slot's task itself, a rotation's successor is started in the round's nursery and
+reports its :class:`SessionTask` the same way, and the upkeep's work (only when
+there is some) is a task of that nursery too. A restart ends the round (its sessions
+close their connections first) and runs a new one.
+
 A slot contains its own failures: whatever one account's session, key upkeep
 or rotation raises is logged as one line (``session_crashed``, the traceback
 only at debug), counted by cause (``session_crashes`` in ``collector_stats``)
@@ -19,14 +27,14 @@ from __future__ import annotations
 import functools
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 import trio
 
 from collector.base.backoff import backoff_delay
 from collector.base.logging import get_logger
-from collector.base.timers import Timers
+from collector.base.timers import Timer, Timers
 from collector.config import GateSettings
 from collector.gate.errors import GateError
 from collector.gate.models import label
@@ -46,9 +54,50 @@ log = get_logger(__name__)
 CRASH_BACKOFF: Final = (1.0, 300.0)
 # How often a slot looks after its key: retire replaced keys, rotate old ones.
 UPKEEP_INTERVAL: Final = 30.0
-# How long a restarted slot waits for its old session to close its connection (a
+# How long a rotation waits for a stopped session to close its connection (a
 # polite close takes at most session.CLOSE_TIMEOUT; this is the backstop).
 OLD_SESSION_CLOSE: Final = 10.0
+
+
+class SlotTask:
+    """A running slot, as its task reports itself (``task_status.started``) to the table
+    that started it: the table stops it, or restarts its session, with this."""
+
+    __slots__ = ("_round", "scope")
+
+    def __init__(self) -> None:
+        self.scope = trio.CancelScope()  # the slot's task, whole
+        self._round = trio.CancelScope()  # its current round: sessions, upkeep, rotation
+
+    def stop(self) -> None:
+        """End the slot: its sessions close politely, its upkeep is disarmed."""
+        self.scope.cancel()
+
+    def restart(self) -> None:
+        """Close the slot's sessions politely and connect again (a new round, counters kept)."""
+        self._round.cancel()
+
+    def next_round(self) -> trio.CancelScope:
+        """The scope of a new round (for the slot's own task)."""
+        self._round = trio.CancelScope()
+        return self._round
+
+
+@dataclass(frozen=True, slots=True)
+class SessionTask:
+    """A session loop's task (one runs a slot's session): its scope and its end."""
+
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    ended: trio.Event = field(default_factory=trio.Event)  # set once its session closed
+
+
+@dataclass(slots=True)
+class _Round:
+    """What one round of a slot's tasks shares (the nursery they run in is passed along):
+    the session task serving the slot now, and the next upkeep deadline."""
+
+    drive: SessionTask
+    upkeep: Timer | None = None
 
 
 @dataclass
@@ -74,41 +123,46 @@ class SlotRunner:
     totals: Observer | None = None  # told every pushed value written (the shard's totals)
     book: AccountBook | None = None  # every account's mode, push times, the rates' unit
 
-    async def run(self, slot: Slot, after: trio.Event | None = None) -> None:
-        """The slot's session and its key upkeep, until its scope is cancelled.
+    async def run(
+        self, slot: Slot, *, task_status: trio.TaskStatus[SlotTask] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """The slot's session and its key upkeep, until stopped (or its account is gone).
 
-        ``after``: the end of the session this slot replaces (a restart), so its
-        connection is closed before this one opens: both count against Gate's limit.
-        A failure of the upkeep or a rotation stays in this slot: one line, counted,
-        retried after a capped backoff.
+        Reports a :class:`SlotTask` through ``task_status`` at once: whoever started
+        this task (the table) stops it or restarts its session with that. A failure
+        of the upkeep or a rotation stays in this slot: one line, counted, a new
+        round after a capped backoff. A restart ends the round and runs a new one:
+        the old sessions close their connections before the new one opens (Gate
+        counts both against its per-IP limit).
         """
+        task = SlotTask()
+        task_status.started(task)
         crashes = 0
-        try:
-            with slot.scope:
-                if after is not None:
-                    with trio.move_on_after(OLD_SESSION_CLOSE):
-                        await after.wait()
-                while True:
+        with task.scope:
+            while True:
+                with task.next_round():
                     try:
-                        await self._run_once(slot)
+                        await self._round(slot)
                         return
                     except Exception as exc:  # an upkeep or rotation failure: this slot only
-                        if slot.upkeep is not None:  # armed again by the next run
-                            slot.upkeep.cancel()
                         crashes += 1
                         await self._crashed(slot, exc, crashes)
-        finally:
-            if slot.upkeep is not None:
-                slot.upkeep.cancel()
 
-    async def _run_once(self, slot: Slot) -> None:
-        async with trio.open_nursery() as nursery:
-            slot.nursery = nursery
-            self._arm_upkeep(slot, self.rng.uniform(0, UPKEEP_INTERVAL))
-            # The first session runs in this task (one task fewer per slot); a
-            # rotation starts its successor in the nursery and cancels this one.
-            scope, done = slot.drive = trio.CancelScope(), trio.Event()
-            await self._drive(slot, slot.stats, scope, done)
+    async def _round(self, slot: Slot) -> None:
+        """One round of the slot's tasks: its session, upkeep and rotations, in one nursery.
+
+        The first session runs in this task (one task fewer per slot); a rotation
+        starts its successor in the nursery and stops this one.
+        """
+        drive = SessionTask()
+        round_ = _Round(drive)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._arm_upkeep(slot, round_, nursery, self.rng.uniform(0, UPKEEP_INTERVAL))
+                await self._drive(slot, slot.stats, drive)
+        finally:
+            if round_.upkeep is not None:  # armed again by the next round
+                round_.upkeep.cancel()
 
     async def _crashed(self, slot: Slot, exc: Exception, crashes: int) -> None:
         """One line, counted by cause, then the capped backoff."""
@@ -126,19 +180,23 @@ class SlotRunner:
         log.debug("session_crash_traceback", account=account_id, exc_info=exc)
         await trio.sleep(delay)
 
-    def _launch(self, slot: Slot, stats: SessionStats) -> tuple[trio.CancelScope, trio.Event]:
-        assert slot.nursery is not None
-        scope, done = trio.CancelScope(), trio.Event()
-        slot.nursery.start_soon(self._drive, slot, stats, scope, done)
-        return scope, done
-
-    async def _drive(
-        self, slot: Slot, stats: SessionStats, scope: trio.CancelScope, done: trio.Event
+    async def _session_task(
+        self,
+        slot: Slot,
+        stats: SessionStats,
+        *,
+        task_status: trio.TaskStatus[SessionTask] = trio.TASK_STATUS_IGNORED,
     ) -> None:
+        """A session loop in a task of its own (a rotation's successor), reported at once."""
+        drive = SessionTask()
+        task_status.started(drive)
+        await self._drive(slot, stats, drive)
+
+    async def _drive(self, slot: Slot, stats: SessionStats, drive: SessionTask) -> None:
         """Keep one session up with the account's stored key until cancelled."""
         crashes = 0
         try:
-            with scope:
+            with drive.scope:
                 while True:
                     before = stats.points
                     try:
@@ -148,7 +206,7 @@ class SlotRunner:
                         crashes = 1 if stats.points > before else crashes + 1
                         await self._crashed(slot, exc, crashes)
         finally:
-            done.set()
+            drive.ended.set()
 
     async def _one_session(self, slot: Slot, stats: SessionStats) -> bool:
         """A session with the stored key until Gate refuses it; False: the slot is done."""
@@ -187,37 +245,38 @@ class SlotRunner:
 
     # -- upkeep: a deadline in the shared timers, a task only when there is work --------
 
-    def _arm_upkeep(self, slot: Slot, delay: float) -> None:
-        slot.upkeep = self.timers.call_at(
-            trio.current_time() + delay, functools.partial(self._upkeep_due, slot)
+    def _arm_upkeep(self, slot: Slot, round_: _Round, nursery: trio.Nursery, delay: float) -> None:
+        round_.upkeep = self.timers.call_at(
+            trio.current_time() + delay, functools.partial(self._upkeep_due, slot, round_, nursery)
         )
 
-    def _upkeep_due(self, slot: Slot) -> None:
+    def _upkeep_due(self, slot: Slot, round_: _Round, nursery: trio.Nursery) -> None:
         """Every ``UPKEEP_INTERVAL``, once the session delivers data: retire replaced keys,
-        rotate an old key (in a task of the slot's own, started only for that)."""
+        rotate an old key (in a task of the round's nursery, started only for that)."""
         points, seen = slot.stats.points, slot.upkeep_seen
         slot.upkeep_seen = points
         if seen is None or points <= seen:  # the first look only notes where it starts
-            self._arm_upkeep(slot, UPKEEP_INTERVAL)
+            self._arm_upkeep(slot, round_, nursery, UPKEEP_INTERVAL)
             return
         slot.key.refusals = 0
         stored = self.store.get(slot.account.gate_id)
         rotate = stored is not None and self.provisioner.rotation_due_in(stored) == 0
         if not (slot.key.retire_pending or rotate):
-            self._arm_upkeep(slot, UPKEEP_INTERVAL)
+            self._arm_upkeep(slot, round_, nursery, UPKEEP_INTERVAL)
             return
-        assert slot.nursery is not None
-        slot.upkeep = None
-        slot.nursery.start_soon(self._upkeep_work, slot, rotate)
+        round_.upkeep = None  # armed again once the work is done: one rotation at a time
+        nursery.start_soon(self._upkeep_work, slot, round_, nursery, rotate)
 
-    async def _upkeep_work(self, slot: Slot, rotate: bool) -> None:
+    async def _upkeep_work(
+        self, slot: Slot, round_: _Round, nursery: trio.Nursery, rotate: bool
+    ) -> None:
         await self.keys.retire(slot.key)
         if rotate:
-            await self._rotate(slot)
+            await self._rotate(slot, round_, nursery)
         slot.upkeep_seen = slot.stats.points
-        self._arm_upkeep(slot, UPKEEP_INTERVAL)
+        self._arm_upkeep(slot, round_, nursery, UPKEEP_INTERVAL)
 
-    async def _rotate(self, slot: Slot) -> None:
+    async def _rotate(self, slot: Slot, round_: _Round, nursery: trio.Nursery) -> None:
         """A successor key, and its session in place of the old one.
 
         Make before break when Gate's per-IP limit leaves an extra connection on
@@ -237,7 +296,7 @@ class SlotRunner:
         address = slot.local_address
         if self.connections.try_extra(address):
             try:
-                made = await self._make_before_break(slot)
+                made = await self._make_before_break(slot, round_, nursery)
             finally:
                 self.connections.release_extra(address)  # the old session's is the slot's
             if made:
@@ -252,23 +311,22 @@ class SlotRunner:
                 hint="the new key's session delivered nothing beside the old one "
                 "(Gate refused its connection or its key): rotating break before make",
             )
-        await self._break_before_make(slot)
+        await self._break_before_make(slot, round_, nursery)
 
     def _successor_wait(self) -> float:
         """How long a successor beside the old session may take to deliver data."""
         return self.provisioner.policy.activation_grace + 2 * UPKEEP_INTERVAL
 
-    async def _make_before_break(self, slot: Slot) -> bool:
+    async def _make_before_break(self, slot: Slot, round_: _Round, nursery: trio.Nursery) -> bool:
         """The successor's session up beside the old one, then the old one stopped.
 
         False, the old session untouched and the successor stopped, when the
         successor delivered nothing within :meth:`_successor_wait`.
         """
-        assert slot.drive is not None
-        old_drive, old_session = slot.drive, slot.session
+        old_session = slot.session
         delivered = trio.Event()
         stats = SessionStats(delivered=delivered)
-        slot.drive = self._launch(slot, stats)
+        successor = await nursery.start(self._session_task, slot, stats)
         # The new key may need Gate's activation grace; the old session keeps the data
         # flowing meanwhile (a refused new key is replaced by its own session task).
         with trio.move_on_after(self._successor_wait()):
@@ -276,19 +334,18 @@ class SlotRunner:
         # Decided once: a point arriving while the successor is being stopped must not
         # turn a stopped successor into the slot's session.
         made = delivered.is_set()
-        stopped, ended = old_drive if made else slot.drive
-        stopped.cancel()
-        await ended.wait()
+        await _stop(round_.drive if made else successor)
         if not made:
-            slot.drive, slot.session = old_drive, old_session
+            slot.session = old_session
             merge_counters(slot.stats, stats)  # the successor's refusals, reconnects
             return False
+        round_.drive = successor
         merge_counters(stats, slot.stats)
         slot.stats = stats
         slot.key.retire_pending = True
         return True
 
-    async def _break_before_make(self, slot: Slot) -> None:
+    async def _break_before_make(self, slot: Slot, round_: _Round, nursery: trio.Nursery) -> None:
         """No spare connection: stop the old session, start the successor's in its place.
 
         First a REST snapshot with the new key, retried while Gate may still be
@@ -301,10 +358,7 @@ class SlotRunner:
         """
         account_id = slot.account.gate_id
         await self._bridge(slot)
-        assert slot.drive is not None
-        old_scope, old_done = slot.drive
-        old_scope.cancel()
-        slot.drive = trio.CancelScope(), trio.Event()
+        await _stop(round_.drive)
         slot.key.retire_pending = True
         self.stats.key_rotations += 1
         self.stats.key_rotations_break_before_make += 1
@@ -316,8 +370,7 @@ class SlotRunner:
             hint="no spare connection under gate.max_connections_per_ip on this address: "
             "the old session closed before the new one opened; a REST snapshot bridged it",
         )
-        assert slot.nursery is not None
-        slot.nursery.start_soon(self._successor_after, slot, old_done, slot.drive)
+        round_.drive = await nursery.start(self._session_task, slot, slot.stats)
 
     async def _bridge(self, slot: Slot) -> None:
         """A snapshot with the new key, retried with backoff while the key is in its grace."""
@@ -331,13 +384,9 @@ class SlotRunner:
             failures += 1
             await trio.sleep(backoff_delay(failures, *GRACE_BACKOFF, self.rng))
 
-    async def _successor_after(
-        self, slot: Slot, old_done: trio.Event, drive: tuple[trio.CancelScope, trio.Event]
-    ) -> None:
-        """Once the old session has closed its connection: the new one."""
-        try:
-            await old_done.wait()
-        except BaseException:  # stopped before it began: its end is now, for whoever waits
-            drive[1].set()
-            raise
-        await self._drive(slot, slot.stats, *drive)
+
+async def _stop(drive: SessionTask) -> None:
+    """Stop a session loop and wait until its session has closed its connection."""
+    drive.scope.cancel()
+    with trio.move_on_after(OLD_SESSION_CLOSE):
+        await drive.ended.wait()

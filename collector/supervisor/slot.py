@@ -1,4 +1,4 @@
-"""One account's slot (its session task, address, counters) and the supervisor's counters.
+"""One account's slot (its key, address, counters, running session) and the supervisor's counters.
 
 Plain data shared by :mod:`~collector.supervisor.supervisor`, :mod:`~collector.supervisor.runner`
 and :mod:`~collector.supervisor.table`; no behaviour beyond small pure helpers. What the key
@@ -10,9 +10,6 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field, fields
 
-import trio
-
-from collector.base.timers import Timer
 from collector.gate.models import SubAccount
 from collector.keys.lifecycle import KeyState, KeyStats
 from collector.session.session import AccountSession, SessionStats
@@ -20,19 +17,14 @@ from collector.session.session import AccountSession, SessionStats
 
 @dataclass(slots=True)
 class Slot:
-    """One account with a session: what runs for it and where."""
+    """One account with a session: what it is served with and where (no task handles:
+    the table holds its task's, the runner's frames hold the rest)."""
 
     key: KeyState  # the account and what the key lifecycle remembers of it
-    scope: trio.CancelScope
     stats: SessionStats
     local_address: str | None
-    nursery: trio.Nursery | None = None
-    # The running session task: its cancel scope and an event set when it ended.
-    drive: tuple[trio.CancelScope, trio.Event] | None = None
     session: AccountSession | None = None  # the running one, for a SIGHUP
-    # The next key upkeep (a deadline in the shared timers) and the points it last saw.
-    upkeep: Timer | None = None
-    upkeep_seen: int | None = None
+    upkeep_seen: int | None = None  # the points the last key upkeep saw
 
     @property
     def account(self) -> SubAccount:

@@ -197,8 +197,8 @@ class Supervisor:
         except GateError as exc:
             raise StartupError(f"cannot list sub-accounts at start: {exc}") from None
         async with trio.open_nursery() as nursery:
-            self._table.nursery = nursery
             nursery.start_soon(self._timers.run)
+            await nursery.start(self._table.run)  # the slots' tasks run in its nursery
             if self._snapshots is not None:
                 nursery.start_soon(self._snapshots.run)
             nursery.start_soon(
@@ -247,7 +247,9 @@ class Supervisor:
 
         New currencies: each session subscribes again on its live connection. A
         new ``ws_url``: each session closes politely (unsubscribe, close) and
-        connects to it; its counters carry over.
+        connects to it; its counters carry over. What else it reads (the refresh
+        interval, the shard) is taken from ``settings`` at its next use; which keys
+        a SIGHUP may change is :mod:`collector.app.reload`'s to decide.
         """
         old_gate, self._settings = self._settings.gate, settings
         if settings.gate.currencies != old_gate.currencies:
@@ -258,6 +260,11 @@ class Supervisor:
     def stop_session(self, account_id: int, reason: str) -> None:
         """Stop one account's session until the next refresh starts it again."""
         self._table.stop(account_id, reason)
+
+    @property
+    def settings(self) -> Settings:
+        """The settings it runs with (the last :meth:`reload`'s)."""
+        return self._settings
 
     @property
     def key_name(self) -> str:

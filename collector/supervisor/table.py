@@ -5,6 +5,10 @@ disabled or vanished, gives new accounts a key (:class:`~collector.keys.KeyProvi
 and starts each on the least-used source address while ``gate.max_connections_per_ip``
 leaves room there. Accounts beyond that capacity get no key and no session; they
 are logged once and counted, so the operator knows to add a shard or an address.
+
+The slots' tasks run in the nursery of :meth:`SlotTable.run`: the table starts each
+with ``nursery.start`` and keeps the :class:`~collector.supervisor.runner.SlotTask`
+it reports, to stop the slot or restart its session.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from collector.keys import KeyProvisioner
 from collector.keys.lifecycle import KeyState
 from collector.session.session import SessionStats
 from collector.supervisor.connections import ConnectionBudget
-from collector.supervisor.runner import SlotRunner
+from collector.supervisor.runner import SlotRunner, SlotTask
 from collector.supervisor.slot import Slot, SupervisorStats
 from collector.supervisor.snapshots import SnapshotScheduler
 
@@ -29,7 +33,7 @@ log = get_logger(__name__)
 
 
 class SlotTable:
-    """The slots by account id; starts and stops their tasks in ``nursery``."""
+    """The slots by account id; their tasks run in :meth:`run`'s nursery."""
 
     def __init__(
         self,
@@ -49,7 +53,19 @@ class SlotTable:
         # Slots by source address: each holds one of Gate's connections per IP there
         # (the budget's own count, so a rotation's extra connection is counted beside).
         self._per_address: Counter[str | None] = connections.slots
-        self.nursery: trio.Nursery | None = None  # set once the supervisor runs
+        self._tasks: dict[int, SlotTask] = {}  # each slot's task, as it reported itself
+        self._restarts = 0  # restart_all calls: a slot started meanwhile restarts too
+        self._nursery: trio.Nursery | None = None  # run's own, while it runs
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the slots' tasks until cancelled (they end with it); ready once started."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            self._nursery = None
 
     async def reconcile(self, wanted: dict[int, SubAccount]) -> None:
         """Stop what is not ``wanted``; keys and sessions for what is new (capacity allowing)."""
@@ -72,10 +88,11 @@ class SlotTable:
                 self._stats.keyless[account_id] = label(wanted[account_id])
             else:
                 self._stats.keyless.pop(account_id, None)
-            if account_id in keyless:  # its session picks the key up from the store
+        for account_id in keyless:  # its session picks the key up from the store
+            if account_id in self.slots:  # (unless stopped meanwhile)
                 self.slots[account_id].key.retire_pending |= account_id in report.created
-            else:
-                self._start(wanted[account_id], fresh_key=account_id in report.created)
+        for account_id in fits:
+            await self._start(wanted[account_id], fresh_key=account_id in report.created)
 
     def change_currencies(self, gate: GateSettings) -> None:
         """New currencies: each running session subscribes again on its live connection."""
@@ -87,18 +104,12 @@ class SlotTable:
         """A new ``ws_url``: every slot's session closes politely and connects again.
 
         Counters carry over, and so do keys pending retirement (a twin left on Gate
-        is still deleted once the new session delivers). Nothing to do before the
-        supervisor runs.
+        is still deleted once the new session delivers); each slot's old connection
+        closes before its new one opens (Gate counts both against the limit).
         """
-        if self.nursery is None:
-            return
-        for account_id, old in list(self.slots.items()):
-            old.scope.cancel()
-            slot = Slot(old.key, trio.CancelScope(), old.stats, old.local_address)
-            self.slots[account_id] = slot
-            # The old connection closes first: Gate counts both against the limit.
-            ended = old.drive[1] if old.drive is not None else None
-            self.nursery.start_soon(self._runner.run, slot, ended)
+        for task in self._tasks.values():
+            task.restart()
+        self._restarts += 1
         log.info("sessions_restarted", sessions=len(self.slots), reason="configuration reloaded")
 
     @property
@@ -120,22 +131,29 @@ class SlotTable:
         address, count = min(used.items(), key=lambda item: item[1])
         return count < limit, address
 
-    def _start(self, account: SubAccount, fresh_key: bool = False) -> None:
+    async def _start(self, account: SubAccount, fresh_key: bool = False) -> None:
+        if self._nursery is None:
+            raise RuntimeError("the slot table is not running")
         has_room, address = self._pick_address()
         if not has_room:
             self._over_capacity(account.gate_id)
             return
-        assert self.nursery is not None
         self._stats.over_capacity.discard(account.gate_id)
         # A fresh key may have a twin whose answer a crash or a reset lost: retire it.
-        slot = Slot(
-            KeyState(account, retire_pending=fresh_key), trio.CancelScope(), SessionStats(), address
-        )
+        slot = Slot(KeyState(account, retire_pending=fresh_key), SessionStats(), address)
         self.slots[account.gate_id] = slot
         self._per_address[address] += 1
         if self._snapshots is not None:
             self._snapshots.add(account.gate_id, label(account))
-        self.nursery.start_soon(self._runner.run, slot)
+        restarts = self._restarts
+        task: SlotTask = await self._nursery.start(self._runner.run, slot)
+        # Other tasks ran meanwhile: the slot may have been stopped (gone) or restarted.
+        if self.slots.get(account.gate_id) is not slot:
+            task.stop()
+            return
+        self._tasks[account.gate_id] = task
+        if self._restarts != restarts:
+            task.restart()
 
     def _over_capacity(self, account_id: int) -> None:
         """Count (and log once) an account that cannot have a session."""
@@ -156,14 +174,14 @@ class SlotTable:
         if slot is not None:
             self._per_address[slot.local_address] -= 1
             log.info("session_stop", account=account_id, reason=reason)
-            slot.scope.cancel()
+            self._stop_task(account_id)
         if self._snapshots is not None:
             self._snapshots.remove(account_id)
         self._stats.over_capacity.discard(account_id)
 
     def gone(self, key: KeyState, reason: str) -> None:
-        """An account is gone (Gate says so): cancel and forget its slot if ``key`` is still
-        its current one (a slot stopped or restarted before was cancelled then)."""
+        """An account is gone (Gate says so): stop and forget its slot if ``key`` is still
+        its current one (a slot stopped before, and started again since, has a new one)."""
         account_id = key.account.gate_id
         log.info("session_stop", account=account_id, reason=reason)
         slot = self.slots.get(account_id)
@@ -173,4 +191,9 @@ class SlotTable:
         self._per_address[slot.local_address] -= 1
         if self._snapshots is not None:
             self._snapshots.remove(account_id)
-        slot.scope.cancel()
+        self._stop_task(account_id)
+
+    def _stop_task(self, account_id: int) -> None:
+        task = self._tasks.pop(account_id, None)
+        if task is not None:  # None: stopped while it was being started (see _start)
+            task.stop()

@@ -230,7 +230,7 @@ async def test_when_a_full_disk_frees_each_account_gets_one_key_and_connects_at_
     await trio.sleep(1000.0)  # every retry and upkeep has had its turn
     assert sim.state.calls["keys_created"] == 6
     for account in sim.state.accounts:
-        assert len(ours(sim, account, supervisor._provisioner.policy.name)) == 1
+        assert len(ours(sim, account, supervisor.key_name)) == 1
 
 
 # -- the real daemon, killed while Gate answers its key creations --------------------------

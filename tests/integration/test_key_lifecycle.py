@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,35 +23,17 @@ from structlog.testing import capture_logs
 from collector.config import Settings
 from collector.devtools.simulator import Simulator
 from collector.devtools.simulator.state import Fault
-from collector.gate.broker import BrokerClient, RetryPolicy
 from collector.gate.protocol import ASSET_DETAIL as WS_DETAIL
 from collector.gate.protocol import ASSETS as WS_ASSETS
-from collector.keys import KeyStore, generate_master_key
 from collector.points import schema
-from collector.points.lineproto import Bundle
 from collector.supervisor.placement import owns as in_shard
-from collector.supervisor.supervisor import REPLACE_BACKOFF, UPKEEP_INTERVAL, Supervisor
-from tests.helpers import as_points
+from collector.supervisor.supervisor import REPLACE_BACKOFF, UPKEEP_INTERVAL
+from tests.helpers import Running, start_running
 
 ACTIVATION = 60.0
 GRACE = 300.0
 # Long test spans in trio time: fewer pushes keep them quick in real time.
 PUSH_INTERVAL = 5.0
-
-
-@dataclass
-class Running:
-    """A supervisor in the test's nursery, with what it handed to the sink."""
-
-    supervisor: Supervisor
-    scope: trio.CancelScope
-    store: KeyStore
-    points: Counter[tuple[str, str]]  # (measurement, account) -> points
-
-    def key_of(self, account: int) -> str:
-        stored = self.store.get(account)
-        assert stored is not None
-        return stored.key
 
 
 @pytest.fixture
@@ -75,43 +56,15 @@ async def start(
     """Start a supervisor with its own state dir; returns a coroutine function."""
 
     async def run(state_dir: Path, shard: str = "0/1", **accounts: Any) -> Running:
-        settings = Settings.model_validate(
-            {
-                "gate": {"rest_url": lsim.rest_url, "ws_url": lsim.ws_url},
-                "accounts": {"shard": shard, "key_activation_grace": GRACE, **accounts},
-                "state": {"dir": str(state_dir)},
-            }
-        )
-        broker = BrokerClient(
+        return await start_running(
+            nursery,
+            lsim,
             http,
-            lsim.state.broker,
-            base_url=lsim.rest_url,
-            wall_clock=wall_clock,
-            retry=RetryPolicy(base_delay=0.1, max_delay=1.0),
+            state_dir,
+            wall_clock,
+            accounts={"shard": shard, "key_activation_grace": GRACE, **accounts},
+            snapshots=False,
         )
-        store = KeyStore.open(state_dir, generate_master_key())
-        store.io_in_thread = False  # autojump clock: no thread may run while it jumps
-        send, receive = trio.open_memory_channel[Bundle](100_000)
-        counted: Counter[tuple[str, str]] = Counter()
-
-        async def drain() -> None:
-            async for batch in receive:
-                for point in as_points(batch):
-                    counted[(point.measurement, dict(point.tags)[schema.TAG_ACCOUNT])] += 1
-
-        supervisor = Supervisor(settings, broker, store, send, wall_clock=wall_clock)
-        scope = trio.CancelScope()
-
-        async def serve() -> None:
-            with scope:
-                async with trio.open_nursery() as inner:
-                    inner.start_soon(drain)
-                    await supervisor.run()
-
-        nursery.start_soon(serve)
-        with trio.fail_after(60):
-            await supervisor.ready.wait()
-        return Running(supervisor, scope, store, counted)
 
     yield run
 

@@ -91,9 +91,11 @@ async def real_clock_sim(nursery: trio.Nursery) -> Simulator:
 
 
 async def reshard(supervisor: Supervisor, shard: str) -> None:
-    """What a restart with ``accounts.shard = shard`` does, then one refresh."""
-    accounts = supervisor._settings.accounts.model_copy(update={"shard": shard})
-    supervisor._settings = supervisor._settings.model_copy(update={"accounts": accounts})
+    """What a restart with ``accounts.shard = shard`` does, then one refresh (the
+    supervisor's own reload takes the shard; a SIGHUP's would keep it)."""
+    settings = supervisor.settings
+    accounts = settings.accounts.model_copy(update={"shard": shard})
+    supervisor.reload(settings.model_copy(update={"accounts": accounts}))
     await supervisor.refresh()
 
 

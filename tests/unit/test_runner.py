@@ -28,7 +28,7 @@ from collector.keys.lifecycle import KeyLifecycle, KeyState
 from collector.points.lineproto import Bundle
 from collector.session.session import SessionStats
 from collector.supervisor.connections import ConnectionBudget
-from collector.supervisor.runner import CRASH_BACKOFF, UPKEEP_INTERVAL, SlotRunner
+from collector.supervisor.runner import CRASH_BACKOFF, UPKEEP_INTERVAL, SlotRunner, SlotTask
 from collector.supervisor.slot import Slot, SupervisorStats
 from tests.unit.fakes import (
     FakeBroker,
@@ -56,11 +56,12 @@ class Rig:
     timers: Timers
     nursery: trio.Nursery
     gone: list[tuple[int, str]] = field(default_factory=list)
+    tasks: list[SlotTask] = field(default_factory=list)  # as each slot's task reported it
 
-    def start(self, key: KeyState | None = None) -> Slot:
-        """Run a slot for ACCOUNT in the nursery."""
-        slot = Slot(key or KeyState(account(ACCOUNT)), trio.CancelScope(), SessionStats(), None)
-        self.nursery.start_soon(self.runner.run, slot)
+    async def start(self, key: KeyState | None = None) -> Slot:
+        """Run a slot for ACCOUNT in the nursery (its task's handle goes to ``tasks``)."""
+        slot = Slot(key or KeyState(account(ACCOUNT)), SessionStats(), None)
+        self.tasks.append(await self.nursery.start(self.runner.run, slot))
         return slot
 
 
@@ -112,7 +113,7 @@ async def test_a_crashing_session_is_restarted_after_a_doubling_backoff(
 ) -> None:
     rig.sessions.default = Plan(delay=0.0, crash=True)
     rig.sessions.limit = 7
-    rig.start()
+    await rig.start()
     await trio.sleep(2000)
     starts = [run.started for run in rig.sessions.runs[:7]]
     rng = random.Random(SEED)
@@ -126,7 +127,7 @@ async def test_a_refused_key_is_replaced_and_the_session_starts_again_with_the_s
     rig: Rig, autojump_clock: Any
 ) -> None:
     rig.sessions.plans["k0"] = Plan(delay=1.0, refuse="INVALID_KEY")
-    slot = rig.start()
+    slot = await rig.start()
     await trio.sleep(10)
     assert [run.key for run in rig.sessions.runs] == ["k0", "k1"]
     assert [key for _, _, key in rig.provisioner.created] == ["k1"]
@@ -139,7 +140,7 @@ async def test_a_key_refused_after_delivering_data_is_marked_as_working(
     rig: Rig, autojump_clock: Any
 ) -> None:
     rig.sessions.plans["k0"] = Plan(delay=1.0, points=3, refuse="INVALID_KEY")
-    rig.start()
+    await rig.start()
     await trio.sleep(10)
     assert rig.provisioner.working == {"k0"}
 
@@ -148,7 +149,7 @@ async def test_a_key_refused_before_it_delivered_is_not_marked_as_working(
     rig: Rig, autojump_clock: Any
 ) -> None:
     rig.sessions.plans["k0"] = Plan(delay=1.0, refuse="INVALID_KEY")
-    rig.start()
+    await rig.start()
     await trio.sleep(10)
     assert rig.provisioner.working == set()
 
@@ -158,7 +159,7 @@ async def test_the_slot_ends_when_gate_says_its_account_is_gone(
 ) -> None:
     rig.sessions.plans["k0"] = Plan(delay=1.0, refuse="INVALID_KEY")
     rig.broker.accounts.clear()
-    slot = Slot(KeyState(account(ACCOUNT)), trio.CancelScope(), SessionStats(), None)
+    slot = Slot(KeyState(account(ACCOUNT)), SessionStats(), None)
     with trio.fail_after(60):
         await rig.runner.run(slot)  # returns: nothing left to run
     assert rig.gone == [(ACCOUNT, "account gone")]
@@ -167,9 +168,9 @@ async def test_the_slot_ends_when_gate_says_its_account_is_gone(
 
 
 async def test_a_slot_that_ended_arms_no_more_upkeep(rig: Rig, autojump_clock: Any) -> None:
-    slot = rig.start()
+    await rig.start()
     await trio.sleep(3 * UPKEEP_INTERVAL)
-    slot.scope.cancel()
+    rig.tasks[0].stop()
     await trio.sleep(1)
     fired = rig.timers.fired
     await trio.sleep(5 * UPKEEP_INTERVAL)
@@ -182,7 +183,7 @@ async def test_rotation_keeps_the_old_session_until_the_successor_delivers(
     # Make before break: k1 takes 100 s to deliver (Gate's activation); k0 runs on.
     rig.provisioner.due.add("k0")
     rig.sessions.plans["k1"] = Plan(delay=100.0)
-    rig.start()
+    await rig.start()
     await trio.sleep(3 * UPKEEP_INTERVAL + 100)
     old, new = rig.sessions.of("k0")[0], rig.sessions.of("k1")[0]
     assert new.first_point is not None and old.ended is not None
@@ -195,7 +196,7 @@ async def test_rotation_retires_the_old_key_after_its_session_stopped(
     rig: Rig, autojump_clock: Any
 ) -> None:
     rig.provisioner.due.add("k0")
-    slot = rig.start()
+    slot = await rig.start()
     await trio.sleep(3 * UPKEEP_INTERVAL)
     old = rig.sessions.of("k0")[0]
     assert old.ended is not None
@@ -207,7 +208,7 @@ async def test_rotation_carries_the_old_sessions_counters_over(
     rig: Rig, autojump_clock: Any
 ) -> None:
     rig.provisioner.due.add("k0")
-    slot = rig.start()
+    slot = await rig.start()
     await trio.sleep(3 * UPKEEP_INTERVAL)
     old, new = rig.sessions.of("k0")[0], rig.sessions.of("k1")[0]
     assert old.points > 0 and new.points > 0
@@ -220,7 +221,7 @@ async def test_a_failed_rotation_is_tried_again_at_the_next_upkeep(
 ) -> None:
     rig.provisioner.due.add("k0")
     rig.provisioner.create_failures.append(GateError("Gate answered 502"))
-    rig.start()
+    await rig.start()
     await trio.sleep(4 * UPKEEP_INTERVAL)
     assert rig.stats.key_errors == 1
     assert [key for _, _, key in rig.provisioner.created] == ["k1"]
@@ -231,7 +232,7 @@ async def test_a_failed_rotation_is_tried_again_at_the_next_upkeep(
 async def test_no_rotation_before_the_session_delivers(rig: Rig, autojump_clock: Any) -> None:
     rig.provisioner.due.add("k0")
     rig.sessions.plans["k0"] = Plan(delay=10 * UPKEEP_INTERVAL)
-    rig.start()
+    await rig.start()
     await trio.sleep(9 * UPKEEP_INTERVAL)
     assert rig.provisioner.attempts == 0
     await trio.sleep(3 * UPKEEP_INTERVAL)  # it delivers now: rotated at an upkeep after
@@ -241,7 +242,7 @@ async def test_no_rotation_before_the_session_delivers(rig: Rig, autojump_clock:
 async def test_replaced_keys_are_retired_at_the_first_upkeep_after_delivery(
     rig: Rig, autojump_clock: Any
 ) -> None:
-    slot = rig.start(KeyState(account(ACCOUNT), retire_pending=True))
+    slot = await rig.start(KeyState(account(ACCOUNT), retire_pending=True))
     await trio.sleep(2 * UPKEEP_INTERVAL)
     assert len(rig.provisioner.retired) == 1
     assert not slot.key.retire_pending
@@ -252,14 +253,14 @@ async def test_replaced_keys_are_retired_at_the_first_upkeep_after_delivery(
 async def test_an_upkeep_after_delivery_forgets_earlier_refusals(
     rig: Rig, autojump_clock: Any
 ) -> None:
-    slot = rig.start(KeyState(account(ACCOUNT), refusals=4))
+    slot = await rig.start(KeyState(account(ACCOUNT), refusals=4))
     await trio.sleep(2 * UPKEEP_INTERVAL)
     assert slot.key.refusals == 0
 
 
 async def test_a_key_rotated_once_is_not_rotated_again(rig: Rig, autojump_clock: Any) -> None:
     rig.provisioner.due.add("k0")
-    rig.start()
+    await rig.start()
     await trio.sleep(20 * UPKEEP_INTERVAL)
     assert [key for _, _, key in rig.provisioner.created] == ["k1"]
     assert [run.key for run in rig.sessions.runs] == ["k0", "k1"]
@@ -270,7 +271,7 @@ async def test_a_successor_that_never_delivers_beside_the_old_one_goes_break_bef
 ) -> None:
     rig.provisioner.due.add("k0")
     rig.sessions.plans["k1"] = Plan(delay=10_000.0)  # Gate refuses its connection, say
-    rig.start()
+    await rig.start()
     with capture_logs() as logs:
         await trio.sleep(KeyPolicy().activation_grace + 4 * UPKEEP_INTERVAL)
     stalled = [e for e in logs if e["event"] == "key_rotate_successor_stalled"]
@@ -278,3 +279,47 @@ async def test_a_successor_that_never_delivers_beside_the_old_one_goes_break_bef
     assert rig.stats.key_rotations_break_before_make == 1
     old = rig.sessions.of("k0")[0]
     assert old.ended is not None  # the old session made room for the new key's
+
+
+async def test_a_restart_closes_the_session_then_connects_again_with_its_key_and_counters(
+    rig: Rig, autojump_clock: Any
+) -> None:
+    slot = await rig.start(KeyState(account(ACCOUNT), retire_pending=True))
+    await trio.sleep(10)
+    before = slot.stats.points
+    rig.tasks[0].restart()
+    await trio.sleep(10)
+    old, new = rig.sessions.of("k0")
+    assert old.ended is not None and old.ended <= new.started  # closed, then connected
+    assert new.ended is None
+    assert slot.stats is rig.sessions.made[-1].stats
+    assert slot.stats.points == before + new.points  # the counters carry over
+    assert slot.key.retire_pending  # still retired once the new session delivers
+
+
+async def test_a_restart_during_a_rotation_leaves_one_session_with_the_new_key(
+    rig: Rig, autojump_clock: Any
+) -> None:
+    rig.provisioner.due.add("k0")
+    rig.sessions.plans["k1"] = Plan(delay=100.0)  # Gate's activation: k0 runs on meanwhile
+    await rig.start()
+    await trio.sleep(3 * UPKEEP_INTERVAL)
+    assert [run.key for run in rig.sessions.runs] == ["k0", "k1"]  # side by side
+    rig.tasks[0].restart()
+    await trio.sleep(10)
+    assert all(run.ended is not None for run in rig.sessions.runs[:2])
+    assert [run.key for run in rig.sessions.runs[2:]] == ["k1"]  # the stored key, alone
+    assert rig.sessions.runs[2].ended is None
+
+
+async def test_a_stopped_slot_closes_every_session_of_its_rotation(
+    rig: Rig, autojump_clock: Any
+) -> None:
+    rig.provisioner.due.add("k0")
+    rig.sessions.plans["k1"] = Plan(delay=100.0)
+    await rig.start()
+    await trio.sleep(3 * UPKEEP_INTERVAL)
+    rig.tasks[0].stop()
+    await trio.sleep(1)
+    assert [run.key for run in rig.sessions.runs] == ["k0", "k1"]
+    assert all(run.ended is not None for run in rig.sessions.runs)

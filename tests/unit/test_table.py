@@ -1,13 +1,15 @@
 """SlotTable: which accounts have a session, on which source address, and their keys.
 
-Rules kept here: a fake runner (a slot's task waits until its scope is cancelled),
+Rules kept here: a fake runner (a slot's task reports its SlotTask and waits until it
+is stopped, counting its rounds),
 the fake provisioner of tests/unit/fakes.py, a real SnapshotScheduler that is never
 run (only its schedule is read); trio's autojump clock.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -21,7 +23,7 @@ from collector.keys import KeyProvisioner, StoredKey
 from collector.keys.lifecycle import KeyState
 from collector.points.lineproto import Bundle
 from collector.supervisor.connections import ConnectionBudget
-from collector.supervisor.runner import SlotRunner
+from collector.supervisor.runner import SlotRunner, SlotTask
 from collector.supervisor.slot import Slot, SupervisorStats
 from collector.supervisor.snapshots import SnapshotClient, SnapshotScheduler
 from collector.supervisor.table import SlotTable
@@ -30,17 +32,30 @@ from tests.unit.fakes import FakeProvisioner, FakeSession, FakeSessions, FakeSto
 
 @dataclass
 class FakeRunner:
-    """Runs a slot until its scope is cancelled; remembers every slot it ran and ended."""
+    """Runs a slot until it is stopped; remembers every slot it ran and ended, and the
+    rounds (a first start, then one per restart) of each account."""
 
     running: list[Slot] = field(default_factory=list)
     ended: list[Slot] = field(default_factory=list)
+    rounds: Counter[int] = field(default_factory=Counter)
+    # Called once a slot's task has reported itself, before its first round (what
+    # other tasks may do while the table waits in nursery.start).
+    on_started: Callable[[Slot], None] = lambda slot: None
 
-    async def run(self, slot: Slot, ended: trio.Event | None = None) -> None:
-        """Wait, as a session would, until the slot is cancelled."""
+    async def run(
+        self, slot: Slot, *, task_status: trio.TaskStatus[SlotTask] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Wait, as a session would, until the slot is stopped; a restart is a new round."""
+        task = SlotTask()
+        task_status.started(task)
+        self.on_started(slot)
         self.running.append(slot)
         try:
-            with slot.scope:
-                await trio.sleep_forever()
+            with task.scope:
+                while True:
+                    with task.next_round():
+                        self.rounds[slot.account.gate_id] += 1
+                        await trio.sleep_forever()
         finally:
             self.running.remove(slot)
             self.ended.append(slot)
@@ -88,7 +103,7 @@ async def table(nursery: trio.Nursery) -> AsyncIterator[Table]:
         snapshots,
         ConnectionBudget(lambda: gate[0].max_connections_per_ip),
     )
-    slot_table.nursery = nursery
+    await nursery.start(slot_table.run)
     yield Table(slot_table, runner, provisioner, store, stats, snapshots, gate)
     receive.close()
 
@@ -188,20 +203,34 @@ async def test_gone_forgets_the_account_of_the_current_key_only(
     assert table.addresses()[4] == "10.0.0.1"
 
 
-async def test_restart_all_starts_every_session_again_with_its_key_and_counters(
+async def test_restart_all_restarts_every_slots_session_and_keeps_its_slot(
     table: Table, autojump_clock: Any
 ) -> None:
     await table.reconcile(1, 2)
     before = dict(table.table.slots)
-    before[1].stats.points = 42
     table.table.restart_all()
     await trio.testing.wait_all_tasks_blocked()
-    after = table.table.slots
-    assert sorted(s.account.gate_id for s in table.runner.ended) == [1, 2]
-    assert sorted(s.account.gate_id for s in table.runner.running) == [1, 2]
-    assert all(after[a] is not before[a] and after[a].key is before[a].key for a in (1, 2))
-    assert after[1].stats.points == 42
-    assert table.addresses() == {a: before[a].local_address for a in (1, 2)}
+    assert table.runner.rounds == {1: 2, 2: 2}
+    assert table.runner.ended == []
+    assert table.table.slots == before  # the same slots: key, counters, address
+
+
+async def test_a_slot_restarted_while_it_was_being_started_restarts_too(
+    table: Table, autojump_clock: Any
+) -> None:
+    await table.reconcile(1)
+    table.runner.on_started = lambda slot: table.table.restart_all()
+    await table.reconcile(1, 2)
+    assert table.runner.rounds == {1: 2, 2: 2}
+
+
+async def test_a_slot_gone_while_it_was_being_started_is_stopped(
+    table: Table, autojump_clock: Any
+) -> None:
+    table.runner.on_started = lambda slot: table.table.gone(slot.key, "account gone")
+    await table.reconcile(1)
+    assert table.table.slots == {}
+    assert [s.account.gate_id for s in table.runner.ended] == [1]
 
 
 async def test_a_currency_change_reaches_every_running_session(
