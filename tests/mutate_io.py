@@ -174,8 +174,8 @@ MUTANTS: Final = [
     Mutant(
         "runner: rotation never stops the old session",
         RUNNER,
-        "        await _stop(round_.drive)\n        slot.key.retire_pending = True",
-        "        slot.key.retire_pending = True",
+        "        await _stop(round_.drive)\n        round_.drive = await",
+        "        round_.drive = await",
         T_RUNNER,
     ),
     Mutant(

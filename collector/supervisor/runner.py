@@ -358,7 +358,8 @@ class SlotRunner:
         """
         account_id = slot.account.gate_id
         await self._bridge(slot)
-        await _stop(round_.drive)
+        # Counted once bridged, as the snapshot was: a stop that takes its time
+        # leaves no bridged rotation uncounted.
         slot.key.retire_pending = True
         self.stats.key_rotations += 1
         self.stats.key_rotations_break_before_make += 1
@@ -370,6 +371,7 @@ class SlotRunner:
             hint="no spare connection under gate.max_connections_per_ip on this address: "
             "the old session closed before the new one opened; a REST snapshot bridged it",
         )
+        await _stop(round_.drive)
         round_.drive = await nursery.start(self._session_task, slot, slot.stats)
 
     async def _bridge(self, slot: Slot) -> None:
