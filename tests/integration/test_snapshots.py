@@ -19,9 +19,10 @@ from structlog.testing import capture_logs
 from collector.devtools.simulator import Simulator
 from collector.devtools.simulator.state import Fault
 from collector.gate.signing import ApiCredentials
+from collector.gate.snapshot import SnapshotClient
 from collector.points import schema
 from collector.points.lineproto import Point
-from collector.supervisor.snapshots import SnapshotClient, SnapshotScheduler
+from collector.supervisor.snapshots import SnapshotScheduler
 
 
 @dataclass
