@@ -64,11 +64,17 @@ class SnapshotClient:
         self._clock = GateClock(wall_clock)  # one correction for every key
         self._transports: dict[ApiCredentials, RestTransport] = {}
         self._prune_at = PRUNE_FLOOR
+        self._dropped_requests = 0
 
     @property
     def requests_sent(self) -> int:
-        """Requests put on the wire through the transports kept now (every attempt counts)."""
-        return sum(t.requests_sent for t in self._transports.values())
+        """Requests put on the wire so far (every attempt counts)."""
+        return self._dropped_requests + sum(t.requests_sent for t in self._transports.values())
+
+    @property
+    def keys_held(self) -> int:
+        """How many keys have a transport now (those with no quota counting are dropped)."""
+        return len(self._transports)
 
     async def fetch(self, creds: ApiCredentials) -> UnifiedAccount:
         """The body; GateAPIError / NotUnifiedError / GateError on a refusal or a bad answer."""
@@ -110,5 +116,7 @@ class SnapshotClient:
 
     def _prune(self) -> None:
         """Forget the transports with no quota to remember (amortised: the table doubles)."""
-        self._transports = {c: t for c, t in self._transports.items() if t.quota_pending()}
+        kept = {c: t for c, t in self._transports.items() if t.quota_pending()}
+        self._dropped_requests += self.requests_sent - sum(t.requests_sent for t in kept.values())
+        self._transports = kept
         self._prune_at = max(PRUNE_FLOOR, 2 * len(self._transports))
