@@ -202,7 +202,7 @@ def error_body(body: object, fallback: str) -> tuple[str, str]:
     text = body.get("message")
     if text is None or text == "":
         text = body.get("detail", "")
-    return str(body.get("label", "") or ""), str(text)
+    return str(body.get("label") or ""), str(text)
 
 
 def find_refusal(text: str) -> Refusal | None:

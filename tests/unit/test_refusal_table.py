@@ -222,3 +222,12 @@ def test_unified_as_a_name_or_beside_another_refusal_is_not_the_mode(
     text: str, expected: Refusal | None
 ) -> None:
     assert find_refusal(text) is expected
+
+
+@pytest.mark.parametrize("kind", list(Refusal))
+def test_only_a_refusal_no_new_key_cures_has_a_hint(kind: Refusal) -> None:
+    hint = refusal_hint(kind)
+    if kind in CONFIG_REFUSALS:
+        assert "no new key helps" in hint or "a new key would be refused" in hint
+    else:
+        assert hint == ""
