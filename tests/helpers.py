@@ -31,12 +31,12 @@ from collector.config import InfluxSettings, Settings
 from collector.devtools.simulator import Simulator
 from collector.gate.broker import BrokerClient, RetryPolicy
 from collector.gate.signing import ApiCredentials
+from collector.gate.snapshot import SnapshotClient
 from collector.keys import KeyStore, generate_master_key
 from collector.points import schema
 from collector.points.lineproto import Bundle, FieldValue, FloatText, Point, Record
 from collector.points.normalize import Normalized
 from collector.session.session import SessionTiming
-from collector.supervisor.snapshots import SnapshotClient
 from collector.supervisor.supervisor import Supervisor
 from tests.servers import InfluxServer, free_port
 

@@ -642,14 +642,14 @@ MUTANTS: Final = [
     Mutant(
         "scheduler: IP_FORBIDDEN taken for a passing failure",
         SNAPSHOTS,
-        "if find_refusal(exc.label) in CONFIG_REFUSALS:",
-        'if getattr(find_refusal(exc.label), "value", "") == "permission":',
+        "if exc.refusal in CONFIG_REFUSALS:",
+        'if getattr(exc.refusal, "value", "") == "permission":',
         T_SCHEDULER,
     ),
     Mutant(
         "scheduler: every refusal taken for a missing permission",
         SNAPSHOTS,
-        "if find_refusal(exc.label) in CONFIG_REFUSALS:",
+        "if exc.refusal in CONFIG_REFUSALS:",
         "if True:",
         T_SCHEDULER,
     ),

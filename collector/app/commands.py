@@ -18,13 +18,13 @@ from collector.config import ConfigError, Settings, broker_credentials, http_cli
 from collector.devtools.simulator import Simulator
 from collector.devtools.simulator.state import SimSubAccount, WsFault
 from collector.gate.broker import BrokerClient
-from collector.gate.errors import AuthError, GateError
+from collector.gate.errors import CONFIG_REFUSALS, AuthError, GateError
 from collector.gate.models import SubAccount
 from collector.gate.signing import ApiCredentials
+from collector.gate.snapshot import NotUnifiedError, SnapshotClient
 from collector.keys import KeyPolicy, KeyProvisioner, KeyStore, generate_master_key
 from collector.keys.store import STORE_NAME, StoredKey
 from collector.supervisor import account_state as status
-from collector.supervisor.snapshots import NotUnifiedError, SnapshotClient
 from collector.supervisor.supervisor import owns
 
 
@@ -66,8 +66,9 @@ async def _probe_states(
     """Each enabled account's unified state, read with its own stored key.
 
     ``unified`` (Gate answers /unified/accounts), ``not_unified``, ``forbidden``
-    (the key lacks the permission), ``key_refused``, ``keyless`` (no stored key),
-    ``error: ...``; without the master key nothing can be read (``unknown``).
+    (a refusal no new key cures: permission, IP whitelist, lock), ``key_refused``,
+    ``keyless`` (no stored key), ``error: ...``; without the master key nothing can
+    be read (``unknown``).
     """
     if store is None:
         return {}
@@ -97,7 +98,7 @@ async def _probe_one(client: SnapshotClient, creds: ApiCredentials) -> str:
     except NotUnifiedError:
         return status.NOT_UNIFIED
     except AuthError as exc:
-        return status.FORBIDDEN if exc.label in ("FORBIDDEN", "IP_FORBIDDEN") else "key_refused"
+        return status.FORBIDDEN if exc.refusal in CONFIG_REFUSALS else "key_refused"
     except GateError as exc:
         return f"error: {str(exc)[:60]}"
     return "unified"

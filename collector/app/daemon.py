@@ -30,6 +30,7 @@ from collector.base.logging import get_logger
 from collector.base.systemd import Notifier
 from collector.config import ConfigError, Settings, broker_credentials, http_client
 from collector.gate.broker import BrokerClient
+from collector.gate.snapshot import SnapshotClient
 from collector.keys import KeyStore
 from collector.keys.store import fernet_of
 from collector.points.lineproto import Bundle
@@ -39,7 +40,6 @@ from collector.session.websocket import fast_queue_note
 from collector.sink.database import create_database
 from collector.sink.spool import Spool
 from collector.sink.writer import Sink
-from collector.supervisor.snapshots import SnapshotClient
 from collector.supervisor.supervisor import StartupError, Supervisor, new_book
 from collector.telemetry.http import Observed, open_listeners, serve_endpoint
 from collector.telemetry.stats import report_stats

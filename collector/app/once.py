@@ -7,7 +7,7 @@ is written to InfluxDB and the key store is only read. Exit 0 when every enabled
 account gave a snapshot, 1 when some could not (each named on stderr).
 
 The REST call and the body -> points mapping are the collector's own
-(:class:`~collector.supervisor.snapshots.SnapshotClient`,
+(:class:`~collector.gate.snapshot.SnapshotClient`,
 :func:`~collector.points.snapshot.snapshot_points`),
 so what is printed is exactly what the service writes for a snapshot.
 """
@@ -20,11 +20,11 @@ from collector.app.commands import open_broker
 from collector.config import Settings, http_client
 from collector.gate.errors import GateError
 from collector.gate.models import label as account_label
+from collector.gate.snapshot import SnapshotClient
 from collector.keys import KeyStore, KeyStoreError
 from collector.keys.store import STORE_NAME
 from collector.points.lineproto import Encoder
 from collector.points.snapshot import snapshot_points
-from collector.supervisor.snapshots import SnapshotClient
 from collector.supervisor.supervisor import owns
 
 

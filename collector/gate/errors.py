@@ -6,7 +6,9 @@ A REST error body is ``{"label": "...", "message": "..."}`` (some answers say
 (wait) and ``ServerError`` (retry later). A WebSocket refusal carries the same
 labels inside its message text (code 2 ``... ws_auth ... {"label":...}``, code 4
 ``{"label":...}``). :data:`LABELS` says once, for both, what each label means
-(:class:`Refusal`), which exception it raises and what fixes it.
+(:class:`Refusal`), which exception it raises and what fixes it;
+:func:`find_refusal` reads a REST error (:attr:`GateAPIError.refusal`: its label
+and message) and a WebSocket error text the same way.
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ class GateAPIError(GateError):
         self.request = request
         where = f" on {request}" if request else ""
         super().__init__(f"Gate answered {status} {label}{where}: {message}{_hint(label)}")
+
+    @property
+    def refusal(self) -> Refusal | None:
+        """What the refusal means, read from its label and words as a WebSocket text is."""
+        return find_refusal(f"{self.label} {self.message}")
 
 
 class AuthError(GateAPIError):
@@ -73,6 +80,7 @@ class Refusal(enum.Enum):
     RATE = "rate"  # rate limited: wait
     SERVER = "server"  # Gate could not serve it now: retry later
     ARGUMENT = "argument"  # our request was wrong
+    NOT_UNIFIED = "not_unified"  # the account is not in unified mode: a person switches it
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +144,9 @@ LABELS: Final[dict[str, Label]] = {
 
 # Words Gate uses without a label ("Request IP not in whitelist: ...", "no permission").
 _PHRASES: Final = (("WHITELIST", Refusal.IP), ("PERMISSION", Refusal.PERMISSION))
+# Gate's answer for an account not in unified mode is undocumented: a refusal naming
+# unified (mode), but not a channel (``unified.assets``) or a path (``/unified/``).
+_UNIFIED_WORD: Final = re.compile(r"(?<![./])UNIFIED(?![./])")
 # When a text names several, the one a person must act on first wins: a clock refusal
 # says nothing about the key yet, an IP refusal nothing about its permissions.
 PRECEDENCE: Final = (
@@ -148,6 +159,7 @@ PRECEDENCE: Final = (
     Refusal.RATE,
     Refusal.SERVER,
     Refusal.ARGUMENT,
+    Refusal.NOT_UNIFIED,
 )
 # A label as a whole word, in any case: IP_FORBIDDEN is not FORBIDDEN, a JSON string
 # ``{"label":"INVALID_KEY"}`` or Gate's ``ws_auth ... info : {...}`` text still is one.
@@ -190,7 +202,7 @@ def error_body(body: object, fallback: str) -> tuple[str, str]:
     text = body.get("message")
     if text is None or text == "":
         text = body.get("detail", "")
-    return str(body.get("label", "") or ""), str(text)
+    return str(body.get("label") or ""), str(text)
 
 
 def find_refusal(text: str) -> Refusal | None:
@@ -198,6 +210,8 @@ def find_refusal(text: str) -> Refusal | None:
     upper = text.upper()
     found = {LABELS[m].refusal for m in _LABEL_WORD.findall(upper)}
     found.update(kind for phrase, kind in _PHRASES if phrase in upper)
+    if _UNIFIED_WORD.search(upper):
+        found.add(Refusal.NOT_UNIFIED)
     return next((kind for kind in PRECEDENCE if kind in found), None)
 
 
@@ -207,7 +221,9 @@ def refusal_kind(message: str) -> Refusal:
 
 
 # Refusals no new key cures: the key's configuration, or the account, needs a person.
-CONFIG_REFUSALS: Final = frozenset({Refusal.IP, Refusal.PERMISSION, Refusal.LOCKED})
+CONFIG_REFUSALS: Final = frozenset(
+    {Refusal.IP, Refusal.PERMISSION, Refusal.LOCKED, Refusal.NOT_UNIFIED}
+)
 
 
 _CONFIG_HINTS: Final[dict[Refusal, str]] = {
@@ -215,6 +231,8 @@ _CONFIG_HINTS: Final[dict[Refusal, str]] = {
     Refusal.PERMISSION: "a new key would be refused the same way: check "
     "accounts.key_permissions (unified data needs the unified permission)",
     Refusal.LOCKED: "the account is locked on Gate: unlock it; no new key helps",
+    Refusal.NOT_UNIFIED: "the account is not in unified account mode: switch it on Gate; "
+    "no new key helps",
 }
 
 

@@ -71,6 +71,7 @@ _KIND_OF: Final[dict[Refusal, ErrorKind]] = {
     Refusal.IP: ErrorKind.PERMISSION,
     Refusal.PERMISSION: ErrorKind.PERMISSION,
     Refusal.LOCKED: ErrorKind.PERMISSION,
+    Refusal.NOT_UNIFIED: ErrorKind.PERMISSION,
     Refusal.RATE: ErrorKind.SERVER,
     Refusal.SERVER: ErrorKind.SERVER,
     Refusal.ARGUMENT: ErrorKind.ARGUMENT,

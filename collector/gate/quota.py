@@ -72,6 +72,11 @@ class Quotas:
             log.debug("rate_limit_wait", endpoint=endpoint, seconds=round(wait, 2))
             await trio.sleep(min(wait, self._max_wait))
 
+    def pending(self) -> bool:
+        """Whether a quota is still counting (its reset not yet passed)."""
+        now = trio.current_time()
+        return any(limit.deadline + RESET_MARGIN_SECONDS > now for limit in self._limits.values())
+
     def refused(self, endpoint: str, headers: Mapping[str, str]) -> None:
         """After a 429: every task calling this endpoint waits, not just this one."""
         now = self._clock()

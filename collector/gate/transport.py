@@ -1,12 +1,15 @@
 """RestTransport: signed Gate REST requests over one ``httpx.AsyncClient`` (under trio).
 
-What it takes care of, so the endpoints (:mod:`collector.gate.broker`) do not:
+What it takes care of, so the endpoints (:mod:`collector.gate.broker`,
+:mod:`collector.gate.snapshot`) do not:
 
 * signing every attempt afresh (``KEY`` / ``Timestamp`` / ``SIGN``) over the path
   and query exactly as they go on the wire;
 * clock skew: each answer's ``Date`` header tells how far our clock is off
-  Gate's; timestamps are corrected by it, a skew over 30 s is logged, and a
-  ``REQUEST_EXPIRED`` is retried once with the corrected time;
+  Gate's (:class:`GateClock`, which transports may share); timestamps are
+  corrected by it, a skew over 30 s is logged, and a ``REQUEST_EXPIRED`` is
+  retried once with the corrected time; :meth:`RestTransport.read` also says when
+  an answer was read, on Gate's clock;
 * rate limits: ``X-Gate-RateLimit-*`` headers are remembered per endpoint
   (:mod:`collector.gate.quota`); when none remain, or on a 429, the transport
   waits until the reset instead of retrying in a storm;
@@ -57,6 +60,46 @@ class GateUnavailableError(GateError):
     """Gate could not be reached (network error) after the allowed retries."""
 
 
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A decoded JSON answer (None when empty) and when it was read, on Gate's clock."""
+
+    data: Any
+    read_at: float
+
+
+class GateClock:
+    """Our clock corrected to Gate's by the ``Date`` of its answers; one for many transports."""
+
+    def __init__(self, wall_clock: Callable[[], float] = time.time) -> None:
+        self.wall_clock = wall_clock
+        self.skew = 0.0  # seconds Gate's clock is ahead of ours
+
+    def now(self) -> float:
+        """Gate's time as we best know it (Unix seconds)."""
+        return self.wall_clock() + self.skew
+
+    def observe(self, date: str | None) -> None:
+        """Correct the skew by an answer's ``Date``; below its whole-second resolution, none."""
+        if not date:
+            return
+        try:
+            server = email.utils.parsedate_to_datetime(date).timestamp()
+        except (TypeError, ValueError):
+            return
+        # Date is truncated to the second: the server's clock is half a second on, on average.
+        estimate = server + 0.5 - self.wall_clock()
+        skew = estimate if abs(estimate) >= SKEW_RESOLUTION_SECONDS else 0.0
+        if abs(skew - self.skew) >= SKEW_RESOLUTION_SECONDS and abs(skew) > SKEW_WARNING_SECONDS:
+            log.warning(
+                "clock_skew",
+                skew_seconds=round(skew, 1),
+                hint="this machine's clock is off Gate's; signatures are corrected, "
+                "but fix the clock (NTP / systemd-timesyncd)",
+            )
+        self.skew = skew
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How hard to try before giving up."""
@@ -81,20 +124,26 @@ class RestTransport:
         retry: RetryPolicy | None = None,
         wall_clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        clock: GateClock | None = None,
     ) -> None:
+        """``clock``: a correction shared with other transports (else one of its own)."""
         self._http = http
         self._creds = creds
         self._base = base_url.rstrip("/")
         self._retry = retry or RetryPolicy()
-        self._wall_clock = wall_clock
+        self._clock = clock or GateClock(wall_clock)
         self._rng = rng or random.Random()
-        self._quotas = Quotas(
-            lambda: self._wall_clock() + self.clock_skew,
-            self._rng,
-            self._retry.max_rate_limit_wait,
-        )
-        self.clock_skew = 0.0
+        self._quotas = Quotas(self._clock.now, self._rng, self._retry.max_rate_limit_wait)
         self.requests_sent = 0
+
+    @property
+    def clock_skew(self) -> float:
+        """Seconds Gate's clock is ahead of ours, as its last ``Date`` header said."""
+        return self._clock.skew
+
+    def quota_pending(self) -> bool:
+        """Whether a quota Gate announced is still counting (forgetting it loses a limit)."""
+        return self._quotas.pending()
 
     async def call(
         self,
@@ -106,12 +155,26 @@ class RestTransport:
         idempotent: bool = True,
     ) -> Any:
         """Send ``body`` (as JSON) to ``path``; the decoded JSON answer (None when empty)."""
+        answer = await self.read(method, path, params=params, body=body, idempotent=idempotent)
+        return answer.data
+
+    async def read(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        body: BaseModel | None = None,
+        idempotent: bool = True,
+    ) -> Answer:
+        """As :meth:`call`, with when the answer was read on Gate's (corrected) clock."""
         content = orjson.dumps(body.model_dump(exclude_none=True)) if body is not None else b""
         response = await self._send_with_policy(method, path, params, content, idempotent)
+        read_at = self._clock.now()  # corrected by this very answer's Date
         if response.status_code == 204 or not response.content:
-            return None
+            return Answer(None, read_at)
         try:
-            return orjson.loads(response.content)
+            return Answer(orjson.loads(response.content), read_at)
         except orjson.JSONDecodeError:
             raise BadResponseError(
                 f"{method} {path}: Gate answered {response.status_code} with a body that is "
@@ -142,7 +205,7 @@ class RestTransport:
                     ) from None
                 await self._backoff(failures, endpoint, repr(exc))
                 continue
-            self._observe_skew(response)
+            self._clock.observe(response.headers.get("Date"))
             self._quotas.observe(endpoint, response.headers)
             if response.is_success:
                 return response
@@ -171,35 +234,12 @@ class RestTransport:
             method, url, content=content, headers={"Content-Type": "application/json"}
         )
         raw_path, _, query = request.url.raw_path.decode("ascii").partition("?")
-        now = self._wall_clock() + self.clock_skew
+        now = self._clock.now()
         request.headers.update(
             signing.rest_headers(self._creds, method, raw_path, query, content, now)
         )
         self.requests_sent += 1
         return await self._http.send(request)
-
-    def _observe_skew(self, response: httpx.Response) -> None:
-        date = response.headers.get("Date")
-        if not date:
-            return
-        try:
-            server = email.utils.parsedate_to_datetime(date).timestamp()
-        except (TypeError, ValueError):
-            return
-        # Date is truncated to the second: the server's clock is half a second on, on average.
-        estimate = server + 0.5 - self._wall_clock()
-        skew = estimate if abs(estimate) >= SKEW_RESOLUTION_SECONDS else 0.0
-        if (
-            abs(skew - self.clock_skew) >= SKEW_RESOLUTION_SECONDS
-            and abs(skew) > SKEW_WARNING_SECONDS
-        ):
-            log.warning(
-                "clock_skew",
-                skew_seconds=round(skew, 1),
-                hint="this machine's clock is off Gate's; signatures are corrected, "
-                "but fix the clock (NTP / systemd-timesyncd)",
-            )
-        self.clock_skew = skew
 
     async def _backoff(self, failures: int, endpoint: str, reason: str) -> None:
         delay = backoff_delay(failures, self._retry.base_delay, self._retry.max_delay, self._rng)

@@ -1,5 +1,8 @@
 """A ``GET /unified/accounts`` body -> points, pure (DESIGN.md sections 2 and 4).
 
+The body comes parsed (:class:`collector.gate.unified.UnifiedAccount`): its ids,
+times, mode and balances typed, every value as Gate sent it.
+
 The same measurements and the same long names as the pushes, so ``last()`` is
 the truth whichever way a value arrived: the REST names of the WebSocket's
 ``r R b e l T a`` are the long names already; ``balances: {CUR: {...}}`` become
@@ -27,11 +30,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from collector.gate.unified import UnifiedAccount
 from collector.points import modes, schema
 from collector.points.lineproto import FieldValue, Point, number_field
 
-# Keys of the top level that are not values to write.
-_ASSETS_SKIP: Final = frozenset({"user_id", "refresh_time", "balances", "mode"})
 _KNOWN_ASSETS: Final = frozenset(schema.ASSETS_FIELDS.values()) | schema.SNAPSHOT_ASSETS_FIELDS
 _KNOWN_DETAIL: Final = (
     frozenset(schema.DETAIL_FIELDS.values())
@@ -56,39 +58,24 @@ class SnapshotPoints:
     rates: list[Rate] = field(default_factory=list)  # the rates written (unit evidence)
 
 
-def _int(value: Any) -> int | None:
-    """An int from an int, a float or a decimal string (types drift)."""
-    if type(value) is int:
-        return value
-    if type(value) is float and value.is_integer():
-        return int(value)
-    if type(value) is str and value.strip().lstrip("-").isdigit():
-        return int(value)
-    return None
-
-
-def snapshot_points(account: int, label: str, body: dict[str, Any], time_ms: int) -> SnapshotPoints:
+def snapshot_points(account: int, label: str, body: UnifiedAccount, time_ms: int) -> SnapshotPoints:
     """The assets point and one asset_detail point per currency of one snapshot."""
-    out = SnapshotPoints(user_id=_int(body.get("user_id")), mode=modes.known_mode(body.get("mode")))
+    out = SnapshotPoints(user_id=body.user_id, mode=modes.known_mode(body.mode))
     account_tags = ((schema.TAG_ACCOUNT, str(account)), (schema.TAG_ACCOUNT_LABEL, label))
     common: dict[str, FieldValue] = {}
-    refresh = _int(body.get("refresh_time"))
-    if refresh is not None:
-        common[schema.FIELD_REFRESH_TIME] = refresh
-    values = {k: v for k, v in body.items() if k not in _ASSETS_SKIP}
-    fields = _fields(values, "", out)
+    if body.refresh_time is not None:
+        common[schema.FIELD_REFRESH_TIME] = body.refresh_time
+    fields = _fields(body.account_values(), "", out)
     if fields:
         out.points.append(Point(schema.ASSETS, account_tags, {**fields, **common}, time_ms))
-    balances = body.get("balances")
-    if isinstance(balances, dict):
-        for currency, raw in balances.items():
-            if not isinstance(raw, dict):
-                out.invalid_fields += 1
-                continue
-            fields = _fields(raw, str(currency), out)
-            if fields:
-                tags = (*account_tags, (schema.TAG_CURRENCY, str(currency)))
-                out.points.append(Point(schema.ASSET_DETAIL, tags, {**fields, **common}, time_ms))
+    for currency, balance in body.balances.items():
+        if balance is None:  # not an object
+            out.invalid_fields += 1
+            continue
+        fields = _fields(balance.values(), currency, out)
+        if fields:
+            tags = (*account_tags, (schema.TAG_CURRENCY, currency))
+            out.points.append(Point(schema.ASSET_DETAIL, tags, {**fields, **common}, time_ms))
     return out
 
 

@@ -1,6 +1,7 @@
 """REST snapshots: the whole state of an account, because Gate pushes only on change.
 
-``GET /api/v4/unified/accounts`` signed with the sub-account's own key is taken
+``GET /api/v4/unified/accounts`` signed with the sub-account's own key
+(:class:`~collector.gate.snapshot.SnapshotClient`, over the REST transport) is taken
 
 * when a session's subscriptions become active and after every sequence gap
   (the session asks through :meth:`SnapshotScheduler.request`; requests for one
@@ -30,126 +31,36 @@ or whose key lacks the permission, is a state of its own, retried slowly.
 
 from __future__ import annotations
 
-import email.utils
 import heapq
 import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Final
 
-import httpx
-import orjson
 import trio
 
 from collector.base.backoff import backoff_delay
 from collector.base.logging import get_logger
-from collector.gate import signing
-from collector.gate.errors import (
-    CONFIG_REFUSALS,
-    AuthError,
-    GateAPIError,
-    GateError,
-    error_body,
-    error_for,
-    find_refusal,
-)
+from collector.gate.errors import CONFIG_REFUSALS, GateAPIError, GateError
 from collector.gate.signing import ApiCredentials
+from collector.gate.snapshot import NotUnifiedError, SnapshotClient
 from collector.points.book import AccountBook
 from collector.points.lineproto import Bundle, Point
 from collector.points.snapshot import SnapshotPoints, snapshot_points
 
 log = get_logger(__name__)
 
-PATH: Final = "/unified/accounts"
 MIN_ACCOUNT_SPACING: Final = 1.0
 RETRY: Final = (2.0, 120.0)  # backoff after a failed snapshot: base, cap
 SLOW_RETRY: Final = 300.0  # not unified / no permission: a person has to act first
 CONCURRENCY: Final = 16
-# The Date header has whole seconds: only a larger difference says our clock is off.
-DATE_RESOLUTION: Final = 2.0
-# Gate's answer for an account that is not in unified mode is not documented; a body
-# whose mode says "classic", or an error naming "unified", is taken to mean that.
-_CLASSIC_MODES: Final = frozenset({"classic"})
 
 STATE_NONE: Final = "none"
 STATE_OK: Final = "ok"
 STATE_FAILING: Final = "failing"
 STATE_NOT_UNIFIED: Final = "not_unified"
 STATE_FORBIDDEN: Final = "forbidden"
-
-
-class NotUnifiedError(GateError):
-    """The account is not in unified account mode: there is no unified data to read."""
-
-    def __init__(self, message: str, mode: str | None = None) -> None:
-        super().__init__(message)
-        self.mode = mode  # the body's mode when it said so ("classic")
-
-
-class SnapshotClient:
-    """``GET /unified/accounts`` with a sub-account's own key, over the shared httpx client."""
-
-    def __init__(
-        self,
-        http: httpx.AsyncClient,
-        base_url: str,
-        wall_clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._http = http
-        self._base = base_url.rstrip("/")
-        self._wall_clock = wall_clock
-
-    async def fetch(self, creds: ApiCredentials) -> dict[str, Any]:
-        """The body; GateAPIError / NotUnifiedError / GateError on a refusal or a bad answer."""
-        body, _ = await self.read(creds)
-        return body
-
-    async def read(self, creds: ApiCredentials) -> tuple[dict[str, Any], float]:
-        """The body and when it was read (Unix seconds on Gate's clock); errors as fetch."""
-        request = self._http.build_request("GET", f"{self._base}{PATH}")
-        raw_path, _, query = request.url.raw_path.decode("ascii").partition("?")
-        request.headers.update(
-            signing.rest_headers(creds, "GET", raw_path, query, b"", self._wall_clock())
-        )
-        try:
-            response = await self._http.send(request)
-        except httpx.HTTPError as exc:
-            raise GateError(f"GET {PATH}: cannot reach Gate at {self._base} ({exc!r})") from None
-        read_at = read_time(response.headers.get("Date"), self._wall_clock())
-        body = _json(response.content)
-        if not response.is_success:
-            label, message = error_body(body, response.text[:200])
-            error = error_for(response.status_code, label, message, request=f"GET {PATH}")
-            if not isinstance(error, AuthError) and "UNIFIED" in f"{label} {message}".upper():
-                raise NotUnifiedError(f"not in unified account mode: {label} {message}")
-            raise error
-        if not isinstance(body, dict):
-            raise GateError(f"GET {PATH}: expected a JSON object, got {response.text[:100]!r}")
-        mode = body.get("mode", body.get("margin_mode"))
-        if isinstance(mode, str) and mode.lower() in _CLASSIC_MODES:
-            raise NotUnifiedError(f"not in unified account mode (mode {mode!r})", mode.lower())
-        return body, read_at
-
-
-def read_time(date: str | None, corrected_now: float) -> float:
-    """When an answer was read on Gate's clock: our corrected clock, unless the answer's
-    ``Date`` says it is off by more than the header's whole-second resolution."""
-    if date:
-        try:
-            server = email.utils.parsedate_to_datetime(date).timestamp() + 0.5
-        except (TypeError, ValueError):
-            return corrected_now
-        if abs(server - corrected_now) >= DATE_RESOLUTION:
-            return server
-    return corrected_now
-
-
-def _json(content: bytes) -> Any:
-    try:
-        return orjson.loads(content) if content else None
-    except orjson.JSONDecodeError:
-        return None
 
 
 @dataclass
@@ -358,7 +269,7 @@ class SnapshotScheduler:
             self._settle(account, status, STATE_NOT_UNIFIED, str(exc), SLOW_RETRY)
             return
         except GateAPIError as exc:
-            if find_refusal(exc.label) in CONFIG_REFUSALS:  # no retry cures it soon
+            if exc.refusal in CONFIG_REFUSALS:  # no retry cures it soon
                 self._settle(account, status, STATE_FORBIDDEN, str(exc), SLOW_RETRY)
             else:
                 self._failed(account, status, str(exc))

@@ -44,6 +44,7 @@ from collector.gate.broker import BrokerClient
 from collector.gate.errors import GateError
 from collector.gate.models import SubAccount
 from collector.gate.signing import ApiCredentials
+from collector.gate.snapshot import SnapshotClient
 from collector.keys import KeyPolicy, KeyProvisioner, KeyStore
 from collector.keys.lifecycle import GRACE_BACKOFF, REPLACE_BACKOFF, KeyLifecycle, KeyState
 from collector.points.book import AccountBook
@@ -57,7 +58,7 @@ from collector.supervisor import view as supervisor_view
 from collector.supervisor.connections import ConnectionBudget
 from collector.supervisor.runner import CRASH_BACKOFF, UPKEEP_INTERVAL, SlotRunner
 from collector.supervisor.slot import SupervisorStats
-from collector.supervisor.snapshots import SnapshotClient, SnapshotScheduler
+from collector.supervisor.snapshots import SnapshotScheduler
 from collector.supervisor.table import SlotTable
 
 log = get_logger(__name__)

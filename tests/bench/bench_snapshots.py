@@ -23,9 +23,10 @@ import trio.testing
 from collector.config import AccountsSettings
 from collector.devtools.simulator import Simulator
 from collector.gate.signing import ApiCredentials
+from collector.gate.snapshot import SnapshotClient
 from collector.points import schema
 from collector.points.lineproto import Point
-from collector.supervisor.snapshots import SnapshotClient, SnapshotScheduler
+from collector.supervisor.snapshots import SnapshotScheduler
 from tests.bench.harness import record
 
 ACCOUNTS = 1000

@@ -213,12 +213,13 @@ async def test_paging_that_never_ends_is_an_error(monkeypatch: pytest.MonkeyPatc
         # Always a full page of new ids: a Gate that ignores the end of its list.
         offset = int(request.url.params["offset"])
         served.append(offset)
-        return httpx.Response(200, json=[{"user_id": offset + i} for i in range(2)])
+        rows = [{"id": str(offset + i), "gate_id": offset + i} for i in range(2)]
+        return httpx.Response(200, json=rows)
 
     client = BrokerClient(
         httpx.AsyncClient(transport=httpx.MockTransport(endless)), BROKER, base_url="http://gate"
     )
     with trio.fail_after(10), pytest.raises(BadResponseError, match="more than 3 pages"):
-        async for _ in client._pages("/broker/sub_accounts", {}, 2):
+        async for _ in client.list_sub_accounts(page_size=2):
             pass
     assert served == [0, 2, 4]

@@ -18,12 +18,12 @@ from collector.config import Settings
 from collector.devtools.simulator import Simulator
 from collector.gate.broker import BrokerClient
 from collector.gate.protocol import ASSET_DETAIL, ASSETS
+from collector.gate.snapshot import SnapshotClient
 from collector.keys import KeyStore, generate_master_key
 from collector.points import schema
 from collector.points.lineproto import Point
 from collector.session.session import SessionTiming
 from collector.supervisor import account_state as status
-from collector.supervisor.snapshots import SnapshotClient
 from collector.supervisor.supervisor import Supervisor
 from tests.helpers import wait_until
 

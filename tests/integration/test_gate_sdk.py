@@ -22,6 +22,7 @@ from collector.devtools.simulator.state import (
     SINGLE_CURRENCY,
     SimSubAccount,
 )
+from collector.gate.unified import UnifiedAccount
 from collector.points import modes, schema
 from collector.points.snapshot import snapshot_points
 
@@ -78,7 +79,7 @@ async def test_the_sdk_reads_the_unified_account_signed_its_way_in_every_mode(
     rate = answer.total_maintenance_margin_rate if cross else usdt.mmr
     assert float(rate) == pytest.approx(1.37)
     # and the collector makes of it the effective rate 1.37, never a 0
-    result = snapshot_points(account.gate_id, "x", raw, 1)
+    result = snapshot_points(account.gate_id, "x", UnifiedAccount.parse(raw), 1)
     assert result.mode == mode
     rates = dict(result.rates)
     key = ("", schema.MAINTENANCE_MARGIN_RATE) if cross else ("USDT", "maintenance_margin_rate")

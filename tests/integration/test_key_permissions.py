@@ -20,10 +20,10 @@ from collector.gate.broker import BrokerClient
 from collector.gate.errors import GateAPIError
 from collector.gate.models import KeyPermission
 from collector.gate.signing import ApiCredentials
+from collector.gate.snapshot import NotUnifiedError, SnapshotClient
 from collector.keys import KeyPolicy, KeyProvisioner, KeyStore
 from collector.keys.provision import refused_permission
 from collector.supervisor import account_state as status
-from collector.supervisor.snapshots import NotUnifiedError, SnapshotClient
 from tests.helpers import Running, Supervise, busy_simulator, enabled
 
 SETTLE = 120.0
@@ -119,7 +119,7 @@ async def test_unified_accounts_refuses_a_key_without_unified(
     assert not isinstance(info.value, NotUnifiedError)
     assert "lacks the permission unified" in info.value.message
     body = await client.fetch(ApiCredentials(with_it.key, with_it.secret))
-    assert body["user_id"] == 100001
+    assert body.user_id == 100001
 
 
 async def test_no_name_is_dropped_when_the_refusal_is_not_about_one(

@@ -26,10 +26,10 @@ from collector.gate.broker import BrokerClient
 from collector.gate.errors import AuthError, Refusal, refusal_kind
 from collector.gate.protocol import ASSET_DETAIL, ASSETS, Ack, Error, ErrorKind, parse, subscribe
 from collector.gate.signing import ApiCredentials
+from collector.gate.snapshot import SnapshotClient
 from collector.points.lineproto import Bundle
 from collector.session.session import AccountSession, AuthenticationFailed, SessionTiming
 from collector.session.subscriptions import LOUD_AFTER
-from collector.supervisor.snapshots import SnapshotClient
 
 ACCOUNT = 100001
 TIMING = SessionTiming(ack_timeout=5, resubscribe_base=1, resubscribe_max=8)

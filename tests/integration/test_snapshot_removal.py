@@ -16,8 +16,9 @@ import trio.testing
 
 from collector.devtools.simulator import Simulator
 from collector.gate.signing import ApiCredentials
+from collector.gate.snapshot import SnapshotClient
 from collector.points.lineproto import Bundle
-from collector.supervisor.snapshots import SnapshotClient, SnapshotScheduler
+from collector.supervisor.snapshots import SnapshotScheduler
 
 
 async def test_an_account_removed_while_its_snapshot_waits_is_skipped_and_the_rest_go_on(

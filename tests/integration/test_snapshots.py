@@ -18,10 +18,12 @@ from structlog.testing import capture_logs
 
 from collector.devtools.simulator import Simulator
 from collector.devtools.simulator.state import Fault
+from collector.gate import snapshot
 from collector.gate.signing import ApiCredentials
+from collector.gate.snapshot import SnapshotClient
 from collector.points import schema
 from collector.points.lineproto import Point
-from collector.supervisor.snapshots import SnapshotClient, SnapshotScheduler
+from collector.supervisor.snapshots import SnapshotScheduler
 
 
 @dataclass
@@ -175,3 +177,90 @@ async def test_a_key_of_another_account_writes_nothing(
     assert status is not None and status.state == "failing"
     assert "100002" in status.reason
     assert s.points == []
+
+
+# -- the client: the REST transport's rate limits and clock, per sub-account ---------------
+
+
+async def test_a_rate_limited_snapshot_waits_for_its_own_accounts_window_only(
+    many: Simulator,
+    http: httpx.AsyncClient,
+    wall_clock: Callable[[], float],
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    many.state.rate_limit = 2  # per user id and endpoint, in Gate's 10 s windows
+    client = SnapshotClient(http, many.rest_url, wall_clock)
+    a, b = (own_creds(many, account) for account in (100001, 100002))
+    start = trio.current_time()
+    with trio.fail_after(60):
+        for _ in range(2):
+            await client.read(a)
+        await client.read(b)  # another account's quota: no wait
+        assert trio.current_time() - start < 1.0
+        body, _ = await client.read(a)  # the third in a's window: waits for its reset
+    assert body.user_id == 100001
+    assert 8.0 <= trio.current_time() - start <= 13.0
+    assert many.state.snapshots[100001] == 3 and many.state.snapshots[100002] == 1
+
+
+async def test_a_429_is_waited_out_as_gate_tells_not_failed(
+    many: Simulator,
+    http: httpx.AsyncClient,
+    wall_clock: Callable[[], float],
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    many.state.faults.append(
+        Fault("/unified/accounts", count=1, status=429, label="TOO_MANY_REQUESTS")
+    )
+    client = SnapshotClient(http, many.rest_url, wall_clock)
+    start = trio.current_time()
+    with trio.fail_after(60):
+        body, _ = await client.read(own_creds(many, 100001))
+    assert body.user_id == 100001
+    assert trio.current_time() - start >= 10.0  # no reset told: one window, never a spin
+    assert client.requests_sent == 2
+
+
+async def test_a_skewed_gate_is_read_on_its_own_clock_and_every_key_signs_corrected(
+    many: Simulator,
+    http: httpx.AsyncClient,
+    wall_clock: Callable[[], float],
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    many.state.skew = 120.0  # Gate's clock two minutes ahead: a signature would expire
+    client = SnapshotClient(http, many.rest_url, wall_clock)
+    with trio.fail_after(60):
+        _, read_at = await client.read(own_creds(many, 100001))
+        sent_first = client.requests_sent
+        _, read_b = await client.read(own_creds(many, 100002))
+    assert sent_first == 2  # REQUEST_EXPIRED once, then signed on Gate's time
+    assert client.requests_sent == 3  # the next key signs corrected from the start
+    assert abs(read_at - many.state.now()) <= 1.5
+    assert abs(read_b - many.state.now()) <= 1.5
+
+
+def own_creds(sim: Simulator, account: int) -> ApiCredentials:
+    key = sim.state.create_key(account, "gate-collector", [], [])
+    return ApiCredentials(key.key, key.secret)
+
+
+async def test_the_keys_transports_are_dropped_once_their_quota_is_done(
+    many: Simulator,
+    http: httpx.AsyncClient,
+    wall_clock: Callable[[], float],
+    autojump_clock: trio.testing.MockClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(snapshot, "PRUNE_FLOOR", 3)
+    client = SnapshotClient(http, many.rest_url, wall_clock)
+    keys = [own_creds(many, account) for account in range(100001, 100008)]
+    with trio.fail_after(120):
+        for creds in keys[:3]:
+            await client.read(creds)
+        await client.read(keys[3])  # the table is full, but every quota still counts
+        assert client.keys_held == 4
+        await trio.sleep(15)  # Gate's 10 s windows are over: nothing left to remember
+        for creds in keys[4:]:
+            await client.read(creds)
+    assert client.keys_held == 3  # the idle four dropped when the table had doubled
+    assert client.requests_sent == 7

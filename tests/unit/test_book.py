@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from collector.gate.protocol import ASSET_DETAIL, ASSETS, Update
+from collector.gate.unified import UnifiedAccount
 from collector.points import modes, schema
 from collector.points.book import AccountBook, percent_to_ratio
 from collector.points.normalize import Normalizer
@@ -121,7 +122,7 @@ def effective_after(*bodies: dict[str, Any]) -> dict[str, Any]:
     book = AccountBook()
     tracker = TotalsTracker("host", "0/1", book)
     for at, body in enumerate(bodies):
-        result = snapshot_points(ACCOUNT, "x", body, T0 + at)
+        result = snapshot_points(ACCOUNT, "x", UnifiedAccount.parse(body), T0 + at)
         book.set_mode(ACCOUNT, result.mode)
         tracker.observe(result.points)
     (state,) = tracker.account_states({str(ACCOUNT): SessionState("x", 0)}, T0 + 1000)

@@ -163,4 +163,5 @@ def test_the_kinds_have_their_names() -> None:
         "rate",
         "server",
         "argument",
+        "not_unified",
     }

@@ -42,6 +42,7 @@ SESSION_KIND = {
     Refusal.RATE: ErrorKind.SERVER,
     Refusal.SERVER: ErrorKind.SERVER,
     Refusal.ARGUMENT: ErrorKind.ARGUMENT,
+    Refusal.NOT_UNIFIED: ErrorKind.PERMISSION,
 }
 
 
@@ -157,3 +158,76 @@ def test_a_forbidden_label_about_the_whitelist_is_an_ip_refusal() -> None:
 )
 def test_the_error_text_is_message_or_detail(body: object, expected: tuple[str, str]) -> None:
     assert error_body(body, "<raw>") == expected
+
+
+# -- the same refusal from a REST answer and a WebSocket text --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("label", "message"),
+    [
+        *((label, "refused") for label in sorted(LABELS)),
+        ("FORBIDDEN", "Request IP not in whitelist: 203.0.113.7"),
+        ("FORBIDDEN", "API key lacks the permission unified"),
+        ("INVALID_KEY", "Invalid key provided"),
+        ("ACCOUNT_NOT_UNIFIED", "the account is not in unified account mode"),
+        ("", "no permission"),
+        ("", "not a label at all"),
+    ],
+)
+def test_a_refusal_means_the_same_from_rest_and_from_the_websocket(
+    label: str, message: str
+) -> None:
+    rest = error_for(403, label, message, request="GET /unified/accounts")
+    websocket = gate_json(label, message)
+    assert rest.refusal is find_refusal(websocket)
+    if rest.refusal is not None:
+        assert refusal_kind(websocket) is rest.refusal
+        assert classify(4, websocket) is SESSION_KIND[rest.refusal]
+
+
+def test_the_words_of_a_rest_refusal_count_not_only_its_label() -> None:
+    error = error_for(403, "FORBIDDEN", "Request IP not in whitelist: 203.0.113.7")
+    assert error.refusal is Refusal.IP
+    assert error_for(403, "FORBIDDEN", "no way").refusal is Refusal.PERMISSION
+    assert error_for(400, "", "bad").refusal is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ACCOUNT_NOT_UNIFIED",
+        "the account is not in unified account mode",
+        "Unified account mode is not enabled",
+    ],
+)
+def test_a_refusal_naming_unified_mode_is_not_unified(text: str) -> None:
+    assert find_refusal(text) is Refusal.NOT_UNIFIED
+    assert Refusal.NOT_UNIFIED in CONFIG_REFUSALS
+    assert "unified account mode" in refusal_hint(Refusal.NOT_UNIFIED)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("unknown channel unified.asset_detail", None),  # a channel, not the mode
+        ("GET /api/v4/unified/accounts failed", None),  # a path
+        ("wss://api.gateio.ws/ws/v4/unified", None),
+        (gate_json("FORBIDDEN", "the API key has no permission for unified"), Refusal.PERMISSION),
+        (gate_json("TOO_BUSY", "unified service busy"), Refusal.SERVER),
+        (gate_json("INVALID_KEY", "unified"), Refusal.KEY),
+    ],
+)
+def test_unified_as_a_name_or_beside_another_refusal_is_not_the_mode(
+    text: str, expected: Refusal | None
+) -> None:
+    assert find_refusal(text) is expected
+
+
+@pytest.mark.parametrize("kind", list(Refusal))
+def test_only_a_refusal_no_new_key_cures_has_a_hint(kind: Refusal) -> None:
+    hint = refusal_hint(kind)
+    if kind in CONFIG_REFUSALS:
+        assert "no new key helps" in hint or "a new key would be refused" in hint
+    else:
+        assert hint == ""

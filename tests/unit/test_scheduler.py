@@ -20,6 +20,8 @@ from structlog.testing import capture_logs
 from collector.base.backoff import backoff_delay
 from collector.gate.errors import AuthError, GateError, ServerError
 from collector.gate.signing import ApiCredentials
+from collector.gate.snapshot import NotUnifiedError, SnapshotClient
+from collector.gate.unified import UnifiedAccount
 from collector.points.lineproto import Bundle, Point
 from collector.supervisor.snapshots import (
     MIN_ACCOUNT_SPACING,
@@ -29,8 +31,6 @@ from collector.supervisor.snapshots import (
     STATE_FORBIDDEN,
     STATE_NOT_UNIFIED,
     STATE_OK,
-    NotUnifiedError,
-    SnapshotClient,
     SnapshotScheduler,
 )
 
@@ -52,7 +52,7 @@ class FakeClient:
     in_flight: int = 0
     most_in_flight: int = 0
 
-    async def read(self, creds: ApiCredentials) -> tuple[dict[str, Any], float]:
+    async def read(self, creds: ApiCredentials) -> tuple[UnifiedAccount, float]:
         """The next scripted answer for the account the key belongs to, and when (Gate's
         clock: trio's, from a fixed Unix start)."""
         account = int(creds.key.removeprefix("key"))
@@ -67,7 +67,7 @@ class FakeClient:
         answer = queue.pop(0) if queue else {"user_id": account, "total": "100"}
         if isinstance(answer, Exception):
             raise answer
-        return answer, READ_EPOCH + trio.current_time()
+        return UnifiedAccount.parse(answer), READ_EPOCH + trio.current_time()
 
     def times(self, account: int) -> list[float]:
         """When ``account`` was read."""

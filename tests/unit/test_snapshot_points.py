@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from collector.gate.unified import UnifiedAccount
 from collector.points import modes, schema
 from collector.points.lineproto import Point
 from collector.points.snapshot import SnapshotPoints, snapshot_points
@@ -24,8 +25,13 @@ def body(mode: str = modes.MULTI_CURRENCY, **kwargs: Any) -> dict[str, Any]:
     return gate_bodies.body(mode, user_id=ACCOUNT, **kwargs)
 
 
+def points_of(raw: dict[str, Any]) -> SnapshotPoints:
+    """The points of a body as Gate sent it (parsed by the gate model, as the client does)."""
+    return snapshot_points(ACCOUNT, "sub", UnifiedAccount.parse(raw), TAKEN)
+
+
 def parse(raw: dict[str, Any]) -> tuple[SnapshotPoints, Point, dict[str, Point]]:
-    result = snapshot_points(ACCOUNT, "sub", raw, TAKEN)
+    result = points_of(raw)
     assets = result.points[0]
     assert assets.measurement == schema.ASSETS
     detail = {dict(p.tags)[schema.TAG_CURRENCY]: p for p in result.points[1:]}
@@ -162,7 +168,7 @@ def test_numbers_may_come_as_json_numbers_and_ids_as_strings() -> None:
 def test_without_refresh_time_there_is_no_refresh_time_field() -> None:
     stripped = body()
     del stripped["refresh_time"]
-    result = snapshot_points(ACCOUNT, "sub", stripped, TAKEN)
+    result = points_of(stripped)
     assert {p.time_ms for p in result.points} == {TAKEN}
     assert all(schema.FIELD_REFRESH_TIME not in p.fields for p in result.points)
 
@@ -212,7 +218,7 @@ TAKEN = 1_700_000_000_123
 def test_the_user_id_is_an_int_whatever_its_json_type(user_id: Any, expected: int | None) -> None:
     drifted = body()
     drifted["user_id"] = user_id
-    assert snapshot_points(ACCOUNT, "sub", drifted, TAKEN).user_id == expected
+    assert points_of(drifted).user_id == expected
 
 
 @pytest.mark.parametrize(
@@ -221,14 +227,14 @@ def test_the_user_id_is_an_int_whatever_its_json_type(user_id: Any, expected: in
 def test_the_refresh_time_never_stamps_the_points(refresh: Any) -> None:
     drifted = body()
     drifted["refresh_time"] = refresh
-    assert {p.time_ms for p in snapshot_points(ACCOUNT, "sub", drifted, TAKEN).points} == {TAKEN}
+    assert {p.time_ms for p in points_of(drifted).points} == {TAKEN}
 
 
 def test_a_currency_that_is_not_an_object_does_not_stop_the_others() -> None:
     drifted = body()
     drifted["balances"] = {"ETH": "not an object", **drifted["balances"], "XRP": [1]}
     drifted["balances"]["USDT"] = {"available": "12"}
-    result = snapshot_points(ACCOUNT, "sub", drifted, TAKEN)
+    result = points_of(drifted)
     currencies = [dict(p.tags).get(schema.TAG_CURRENCY) for p in result.points]
     assert currencies == [None, "BTC", "USDT"]
     assert result.invalid_fields == 2

@@ -19,13 +19,14 @@ import trio.testing
 from structlog.testing import capture_logs
 
 from collector.config import GateSettings
+from collector.gate.snapshot import SnapshotClient
 from collector.keys import KeyProvisioner, StoredKey
 from collector.keys.lifecycle import KeyState
 from collector.points.lineproto import Bundle
 from collector.supervisor.connections import ConnectionBudget
 from collector.supervisor.runner import SlotRunner, SlotTask
 from collector.supervisor.slot import Slot, SupervisorStats
-from collector.supervisor.snapshots import SnapshotClient, SnapshotScheduler
+from collector.supervisor.snapshots import SnapshotScheduler
 from collector.supervisor.table import SlotTable
 from tests.unit.fakes import FakeProvisioner, FakeSession, FakeSessions, FakeStore, account
 
