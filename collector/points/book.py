@@ -123,8 +123,7 @@ class AccountFacts:
     def pushed(self, time_ms: int) -> None:
         """A push stamped ``time_ms`` is being written."""
         last = self.last_push_ms
-        if last is None or time_ms > last:
-            self.last_push_ms = time_ms
+        self.last_push_ms = time_ms if last is None else max(last, time_ms)
 
     def zero_dropped(self, applies: bool | None, name: str) -> None:
         """Count a 0 that is not written: not applicable (``False``) or mode unknown."""

@@ -66,7 +66,7 @@ class Evidence:
             "ws_value": self.ws_value,
             "rest_value": self.rest_value,
             "ws_over_rest": round(self.quotient, 4),
-            "seconds_apart": round(abs(self.ws_time_ms - self.rest_time_ms) / 1000, 3),
+            "seconds_apart": abs(self.ws_time_ms - self.rest_time_ms) / 1000,
         }
 
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from collector.gate.protocol import ASSET_DETAIL, ASSETS, Update
 from collector.gate.unified import UnifiedAccount
 from collector.points import modes, schema
-from collector.points.book import AccountBook, percent_to_ratio
+from collector.points.book import AccountBook, as_float, percent_to_ratio
 from collector.points.normalize import Normalizer
 from collector.points.snapshot import snapshot_points
 from collector.points.totals import SessionState, TotalsTracker
@@ -114,6 +114,52 @@ def test_a_mode_change_forgets_the_values_that_no_longer_apply() -> None:
     assert state.fields[schema.STATE_MODE] == modes.SINGLE_CURRENCY
 
 
+@pytest.mark.parametrize(
+    ("raw", "zero"),
+    [
+        ("0", True),
+        ("0.00", True),
+        ("0.000", True),  # any spelling of 0, not only Gate's usual two
+        ("-0.0", True),
+        (0, True),
+        (0.0, True),
+        ("1.5", False),
+        ("0.01", False),
+        (1, False),
+        ("none", False),
+        (False, False),  # a JSON false is not a number
+        (None, False),
+    ],
+)
+def test_is_zero(raw: Any, zero: bool) -> None:
+    assert modes.is_zero(raw) is zero
+
+
+def test_a_field_whose_meaning_does_not_depend_on_the_mode_always_applies() -> None:
+    for mode in (None, modes.CLASSIC, modes.SINGLE_CURRENCY):
+        assert modes.assets_applies(mode, schema.EQUITY) is True
+        assert modes.detail_applies(mode, schema.DETAIL_EQUITY, "USDT") is True
+    assert modes.assets_applies(None, schema.MAINTENANCE_MARGIN_RATE) is None
+    assert modes.assets_applies(modes.SINGLE_CURRENCY, schema.MAINTENANCE_MARGIN_RATE) is False
+    assert modes.detail_applies(None, "maintenance_margin", "USDT") is None  # unknown, not 0
+    assert modes.detail_applies(None, "maintenance_margin", "BTC") is False  # only USDT has it
+    assert modes.detail_applies(modes.SINGLE_CURRENCY, "maintenance_margin", "USDT") is True
+
+
+def test_the_zeros_that_are_not_written_are_counted_one_by_one() -> None:
+    book = AccountBook()
+    norm = Normalizer(ACCOUNT, "x", facts=book.facts(ACCOUNT))
+    fields_of(norm, push(ASSETS, {"r": "0", "R": "0.00", "e": "1"}))
+    assert (book.values_mode_unknown, book.values_not_applicable) == (2, 0)
+    book.set_mode(ACCOUNT, modes.MULTI_CURRENCY)
+    (fields,) = fields_of(
+        norm, push(ASSET_DETAIL, {"dts": {"USDT": {"a": "5", "mm": "0", "im": "0"}}})
+    )
+    assert set(fields) == {"available", "u", "refresh_time"}
+    assert (book.values_mode_unknown, book.values_not_applicable) == (2, 2)
+    assert book.facts(ACCOUNT).not_applicable == {"maintenance_margin", "initial_margin"}
+
+
 # -- the effective rate ------------------------------------------------------------------
 
 
@@ -177,9 +223,21 @@ def test_effective_rate_rule(
 
 @pytest.mark.parametrize(
     ("text", "ratio"),
-    [("20.10", "0.2010"), ("150", "1.50"), ("-5.3", "-0.053"), ("0.00", "0.0000"), ("1e2", "1")],
+    [
+        ("20.10", "0.2010"),
+        ("150", "1.50"),
+        ("-5.3", "-0.053"),
+        ("0.00", "0.0000"),
+        ("1e2", "1"),
+        ("1e5", "1000"),  # plain decimals, never an exponent
+        ("0.00001", "0.0000001"),
+        ("n/a", "n/a"),  # not a number: as sent, the line's check drops it
+        (150, 1.5),  # a JSON number
+        (20.5, 0.205),
+        (None, None),
+    ],
 )
-def test_a_percent_becomes_a_ratio_exactly(text: str, ratio: str) -> None:
+def test_a_percent_becomes_a_ratio_exactly(text: Any, ratio: Any) -> None:
     assert percent_to_ratio(text) == ratio
 
 
@@ -199,6 +257,10 @@ def test_percent_to_ratio_is_exact_for_any_two_decimal_percent(value: Any) -> No
         (9999.99, 1.45, None),  # Gate's no-margin value is not evidence
         (0.0, 1.45, None),
         (1.45, 16499.1356783634, None),  # the pushes cap at 9999.99
+        (9999.99, 9999.99, None),  # the same in either unit: never evidence
+        (9999.99, 99.9999, None),
+        (10**0.5, 1.0, RATIO),  # a factor of exactly sqrt(10) off is still evidence
+        (10**2.5, 1.0, PERCENT),
     ],
 )
 def test_judge_one_pair(ws: float, rest: float, unit: str | None) -> None:
@@ -241,6 +303,134 @@ def test_a_fixed_setting_that_the_evidence_contradicts_is_announced() -> None:
     assert said == ["mismatch"] and unit.divisor == 1 and unit.mismatch
 
 
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [("1.45", 1.45), (150, 150.0), (1.5, 1.5), ("n/a", None), (None, None), (True, None)],
+)
+def test_as_float(raw: Any, value: float | None) -> None:
+    assert as_float(raw) == value
+
+
+MMR = ("", schema.MAINTENANCE_MARGIN_RATE)
+USDT_MMR = ("USDT", schema.DETAIL_MAINTENANCE_MARGIN_RATE)
+
+
+def test_the_evidence_says_the_pair_it_rests_on() -> None:
+    evidence = Evidence(
+        PERCENT, ACCOUNT, "USDT maintenance_margin_rate", 145.0, 1.4567, T0 + 1_234, T0
+    )
+    assert evidence.as_dict() == {
+        "unit": PERCENT,
+        "account": ACCOUNT,
+        "field": "USDT maintenance_margin_rate",
+        "ws_value": 145.0,
+        "rest_value": 1.4567,
+        "ws_over_rest": 99.5401,
+        "seconds_apart": 1.234,
+    }
+
+
+@pytest.mark.parametrize("snapshot_first", [True, False])
+def test_a_push_and_a_snapshot_a_minute_apart_decide_in_either_order(snapshot_first: bool) -> None:
+    said: list[tuple[Evidence, str]] = []
+    unit = RateUnit(AUTO, lambda e, outcome: said.append((e, outcome)))
+    assert unit.describe() == {"setting": AUTO, "unit": None, "mismatch": False, "evidence": None}
+    if snapshot_first:
+        unit.rest_rate(ACCOUNT, USDT_MMR, 1.5, T0)
+        unit.ws_rate(ACCOUNT, USDT_MMR, 150.0, T0 + 60_000)
+    else:
+        unit.ws_rate(ACCOUNT, USDT_MMR, 150.0, T0 + 60_000)
+        unit.rest_rate(ACCOUNT, USDT_MMR, 1.5, T0)
+    evidence = Evidence(
+        PERCENT, ACCOUNT, "USDT maintenance_margin_rate", 150.0, 1.5, T0 + 60_000, T0
+    )
+    assert said == [(evidence, "decided")]
+    assert unit.describe() == {
+        "setting": AUTO,
+        "unit": PERCENT,
+        "mismatch": False,
+        "evidence": evidence.as_dict(),
+    }
+
+
+def test_a_fixed_setting_that_the_evidence_agrees_with_is_confirmed() -> None:
+    said: list[str] = []
+    unit = RateUnit(PERCENT, lambda _e, outcome: said.append(outcome))
+    unit.ws_rate(ACCOUNT, MMR, 150.0, T0)
+    unit.rest_rate(ACCOUNT, MMR, 1.5, T0)
+    assert said == ["confirmed"] and unit.divisor == 100 and unit.mismatch is False
+    assert unit.describe()["setting"] == PERCENT and unit.describe()["unit"] == PERCENT
+
+
+def test_a_rate_that_is_no_evidence_does_not_replace_the_last_one_that_is() -> None:
+    pushed_last = RateUnit(AUTO)
+    pushed_last.ws_rate(ACCOUNT, MMR, 145.0, T0)
+    pushed_last.ws_rate(ACCOUNT, MMR, schema.NO_MARGIN_RATE, T0 + 1)
+    pushed_last.rest_rate(ACCOUNT, MMR, 1.45, T0 + 2)
+    assert pushed_last.unit == PERCENT
+    read_last = RateUnit(AUTO)
+    read_last.rest_rate(ACCOUNT, MMR, 1.45, T0)
+    read_last.rest_rate(ACCOUNT, MMR, 0.0, T0 + 1)
+    read_last.ws_rate(ACCOUNT, MMR, 145.0, T0 + 2)
+    assert read_last.unit == PERCENT
+
+
+def test_an_account_that_leaves_is_forgotten_with_its_pushed_rates() -> None:
+    book = AccountBook(RateUnit(AUTO))
+    book.set_mode(ACCOUNT, modes.MULTI_CURRENCY)
+    stays = book.facts(99)
+    book.unit.ws_rate(ACCOUNT, MMR, 145.0, T0)
+    book.unit.ws_rate(99, MMR, 150.0, T0)
+    book.retain({99})
+    assert book.known(ACCOUNT) is None and book.mode(ACCOUNT) is None
+    assert book.known(99) is stays
+    book.unit.rest_rate(ACCOUNT, MMR, 1.45, T0)
+    assert book.unit.unit is None  # the push of the account that left is no evidence
+    book.unit.rest_rate(99, MMR, 1.5, T0)
+    assert book.unit.evidence is not None and book.unit.evidence.account == 99
+
+
+def test_an_undecided_unit_reports_divisor_zero() -> None:
+    book = AccountBook(RateUnit(AUTO))
+    assert book.stats() == {
+        schema.STAT_VALUES_NOT_APPLICABLE: 0,
+        schema.STAT_VALUES_MODE_UNKNOWN: 0,
+        schema.STAT_WS_RATES_WITHHELD: 0,
+        schema.STAT_WS_RATE_DIVISOR: 0,
+    }
+
+
+def test_a_pushed_usdt_rate_is_evidence_under_its_currency() -> None:
+    said: list[Evidence] = []
+    book = AccountBook(RateUnit(AUTO, lambda e, _outcome: said.append(e)))
+    book.set_mode(ACCOUNT, modes.SINGLE_CURRENCY)
+    book.unit.rest_rate(ACCOUNT, USDT_MMR, 1.5, T0)
+    norm = Normalizer(ACCOUNT, "x", facts=book.facts(ACCOUNT))
+    usdt = {"mb": "75", "mm": "50", "mmr": "150.00"}
+    (fields,) = fields_of(norm, push(ASSET_DETAIL, {"dts": {"USDT": usdt}}, T0 + 2_000))
+    assert fields[schema.DETAIL_MAINTENANCE_MARGIN_RATE] == "1.5000"
+    assert said == [
+        Evidence(PERCENT, ACCOUNT, "USDT maintenance_margin_rate", 150.0, 1.5, T0 + 2_000, T0)
+    ]
+
+
+def test_a_push_needs_a_look_only_at_the_keys_its_mode_and_unit_leave_in_doubt() -> None:
+    book = AccountBook()  # ratio, not yet looked at
+    facts = book.facts(ACCOUNT)
+    assert facts.assets_keys() == {"r", "R", "b", "l", "a"}  # mode unknown
+    book.set_mode(ACCOUNT, modes.MULTI_CURRENCY)
+    assert facts.assets_keys() == {"r", "R"}  # the rates, for evidence against the setting
+    book.unit.ws_rate(ACCOUNT, MMR, 1.45, T0)
+    book.unit.rest_rate(ACCOUNT, MMR, 1.45, T0)
+    assert facts.assets_keys() == frozenset()  # everything applies, the unit is confirmed
+    book.set_mode(ACCOUNT, modes.SINGLE_CURRENCY)
+    assert facts.detail_keys("USDT") == {"tl", "imr", "mmr"}
+    single = {"tl", "imr", "mmr", "mb", "im", "mm", "am", "iam"}  # USDT's figures: 0 elsewhere
+    assert facts.detail_keys("BTC") == single
+    book.set_mode(ACCOUNT, modes.MULTI_CURRENCY)
+    assert facts.detail_keys("USDT") == facts.detail_keys("BTC") == single - {"tl"}
+
+
 # -- snapshot time -----------------------------------------------------------------------
 
 
@@ -251,6 +441,8 @@ def test_a_snapshot_is_stamped_after_every_push_already_written() -> None:
     assert book.snapshot_time(ACCOUNT, T0) == T0 + 1  # the same millisecond: after it
     assert book.snapshot_time(ACCOUNT, T0 - 900) == T0 + 1  # Gate's clock a bit ahead
     assert book.snapshot_time(ACCOUNT, T0 + 5) == T0 + 5
+    assert book.snapshot_time(ACCOUNT, T0 - 60_000) == T0 + 1  # a minute ahead: believed
+    assert book.snapshot_time(ACCOUNT, T0 - 60_001) == T0 - 60_001  # more: not
     assert book.snapshot_time(ACCOUNT, T0 - 120_000) == T0 - 120_000  # a push far ahead
     assert book.snapshot_time(99, T0) == T0  # no push yet
 

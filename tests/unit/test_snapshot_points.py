@@ -141,7 +141,16 @@ def test_without_a_mode_a_zero_that_depends_on_it_is_unknown_never_zero() -> Non
     result, assets, _ = parse(raw)
     assert result.mode is None
     assert schema.MAINTENANCE_MARGIN_RATE not in assets.fields
-    assert result.values_mode_unknown > 0 and result.values_not_applicable > 0  # BTC's im...
+    # 25 zeros whose meaning needs the mode; BTC's six USDT-only figures never apply
+    assert (result.values_mode_unknown, result.values_not_applicable) == (25, 6)
+    assert result.not_applicable == {
+        "initial_margin",
+        "maintenance_margin",
+        schema.DETAIL_INITIAL_MARGIN_RATE,
+        schema.DETAIL_MAINTENANCE_MARGIN_RATE,
+        "margin_balance",
+        "available_margin",
+    }
     assert assets.fields[schema.EQUITY] == "100016.1"
 
 
@@ -192,6 +201,25 @@ def test_unknown_numbers_are_kept_and_unknown_words_ignored() -> None:
     _, assets, _ = parse(extra)
     assert assets.fields["new_loss"] == "1.25"
     assert "margin_mode" not in assets.fields and "mode" not in assets.fields
+
+
+def test_an_account_level_number_keeps_its_own_name() -> None:
+    extra = body()
+    extra["mm"] = "3"  # a per-currency short name, renamed only inside a currency
+    _, assets, _ = parse(extra)
+    assert assets.fields["mm"] == "3" and "maintenance_margin" not in assets.fields
+
+
+def test_a_currency_that_names_its_margin_in_full_has_no_margin_in_use_at_zero() -> None:
+    raw = body(modes.SINGLE_CURRENCY, usdt_mm="2500")
+    usdt = raw["balances"]["USDT"]
+    del usdt["mm"], usdt["mmr"]
+    usdt["maintenance_margin"] = "0"
+    usdt["maintenance_margin_rate"] = "12.5"
+    _, _, detail = parse(raw)
+    fields = detail["USDT"].fields
+    assert fields[schema.DETAIL_MAINTENANCE_MARGIN_RATE] == schema.NO_MARGIN_RATE
+    assert fields["maintenance_margin"] == "0"  # applies to USDT here: a real 0
 
 
 # -- Snapshot rules found by mutation testing (tests/MUTATION.md): drifting ids and times ----------
