@@ -27,8 +27,8 @@ from collector.gate.errors import AuthError, Refusal, refusal_kind
 from collector.gate.protocol import ASSET_DETAIL, ASSETS, Ack, Error, ErrorKind, parse, subscribe
 from collector.gate.signing import ApiCredentials
 from collector.points.lineproto import Bundle
+from collector.session.core import LOUD_AFTER
 from collector.session.session import AccountSession, AuthenticationFailed, SessionTiming
-from collector.session.subscriptions import LOUD_AFTER
 from collector.supervisor.snapshots import SnapshotClient
 
 ACCOUNT = 100001
