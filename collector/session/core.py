@@ -53,6 +53,8 @@ from collector.session.state import SessionStats, SessionTiming
 # Unlabelled code 1/2 refusals of one channel in a row before they are logged as an error.
 LOUD_AFTER: Final = 3
 _NEVER: Final = math.inf
+# The close reason before the first connection: nothing to read or send yet.
+NOT_CONNECTED: Final = "not connected yet"
 
 CloseReason = str | AuthenticationFailed
 
@@ -68,7 +70,6 @@ class SessionCore:
         "_log",
         "_normalizer",
         "_on_resync",
-        "_open",
         "_ping_at",
         "_subs",
         "_subscribed",
@@ -109,8 +110,7 @@ class SessionCore:
             retry_max=timing.resubscribe_max,
             rng=rng,
         )
-        self._open = False
-        self._close_reason: CloseReason | None = None
+        self._close_reason: CloseReason | None = NOT_CONNECTED
         self._ping_at = self._last_frame = _NEVER
         # The currencies asset_detail was subscribed with on this connection (None: not yet).
         self._subscribed: list[str] | None = None
@@ -129,7 +129,8 @@ class SessionCore:
 
     @property
     def close_reason(self) -> CloseReason | None:
-        """Why the connection closed (or is closing); None while it is open."""
+        """Why the connection closed (or is closing; :data:`NOT_CONNECTED` before the
+        first); None while it is open."""
         return self._close_reason
 
     def close(self, reason: CloseReason) -> CloseReason:
@@ -141,7 +142,6 @@ class SessionCore:
 
     def connection_made(self, now: float) -> None:
         """A socket is open: nothing subscribed, the ping and the watchdog count from ``now``."""
-        self._open = True
         self._close_reason = None
         self._subscribed = None
         self._ping_at = now + self._timing.ping_interval
@@ -154,7 +154,6 @@ class SessionCore:
         unsubscribes (signed at ``wall``) that leave politely when it was stopped from
         outside (it had no reason of its own)."""
         goodbye = [] if self._close_reason is not None else self._unsubscribes(wall)
-        self._open = False
         self._subs.reset()
         self._show()
         return self.close("stopped"), goodbye
@@ -192,7 +191,7 @@ class SessionCore:
 
         A subscribe counts as sent (pending its ack) once it is returned here.
         """
-        if not self._open or self._close_reason is not None:
+        if self._close_reason is not None:
             return []
         timeout = self._timing.frame_timeout
         if now >= self._last_frame + timeout:
@@ -220,7 +219,7 @@ class SessionCore:
 
     def next_deadline(self) -> float:
         """When :meth:`due` has work next (trio time); infinity while closed."""
-        if not self._open or self._close_reason is not None:
+        if self._close_reason is not None:
             return _NEVER
         deadline = min(self._ping_at, self._last_frame + self._timing.frame_timeout)
         subscription = self._subs.next_deadline()
