@@ -635,7 +635,7 @@ def test_counts_go_into_the_owners_stats_and_a_snapshot_is_counted_with_no_one_t
 def test_counts_add_up_over_frames() -> None:
     c = Core(other_accounts={8})
     c.connected()
-    c.core.use_stats(SessionStats(connected=True, frames=10))
+    c.core.use_stats(SessionStats(connected=True, frames=10, gaps=3))
     for n in range(2):
         c.core.received(b"not json", T0 + 2)
         c.receive(ack(ASSETS, "subscribe"), T0 + 2)  # repeated: no change, no error
@@ -645,7 +645,7 @@ def test_counts_add_up_over_frames() -> None:
         c.receive(frame, T0 + 3)
     stats = c.stats
     assert (stats.frames, stats.frames_invalid, stats.errors, stats.updates) == (20, 2, 2, 4)
-    assert (stats.fields_invalid, stats.frames_rejected, stats.gaps, stats.points) == (2, 2, 1, 3)
+    assert (stats.fields_invalid, stats.frames_rejected, stats.gaps, stats.points) == (2, 2, 4, 3)
 
 
 def test_unexpected_acks_add_up() -> None:
