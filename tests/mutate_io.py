@@ -49,7 +49,7 @@ DELIVERY: Final = "collector/sink/delivery.py"
 BACKLOG: Final = "collector/sink/backlog.py"
 SPOOL: Final = "collector/sink/spool.py"
 WRITER: Final = "collector/sink/writer.py"
-UPDATES: Final = "collector/session/updates.py"
+SESSION_CORE: Final = "collector/session/core.py"
 
 T_RUNNER: Final = ("tests/unit/test_runner.py",)
 T_LIFECYCLE: Final = ("tests/unit/test_key_lifecycle_unit.py",)
@@ -104,14 +104,14 @@ MUTANTS: Final = [
     ),
     Mutant(
         "session: a delivered point does not set the rotation's event",
-        UPDATES,
+        SESSION_CORE,
         "            if stats.delivered is not None:\n                stats.delivered.set()\n",
         "",
         T_SESSION,
     ),
     Mutant(
         "session: the rotation's event set by an update with no point",
-        UPDATES,
+        SESSION_CORE,
         "        if records:\n            stats.points += len(records)\n"
         "            if stats.delivered is not None:\n                stats.delivered.set()\n",
         "        if stats.delivered is not None:\n            stats.delivered.set()\n"

@@ -71,6 +71,10 @@ class Normalizer:
         self.facts = facts if facts is not None else AccountBook().facts(account)
         self._lines = AccountLines(account, label, observer, max_currencies, self.facts)
 
+    def reconnected(self) -> None:
+        """The connection was re-established: the next update on each channel records it."""
+        self.sequence.reconnected()
+
     def normalize(self, update: Update) -> Normalized:
         """Lines, gap points and counts for one update event."""
         out = Normalized()

@@ -1,26 +1,22 @@
-"""AccountSession: one authenticated unified WebSocket per sub-account.
+"""AccountSession: the read/send loop around one account's :class:`SessionCore`.
 
-It connects (:mod:`collector.session.websocket`), subscribes to ``unified.assets`` and
-``unified.asset_detail`` through the pure machine of
-:mod:`collector.gate.subscription` (an ack makes a channel active; a refusal or
-no ack by the deadline retries it with backoff; a permission refusal is its own,
-loud state), sends ``unified.ping`` every ``ping_interval``, and hands each
-update's records to the sink through a bounded trio channel
-(:mod:`collector.session.updates`). The session counts as connected only while
-both channels are active: a pong proves the socket, not the subscription. When
-both become active, and after a sequence gap, it asks ``on_resync`` for a REST
-snapshot, because Gate pushes only on change.
+The core (:mod:`collector.session.core`) decides everything about the connection
+and does no I/O; this loop does the I/O it asks for. Per connection
+(:mod:`collector.session.websocket`) one task reads: each frame goes to the core,
+an update's records go to the sink through a bounded trio channel (``send_nowait``:
+no schedule point per frame while the sink keeps up; back-pressure when it does
+not). One task sends what the core returned from ``due``. Its next deadline (the
+ping, the no-frame watchdog, a subscription's ack or retry) is one deadline in a
+:class:`~collector.base.timers.Timers` heap shared by all sessions of the process
+(a session on its own runs its own), not sleeping tasks per session: when it
+comes, the core is asked what is due, and a watchdog that ran out cancels the
+connection.
 
-One task per connection reads, one sends (subscribes, pings, resubscribes). The ping and the
-no-frame watchdog are deadlines in a :class:`~collector.base.timers.Timers` heap
-shared by all sessions of the process (a session on its own runs its own), not
-two sleeping tasks per session.
-
-It reconnects when no frame arrives within ``frame_timeout``, when the server
-closes, and on ``upgrade``, with capped exponential backoff plus jitter that
-resets once a connection has been stable. An authentication error is not
-retried: :meth:`AccountSession.run` raises :class:`AuthenticationFailed` so the
-owner can replace the key.
+It reconnects when the core closed the connection (no frame within
+``frame_timeout``, ``upgrade``), when the server closes, with capped exponential
+backoff plus jitter that resets once a connection has been stable. An
+authentication error is not retried: :meth:`AccountSession.run` raises
+:class:`AuthenticationFailed` so the owner can replace the key.
 
 A refused handshake (Gate's per-IP limit, or any proxy in front of it) is a
 session outcome, never an exception: 429 and 503 wait at least their
@@ -31,6 +27,7 @@ handshake carries no key, so a new key would not cure it); any status is counted
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Callable, Container
@@ -41,21 +38,15 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from collector.base.backoff import backoff_delay
 from collector.base.logging import get_logger
-from collector.base.timers import Timers, run_beside
+from collector.base.timers import Timer, Timers, run_beside
 from collector.config import GateSettings
-from collector.gate import protocol
 from collector.gate.protocol import AuthenticationFailed
 from collector.gate.signing import ApiCredentials
-from collector.gate.subscription import ChannelState
 from collector.points.book import AccountBook
 from collector.points.direct import Observer
 from collector.points.lineproto import Bundle
-from collector.points.normalize import Normalizer
-from collector.session.keepalive import KeepAlive
-from collector.session.outbox import Outbox
+from collector.session.core import CloseReason, SessionCore
 from collector.session.state import SessionStats, SessionTiming
-from collector.session.subscriptions import SubscriptionView
-from collector.session.updates import Updates
 from collector.session.websocket import (
     TOO_MANY_CONNECTIONS,
     Refused,
@@ -67,6 +58,7 @@ from collector.session.websocket import (
 
 __all__ = [
     "AccountSession",
+    "AuthenticationFailed",
     "SessionStats",
     "SessionTiming",
     "tls_context",
@@ -84,30 +76,31 @@ AUTH_STATUSES: Final = frozenset({401, 403})
 # The jitter of every session's backoffs: one generator for all (a Random holds 2.5 KiB
 # of state; one per session was 25 MB at 10,000 sessions).
 _RNG: Final = random.Random()
+_NEVER: Final = math.inf
 
 
 class AccountSession:
     """The WebSocket session of one sub-account."""
 
     __slots__ = (
-        "_close_reason",
+        "_armed_at",
         "_connect_limiter",
         "_connection",
+        "_core",
         "_gate",
-        "_keepalive",
         "_last_refusal",
         "_local_address",
         "_log",
-        "_on_resync",
-        "_out",
+        "_outbox",
         "_own_timers",
+        "_points",
         "_rng",
-        "_subs",
+        "_timer",
         "_timers",
         "_timing",
-        "_updates",
+        "_wake",
+        "_wall_clock",
         "account",
-        "stats",
     )
 
     def __init__(
@@ -131,44 +124,47 @@ class AccountSession:
     ) -> None:
         self.account = account
         self._gate = gate
-        self._timing = timing or SessionTiming()
+        self._timing = timing = timing or SessionTiming()
+        self._points = points
         self._local_address = local_address
         self._connect_limiter = connect_limiter
+        self._wall_clock = wall_clock
         self._rng = rng or _RNG
         self._log = log.bind(account=account)
-        self._close_reason: str | AuthenticationFailed | None = None
         self._last_refusal: int | None = None  # the status of the last refused handshake
-        self._on_resync = on_resync
-        normalizer = Normalizer(
+        self._core = SessionCore(
             account,
             label,
-            other_accounts,
+            creds,
+            gate.currencies,
+            self._log,
+            timing=timing,
+            rng=self._rng,
             max_currencies=gate.max_currencies_per_account,
+            other_accounts=other_accounts,
             observer=totals,
             facts=book.facts(account) if book is not None else None,
+            on_resync=on_resync,
         )
-        self._updates = Updates(normalizer, points, lambda: self.stats, self._log, self._resync)
-        self._subs = SubscriptionView(
-            self._timing, self._rng, lambda: self.stats, self._log, self._resync
-        )
-        self._out = Outbox(
-            creds, lambda: self._gate, self._subs, self._log, self._closed_while_sending, wall_clock
-        )
-        # Pings and the watchdog are deadlines in a heap driven by one task (shared
-        # by the supervisor's sessions; a session on its own runs its own).
+        # The core's next deadline is one timer in a heap driven by one task (shared by
+        # the supervisor's sessions; a session on its own runs its own).
         self._own_timers = timers is None
         self._timers = timers if timers is not None else Timers()
-        timing = self._timing
-        self._keepalive = KeepAlive(
-            self._timers,
-            timing.ping_interval,
-            timing.frame_timeout,
-            self._last_frame,
-            self._ping_due_now,
-            self._silent,
-        )
-        self._connection: trio.CancelScope | None = None
-        self.stats = SessionStats()
+        self._timer: Timer | None = None
+        self._armed_at = _NEVER
+        self._connection: trio.CancelScope | None = None  # while a socket is open
+        self._outbox: list[bytes] = []  # what the core said to send, not sent yet
+        self._wake = trio.Event()  # set when the outbox has frames
+
+    @property
+    def stats(self) -> SessionStats:
+        """What the session exposes about itself (its core's counters)."""
+        return self._core.stats
+
+    @stats.setter
+    def stats(self, stats: SessionStats) -> None:
+        """Count into an owner's ``stats`` (kept across its sessions); before :meth:`run`."""
+        self._core.use_stats(stats)
 
     def change_currencies(self, gate: GateSettings) -> None:
         """SIGHUP: subscribe ``asset_detail`` again with ``gate.currencies``.
@@ -177,7 +173,9 @@ class AccountSession:
         the frames in flight); a later connection subscribes with them anyway.
         """
         self._gate = gate
-        self._out.change_currencies()
+        self._core.change_currencies(gate.currencies)
+        if self._connection is not None:
+            self._poll()
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -198,8 +196,7 @@ class AccountSession:
                 raise reason
             stable = trio.current_time() - started >= self._timing.stable_after
             failures = 1 if stable else failures + 1
-            self.stats.reconnects += 1
-            self._updates.normalizer.sequence.reconnected()
+            self._core.retrying()
             if isinstance(reason, Refused):
                 delay = self._refused(reason, failures)
             else:
@@ -214,10 +211,8 @@ class AccountSession:
 
     def _refused(self, refusal: Refused, failures: int) -> float:
         """A refused handshake: counted, shown in the account's state; how long to wait."""
-        stats = self.stats
         auth = refusal.status in AUTH_STATUSES
-        stats.handshake_refusals += 1
-        stats.handshake_refusals_auth += auth
+        self._core.handshake_refused(auth, str(refusal))
         delay = (
             backoff_delay(failures, *AUTH_REFUSAL_BACKOFF, self._rng)
             if auth
@@ -225,8 +220,6 @@ class AccountSession:
         )
         if refusal.status in BUSY_STATUSES and refusal.retry_after is not None:
             delay = max(delay, refusal.retry_after)
-        state = ChannelState.FORBIDDEN if auth else ChannelState.REFUSED
-        stats.subscription, stats.subscription_reason = state.value, str(refusal)[:200]
         fields = {"status": refusal.status, "reason": str(refusal), "wait_seconds": round(delay, 2)}
         if auth and self._last_refusal != refusal.status:  # loud once per change of status
             self._log.error(
@@ -246,9 +239,8 @@ class AccountSession:
         self._last_refusal = refusal.status
         return delay
 
-    async def _connect_and_serve(self) -> str | Refused | AuthenticationFailed:
+    async def _connect_and_serve(self) -> CloseReason | Refused:
         """One connection, from connect to close; returns why it ended."""
-        self._close_reason = None
         async with trio.open_nursery() as nursery:
             target = Target(
                 self._gate.ws_url,
@@ -257,98 +249,105 @@ class AccountSession:
                 self._timing.connect_timeout,
             )
             opened = await open_websocket(nursery, target, self._connect_limiter)
-            ws = opened if isinstance(opened, WebSocketConnection) else None
-            if isinstance(opened, Refused):
-                return opened
-            if isinstance(opened, str):
-                self._close_reason = opened
-            try:
-                if ws is not None:
-                    await self._serve(ws, nursery)
-            finally:
-                self._keepalive.disarm()
-                self._subs.reset()
-                if ws is not None:
-                    await self._close(ws)
+            if not isinstance(opened, WebSocketConnection):
                 # A handshake that timed out leaves trio-websocket's reader task behind.
                 nursery.cancel_scope.cancel()
-        return self._close_reason or "connection ended"
+                return opened
+            try:
+                await self._serve(opened, nursery)
+            finally:
+                reason = await self._hang_up(opened)
+                nursery.cancel_scope.cancel()  # the sending task
+        return reason  # also after the core's watchdog cancelled the connection
 
     async def _serve(self, ws: WebSocketConnection, nursery: trio.Nursery) -> None:
-        self.stats.last_frame_at = trio.current_time()
         self._log.info("session_open")
-        self._subs.reset()
         self._connection = nursery.cancel_scope
-        self._keepalive.arm()
-        nursery.start_soon(self._out.run, ws)
+        self._outbox.clear()
+        self._core.connection_made(trio.current_time())
+        nursery.start_soon(self._send, ws)
+        self._poll()  # the subscribes
         await self._read(ws)
 
-    async def _close(self, ws: WebSocketConnection) -> None:
+    async def _hang_up(self, ws: WebSocketConnection) -> CloseReason:
+        """Close the socket (politely when stopped from outside); why it ended."""
+        self._disarm()
+        self._connection = None
+        reason, goodbye = self._core.connection_lost(int(self._wall_clock()))
         with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
-            if self._close_reason is None:  # stopped from outside: leave politely
-                for channel in protocol.CHANNELS:
-                    if not await self._out.send(ws, self._out.request(channel, "unsubscribe")):
-                        break
+            for frame in goodbye:
+                try:
+                    await ws.send_message(frame.decode())
+                except ConnectionClosed:
+                    break
             await ws.aclose()
+        return reason
 
-    # -- deadlines (called by the shared Timers task) ----------------------------
+    # -- the core's deadline (called by the shared Timers task) --------------------
 
-    def _ping_due_now(self) -> None:
-        """The sending task sends the ping."""
-        self._out.ping_due = True
-        self._subs.wake.set()
-
-    def _last_frame(self) -> float | None:
-        return self.stats.last_frame_at
-
-    def _closed_while_sending(self, reason: str) -> None:
-        self._close_reason = self._close_reason or reason
-
-    def _silent(self, reason: str) -> None:
-        """No frame within ``frame_timeout``: close the connection."""
-        self._close_reason = reason
-        if self._connection is not None:
+    def _poll(self) -> None:
+        """Do what the core says is due now: queue frames, or cancel a silent connection."""
+        core = self._core
+        frames = core.due(trio.current_time(), int(self._wall_clock()))
+        if frames:
+            self._outbox += frames
+            self._wake.set()
+        if core.closed:
+            assert self._connection is not None
             self._connection.cancel()
+        else:
+            self._rearm()
 
-    def _resync(self, reason: str) -> None:
-        """Ask for a REST snapshot of this account: pushes come only on change."""
-        self.stats.resyncs += 1
-        if self._on_resync is not None:
-            self._on_resync(self.account, reason)
+    def _rearm(self) -> None:
+        """Arm the timer at the core's next deadline when that is earlier than the armed one
+        (a later one is found when the armed one fires: no heap update per frame)."""
+        when = self._core.next_deadline()
+        if when < self._armed_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self._timers.call_at(when, self._deadline)
+            self._armed_at = when
 
-    # -- reading -------------------------------------------------------------------
+    def _deadline(self) -> None:
+        self._timer, self._armed_at = None, _NEVER
+        self._poll()
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer, self._armed_at = None, _NEVER
+
+    # -- the two tasks of a connection ---------------------------------------------
+
+    async def _send(self, ws: WebSocketConnection) -> None:
+        """Send what the core queued, in order, until the connection closes."""
+        outbox = self._outbox
+        while True:
+            while outbox:
+                frame = outbox.pop(0)
+                try:
+                    await ws.send_message(frame.decode())
+                except ConnectionClosed as exc:
+                    self._core.close(f"closed while sending ({exc.reason})")
+                    return
+            self._wake = trio.Event()
+            await self._wake.wait()
 
     async def _read(self, ws: WebSocketConnection) -> None:
-        while self._close_reason is None:
+        core, points = self._core, self._points
+        while not core.closed:
             try:  # what the last read brought in first, without a schedule point each
                 message = queued_message(ws)
                 if message is None:
                     message = await ws.get_message()
             except ConnectionClosed as exc:
-                self._close_reason = f"closed by the server ({exc.reason})"
+                core.close(f"closed by the server ({exc.reason})")
                 return
-            stats = self.stats
-            stats.frames += 1
-            now = stats.last_frame_at = trio.current_time()
-            event = protocol.parse(message)
-            if type(event) is protocol.Update:
-                await self._updates.handle(event, now)
-            else:
-                self._handle(event)
-
-    def _handle(self, event: protocol.Event) -> None:
-        if isinstance(event, protocol.Error):
-            self._on_error(event)
-        elif isinstance(event, protocol.Invalid):
-            self.stats.frames_invalid += 1
-            self._log.warning("frame_invalid", reason=event.reason, frame=event.excerpt)
-        elif isinstance(event, protocol.Upgrade):
-            self._close_reason = "the server asked to reconnect (upgrade)"
-        elif isinstance(event, protocol.Ack):
-            self._subs.acked(event)
-
-    def _on_error(self, event: protocol.Error) -> None:
-        if event.kind is protocol.ErrorKind.AUTH:
-            self._close_reason = AuthenticationFailed(self.account, event.message)
-            return
-        self._subs.error(event)
+            records = core.received(message, trio.current_time())
+            if records:
+                try:  # no extra schedule point per frame while the sink keeps up
+                    points.send_nowait(records)
+                except trio.WouldBlock:
+                    await points.send(records)  # back-pressure
+            elif records is None:  # not an update: a deadline may have moved earlier
+                self._rearm()

@@ -28,8 +28,8 @@ from collector.gate.protocol import ASSET_DETAIL, ASSETS, Ack, Error, ErrorKind,
 from collector.gate.signing import ApiCredentials
 from collector.gate.snapshot import SnapshotClient
 from collector.points.lineproto import Bundle
+from collector.session.core import LOUD_AFTER
 from collector.session.session import AccountSession, AuthenticationFailed, SessionTiming
-from collector.session.subscriptions import LOUD_AFTER
 
 ACCOUNT = 100001
 TIMING = SessionTiming(ack_timeout=5, resubscribe_base=1, resubscribe_max=8)

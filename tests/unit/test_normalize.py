@@ -247,7 +247,7 @@ def test_gap_points_and_resync_come_out_of_the_normaliser() -> None:
 def test_a_reconnect_gap_does_not_resync() -> None:
     norm = Normalizer(ACCOUNT, "x")
     norm.normalize(detail(10, BTC={"a": "1"}))
-    norm.sequence.reconnected()
+    norm.reconnected()
     result = norm.normalize(detail(12, BTC={"a": "2"}))
     assert not result.resync
     assert dict(points_of(result)[0].tags)["reason"] == "reconnect"
@@ -257,7 +257,7 @@ def test_after_a_reconnect_only_the_first_update_carries_a_gap_point() -> None:
     # Issue 10's "reconnect flag never cleared": a gap point on every later update.
     norm = Normalizer(ACCOUNT, "x")
     norm.normalize(detail(10, BTC={"a": "1"}))
-    norm.sequence.reconnected()
+    norm.reconnected()
     first = [p.measurement for p in points_of(norm.normalize(detail(11, BTC={"a": "2"})))]
     later = [p.measurement for p in points_of(norm.normalize(detail(12, BTC={"a": "3"})))]
     assert first == ["gate_sequence_gap", "gate_unified_asset_detail"]
@@ -322,7 +322,7 @@ def test_no_update_is_ever_lost_because_of_u(u_mode: str) -> None:
         result = norm.normalize(detail(value, BTC={"a": str(i)}))
         written += sum(1 for p in points_of(result) if p.measurement == "gate_unified_asset_detail")
         if i == 4:
-            norm.sequence.reconnected()
+            norm.reconnected()
     assert written == len(counter_values)
 
 
