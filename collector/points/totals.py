@@ -162,13 +162,16 @@ class TotalsTracker:
         keep = set(accounts)
         if self._book is not None:
             self._book.retain({int(a) for a in keep if a.isdigit()})
-        for account in [a for a in self._labels if a not in keep]:
-            self._assets.pop(account, None)
-            self._labels.pop(account, None)
-            self._updated_ms.pop(account, None)
-            self._modes.pop(account, None)
-        for account in [a for a in self._tags_of if a not in keep]:
-            del self._tags_of[account]
+        tables: tuple[dict[str, Any], ...] = (
+            self._assets,
+            self._labels,
+            self._updated_ms,
+            self._modes,  # also of accounts with no values (account_states notes every mode)
+            self._tags_of,
+        )
+        for table in tables:
+            for account in [a for a in table if a not in keep]:
+                del table[account]
         for key in [k for k in self._detail if k[0] not in keep]:
             del self._detail[key]
 
@@ -248,7 +251,7 @@ class TotalsTracker:
             return None
         if mode is not None and self._modes.get(account) != mode:
             self._modes[account] = mode
-            _drop_not_applying(self._assets.get(account), mode, "")
+            _drop_not_applying(self._assets.get(account), mode, None)
             for (owner, currency), known in self._detail.items():
                 if owner == account:
                     _drop_not_applying(known, mode, currency)
@@ -292,28 +295,27 @@ def _float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def _drop_not_applying(known: Known | None, mode: str, currency: str) -> None:
-    """Forget kept values whose field does not apply in ``mode`` (the mode changed)."""
+def _drop_not_applying(known: Known | None, mode: str, currency: str | None) -> None:
+    """Forget kept values whose field does not apply in ``mode`` (the mode changed):
+    the account's own values (``currency`` None) or one currency's."""
     if not known:
         return
-    names = schema.DETAIL_FIELDS if currency else schema.ASSETS_FIELDS
+    names = schema.ASSETS_FIELDS if currency is None else schema.DETAIL_FIELDS
     for short in [k for k in known if k in names]:
         long = names[short]
-        if currency:
-            applies = modes.detail_applies(mode, long, currency)
-        else:
+        if currency is None:
             applies = modes.assets_applies(mode, long)
+        else:
+            applies = modes.detail_applies(mode, long, currency)
         if applies is False:
             del known[short]
 
 
-def _take(known: Known, values: Mapping[str, Any], time_ms: int) -> bool:
+def _take(known: Known, values: Mapping[str, Any], time_ms: int) -> None:
     """Keep ``values`` unless ``known`` holds newer ones (a late snapshot, a replay)."""
-    if time_ms < known.get(_AT_MS, time_ms):
-        return False
-    known.update(values)
-    known[_AT_MS] = time_ms
-    return True
+    if time_ms >= known.get(_AT_MS, time_ms):
+        known.update(values)
+        known[_AT_MS] = time_ms
 
 
 def _from_point(point: Point, keys: tuple[tuple[str, str], ...]) -> dict[str, float]:

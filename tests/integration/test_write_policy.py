@@ -68,6 +68,7 @@ class Case:
     event: str | None = None
     level: str = "error"
     hint: str = ""
+    missing_database: bool = False
 
 
 CASES = [
@@ -94,7 +95,11 @@ CASES = [
          event="influx_write_refused", hint=AUTH_HINT),
     Case("403", 403, "", 10, Action.RETRY, event="influx_write_refused", hint=AUTH_HINT),
     Case("404", 404, '{"error":"database not found: \\"x\\""}', 10, Action.RETRY,
+         event="influx_write_refused", hint=DB_HINT, missing_database=True),
+    Case("404 html: not a missing database", 404, HTML, 10, Action.RETRY,
          event="influx_write_refused", hint=DB_HINT),
+    Case("404 other error: not a missing database", 404, '{"error":"page not found"}', 10,
+         Action.RETRY, event="influx_write_refused", hint=DB_HINT),
     Case("413 batch", 413, '{"error":"Request Entity Too Large"}', 10, Action.SPLIT,
          event="influx_batch_split", level="info"),
     Case("413 single line", 413, "", 1, Action.REJECTED, 0, 1, event="influx_line_too_large"),
@@ -116,6 +121,8 @@ CASES = [
          event="influx_write_failed", level="warning"),
     Case("500", 500, '{"error":"timeout"}', 10, Action.RETRY, event="influx_write_failed",
          level="warning"),
+    Case("500 database not found: only a 404 says so", 500, '{"error":"database not found"}',
+         10, Action.RETRY, event="influx_write_failed", level="warning"),
     Case("503 html", 503, HTML, 10, Action.RETRY, event="influx_write_failed",
          level="warning"),
     Case("599: still 5xx", 599, "", 10, Action.RETRY, event="influx_write_failed",
@@ -140,6 +147,7 @@ def test_policy_table(case: Case) -> None:
     want = (case.action, case.written, case.rejected, case.retry_after, case.event)
     assert got == want
     assert (verdict.level, verdict.hint) == (case.level, case.hint)
+    assert verdict.missing_database is case.missing_database
 
 
 def test_partial_write_names_the_series() -> None:

@@ -83,3 +83,21 @@ def test_pending_lines_count_against_the_bound() -> None:
     batcher.add(lines(1, start=25))
     assert batcher.overflow() == [lines(10)]
     assert batcher.points == 16
+
+
+def test_a_tick_counts_the_cut_lines_beside_the_queued_ones() -> None:
+    batcher = Batcher(batch_size=4, buffer_limit=100)
+    batcher.add(lines(6))
+    assert (batcher.batches, batcher.points) == (1, 6)
+    assert batcher.cut() is True
+    assert (batcher.batches, batcher.points) == (2, 6)
+    assert batcher.drain() == [lines(4), lines(2, start=4)]
+    assert batcher.points == 0
+
+
+def test_a_smaller_batch_size_cuts_the_pending_lines_into_batches_of_that_size() -> None:
+    batcher = Batcher(batch_size=4, buffer_limit=100)
+    batcher.add(lines(3))
+    batcher.batch_size = 2  # a reload (SinkWriter.retarget) with pending lines
+    assert batcher.cut() is True
+    assert batcher.drain() == [lines(2), lines(1, start=2)]

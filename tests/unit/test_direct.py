@@ -12,10 +12,12 @@ from typing import Any
 import pytest
 
 from collector.gate.protocol import ASSET_DETAIL, Update
-from collector.points import schema
+from collector.points import modes, schema
+from collector.points.book import AccountBook
 from collector.points.direct import AccountLines, _prefixes, common_fields, value_text
 from collector.points.lineproto import Encoder, FloatText, Point, number_field
 from collector.points.normalize import Normalizer
+from collector.points.units import PERCENT, Evidence, RateUnit
 from tests.helpers import points_of
 
 TIME = 1716796362915
@@ -227,3 +229,18 @@ def test_a_lone_value_with_a_comma_is_dropped_not_written() -> None:
     lines: list[str] = []
     assert AccountLines(7, "x").assets({"u": 1, "l": "1,5"}, TIME, lines) == 1
     assert lines == []
+
+
+def test_a_pushed_currency_rate_is_judged_with_the_pushs_time() -> None:
+    book = AccountBook(RateUnit())  # auto: the unit is decided from a push and a snapshot
+    book.set_mode(7, modes.SINGLE_CURRENCY)
+    book.unit.rest_rate(7, ("USDT", schema.DETAIL_MAINTENANCE_MARGIN_RATE), 1.5, TIME - 1000)
+    lines: list[str] = []
+    usdt = {"mmr": "150", "mm": "10"}
+    AccountLines(7, "x", facts=book.facts(7)).detail({"dts": {"USDT": usdt}}, TIME, lines)
+    field = "USDT maintenance_margin_rate"
+    assert book.unit.evidence == Evidence(PERCENT, 7, field, 150.0, 1.5, TIME, TIME - 1000)
+    assert lines == [
+        "gate_unified_asset_detail,account=7,account_label=x,currency=USDT "
+        f"maintenance_margin_rate=1.50,maintenance_margin=10 {TIME}"
+    ]  # the percent written as a ratio

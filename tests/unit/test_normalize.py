@@ -135,6 +135,11 @@ def test_seed_asset_detail_becomes_a_point_per_currency() -> None:
     )
 
 
+def test_a_normalizer_alone_keeps_the_accounts_facts_in_a_book_of_its_own() -> None:
+    facts = Normalizer(ACCOUNT, "x").facts
+    assert (facts.account, facts.book.known(ACCOUNT)) == (ACCOUNT, facts)
+
+
 def test_partial_updates_write_only_what_came() -> None:
     result = Normalizer(ACCOUNT, "x").normalize(detail(5, ETH={"a": "1.5"}))
     assert points_of(result)[0].fields == {"available": "1.5", "u": 5, "refresh_time": 1716796364}

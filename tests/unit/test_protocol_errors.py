@@ -70,6 +70,17 @@ def test_only_request_expired_is_a_clock_error(message: str, clock: bool) -> Non
     assert is_clock_error(message) is clock
 
 
+def test_a_refused_key_names_its_account_and_whether_the_clock_is_to_blame() -> None:
+    expired = protocol.AuthenticationFailed(100, "REQUEST_EXPIRED")
+    assert (str(expired), expired.account, expired.reason, expired.clock) == (
+        "account 100: Gate refused the key: REQUEST_EXPIRED",
+        100,
+        "REQUEST_EXPIRED",
+        True,
+    )
+    assert protocol.AuthenticationFailed(100, "INVALID_KEY").clock is False
+
+
 def test_an_error_without_a_message_has_empty_text() -> None:
     raw = json.dumps({"channel": protocol.ASSETS, "event": "subscribe", "error": {"code": 3}})
     assert protocol.parse(raw) == protocol.Error(protocol.ASSETS, "subscribe", 3, "", SERVER)

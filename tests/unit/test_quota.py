@@ -127,15 +127,29 @@ async def test_a_short_wait_is_not_stretched_to_max_wait(autojump_clock: MockClo
     assert await time_of_take(q) == pytest.approx(3.0 + RESET_MARGIN_SECONDS, abs=2e-3)
 
 
+@pytest.mark.parametrize("reset_in", [-1.0, 0.0])
 async def test_a_reset_that_is_now_or_past_keeps_the_count_for_one_window(
-    autojump_clock: MockClock,
+    reset_in: float, autojump_clock: MockClock
 ) -> None:
     # Outside a limit Gate's reset is "just the current timestamp": it says nothing of
     # the window's end, so the count Gate gave holds for one 10 s window.
     q = quotas()
-    q.observe(EP, limit("3", -1.0))
+    q.observe(EP, limit("3", reset_in))
     assert await free_takes(q) == 3
     assert await time_of_take(q) == pytest.approx(MIN_REFUSAL_WAIT + RESET_MARGIN_SECONDS, abs=2e-3)
+
+
+async def test_a_quota_is_pending_until_its_reset_and_the_margin_have_passed(
+    autojump_clock: MockClock,
+) -> None:
+    q = quotas()
+    assert q.pending() is False
+    q.observe(EP, limit("3", 10.0))
+    assert q.pending() is True
+    await trio.sleep(10.0)  # at the reset: the margin is still waited
+    assert q.pending() is True
+    await trio.sleep(RESET_MARGIN_SECONDS)
+    assert q.pending() is False
 
 
 async def test_out_of_order_answers_of_one_window_keep_the_lowest_count(

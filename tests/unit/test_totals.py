@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from collector.gate.protocol import ASSET_DETAIL, ASSETS, Update
-from collector.points import schema
+from collector.points import modes, schema
+from collector.points.book import AccountBook
 from collector.points.lineproto import FieldValue, FloatText, Point
 from collector.points.normalize import Normalizer
 from collector.points.totals import SessionState, TotalsTracker, _short_keys
@@ -374,3 +375,74 @@ def test_an_account_push_older_than_its_last_is_kept_out() -> None:
     points = tracker.totals(6 * H)
     assert fields_of(points, schema.BROKER_TOTALS)[schema.EQUITY] == 3.0
     assert fields_of(points, schema.CURRENCY_TOTALS, currency="BTC")[schema.DETAIL_EQUITY] == 3.0
+
+
+def test_at_the_same_time_the_later_confirmation_names_the_account() -> None:
+    tracker = TotalsTracker("host", "0/1")
+    tracker.account_values("1", "old-label", H, {"e": "1"})
+    tracker.currency_values("1", "new-label", "BTC", H, {"e": "2"})
+    (state,) = tracker.account_states({"1": SessionState("session", CONNECTED)}, 2 * H)
+    assert dict(state.tags)[schema.TAG_ACCOUNT_LABEL] == "new-label"
+
+
+def test_a_new_label_equal_to_the_instance_name_is_written_too() -> None:
+    tracker = TotalsTracker("host", "0/1")
+    tracker.account_states({"1": SessionState("desk", CONNECTED)}, H)
+    (after,) = tracker.account_states({"1": SessionState("host", CONNECTED)}, 2 * H)
+    assert dict(after.tags)[schema.TAG_ACCOUNT_LABEL] == "host"
+
+
+# -- with the account book: modes ---------------------------------------------------------
+
+
+def test_retain_forgets_the_accounts_that_left_in_the_book_too() -> None:
+    book = AccountBook()
+    book.set_mode(1, modes.MULTI_CURRENCY)
+    book.set_mode(2, modes.PORTFOLIO)
+    tracker = TotalsTracker("host", "0/1", book)
+    tracker.retain(["2", "desk"])  # an id that is not a number has nothing in the book
+    assert (book.mode(1), book.mode(2)) == (None, modes.PORTFOLIO)
+
+
+def test_retain_forgets_the_mode_of_an_account_that_never_sent_values() -> None:
+    book = AccountBook()
+    book.set_mode(1, modes.PORTFOLIO)
+    book.set_mode(2, modes.MULTI_CURRENCY)
+    tracker = TotalsTracker("host", "0/1", book)
+    tracker.account_values("2", "b", H, {"e": "1"})
+    tracker.account_states({a: SessionState(a, CONNECTED) for a in ("1", "2")}, H)
+    assert tracker.accounts_held() == {"1", "2"}
+    tracker.retain([])
+    assert tracker.accounts_held() == set()
+
+
+def test_a_mode_change_forgets_the_currency_values_of_that_account_that_no_longer_apply() -> None:
+    book = AccountBook()
+    book.set_mode(1, modes.MULTI_CURRENCY)
+    tracker = TotalsTracker("host", "0/1", book)
+    tracker.currency_values("1", "a", "USDT", H, {"tl": "5", "e": "1"})
+    tracker.currency_values("2", "b", "USDT", H, {"tl": "7", "e": "2"})  # mode unknown
+    sessions = {a: SessionState(a, CONNECTED) for a in ("1", "2")}
+    tracker.account_states(sessions, H)  # multi-currency: account 1's liabilities apply
+    usdt = fields_of(tracker.totals(H), schema.CURRENCY_TOTALS, currency="USDT")
+    assert (usdt[schema.DETAIL_LIABILITIES], usdt[schema.DETAIL_EQUITY]) == (12.0, 3.0)
+    book.set_mode(1, modes.SINGLE_CURRENCY)
+    tracker.account_states(sessions, 2 * H)
+    usdt = fields_of(tracker.totals(2 * H), schema.CURRENCY_TOTALS, currency="USDT")
+    assert (usdt[schema.DETAIL_LIABILITIES], usdt[schema.DETAIL_EQUITY]) == (7.0, 3.0)
+
+
+def test_values_pushed_after_the_mode_was_noted_stay_and_the_modes_rate_counts() -> None:
+    book = AccountBook()
+    book.set_mode(1, modes.SINGLE_CURRENCY)
+    tracker = TotalsTracker("host", "0/1", book)
+    sessions = {"1": SessionState("a", CONNECTED)}
+    tracker.account_states(sessions, H)
+    # Gate sent numbers: written whatever the mode says, so counted too
+    tracker.account_values("1", "a", H, {"R": "1.3"})
+    tracker.currency_values("1", "a", "USDT", H, {"tl": "5", "mmr": "2.5"})
+    (state,) = tracker.account_states(sessions, 2 * H)
+    assert state.fields[schema.MAINTENANCE_MARGIN_RATE] == 1.3
+    assert state.fields[schema.EFFECTIVE_MAINTENANCE_MARGIN_RATE] == 2.5  # USDT's, as the mode
+    usdt = fields_of(tracker.totals(2 * H), schema.CURRENCY_TOTALS, currency="USDT")
+    assert usdt[schema.DETAIL_LIABILITIES] == 5.0
