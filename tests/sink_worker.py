@@ -78,16 +78,19 @@ def fork_server() -> Iterator[socket.socket]:
         ours.close()
         try:
             server.wait(timeout=10)
-        finally:
+        except subprocess.TimeoutExpired:
             server.kill()
+            server.wait()
+            raise
 
 
 @contextlib.contextmanager
 def forked_stream(
     control: socket.socket, url: str, spool_dir: Path, run: str, spool_after: float
 ) -> Iterator[tuple[int, BinaryIO]]:
-    """A streaming worker forked by the server: its pid and its reports. SIGKILLed on the
-    way out if the test did not; the reports are read to their end (the worker is gone)."""
+    """A streaming worker forked by the server: its pid and its reports (read them to
+    their end after the kill: then the worker and its spool thread are gone). SIGKILLed
+    on the way out if the test did not."""
     read_end, write_end = os.pipe()
     request = f"{url} {spool_dir} {run} {spool_after}".encode()
     socket.send_fds(control, [request], [write_end])
