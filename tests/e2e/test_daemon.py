@@ -32,9 +32,12 @@ async def test_everything_pushed_lands_and_a_restart_creates_no_key(
     await collector.start()
     await wait_until(lambda: all_subscribed(gate, live))
     assert gate.state.calls["keys_created"] == 90
-    await trio.sleep(1.0)
+    # A few pushes first (a gap before the first is no gap), then the gap and a push after it.
+    await wait_until(lambda: all(gate.state.pushed[(a, ASSETS)] > 4 for a in live))
     gate.state.accounts[GAP_ACCOUNT].ws_faults.append(WsFault("gap", ASSET_DETAIL, count=3))
-    await trio.sleep(2.0)
+    await wait_until(lambda: gate.state.ws_events["fault_gap"] == 1)
+    after_gap = gate.state.pushed[(GAP_ACCOUNT, ASSET_DETAIL)]
+    await wait_until(lambda: gate.state.pushed[(GAP_ACCOUNT, ASSET_DETAIL)] > after_gap)
     gate.state.paused = True  # nothing more is produced; what was sent is on its way
     await trio.sleep(1.0)
     assert await collector.stop() == 0

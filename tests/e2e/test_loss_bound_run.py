@@ -34,7 +34,10 @@ from tests.helpers import wait_until
 from tests.servers import HangingServer, InfluxServer, free_port, hanging_server
 
 ACCOUNTS = 10
-KILLS = 6
+KILLS = int(os.environ.get("LOSS_KILLS", "6"))
+# How long a run lives once subscribed: past BOUND, and over more than one spool cycle
+# (spool_after + a flush), so the kills land at every phase of it.
+LIFE = (1.0, 2.0)
 SPOOL_AFTER = 0.5
 FLUSH = 0.2
 # A kill lands at any byte; the spool's fsync runs in a worker thread on a shared
@@ -170,7 +173,7 @@ async def kill_runs(
         pushes.run = run
         process = await runs.start(config)
         await wait_until(functools.partial(all_subscribed, gate, gate.state.ws_events["subscribe"]))
-        await trio.sleep(rng.uniform(1.0, 3.0))
+        await trio.sleep(rng.uniform(*LIFE))
         process.kill()
         kills.append(time.time())
         with trio.fail_after(10):

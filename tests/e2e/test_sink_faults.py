@@ -12,8 +12,7 @@ import functools
 import os
 import random
 import signal
-import subprocess
-import sys
+import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -31,9 +30,15 @@ from collector.sink.spool import REASON_CORRUPT, REASON_DISK, Spool
 from collector.sink.writer import Sink
 from tests.helpers import detail_points, mounted_tmpfs, scalar, settings_for, wait_until
 from tests.servers import InfluxServer, free_port, hanging_server
-from tests.sink_worker import STREAM_BASE_MS, STREAM_FLUSH, STREAM_SERIES, first_report
+from tests.sink_worker import (
+    STREAM_BASE_MS,
+    STREAM_FLUSH,
+    STREAM_SERIES,
+    first_line,
+    fork_server,
+    forked_stream,
+)
 
-ROOT = Path(__file__).parents[2]
 FAST = (0.02, 0.2)
 
 
@@ -63,37 +68,32 @@ async def run_sink_until(
                 await wait_until(done, deadline)
 
 
-# -- kill -9 during an outage, 20 times ----------------------------------------------
+# -- kill -9 during an outage, KILLS times --------------------------------------------
 
 SPOOL_AFTER = 0.3
-KILLS = 20
+KILLS = int(os.environ.get("SINK_KILLS", "20"))
 # A kill lands at any byte; what was sent more than spool_after + one flush before it
 # must be on disk. The slack covers the worker thread's fsync on a shared 2-core box.
 SLACK = 0.25
 
 
-def kill_at_random(spool_dir: Path, run: str, wait: float, url: str) -> list[tuple[int, float]]:
-    """Start a streaming worker (InfluxDB at ``url`` down or hanging), SIGKILL it after
+def kill_at_random(
+    control: socket.socket, spool_dir: Path, run: str, wait: float, url: str
+) -> list[tuple[int, float]]:
+    """Fork a streaming worker (InfluxDB at ``url`` down or hanging), SIGKILL it after
     ``wait`` s; its reports."""
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "tests.sink_worker", url,
-         str(spool_dir), "stream", run, str(SPOOL_AFTER)],
-        stdout=subprocess.PIPE,
-        cwd=ROOT,
-    )  # fmt: skip
-    assert worker.stdout is not None
-    first = first_report(worker)  # it runs: now the clock of the kill starts
-    time.sleep(wait)
-    killed_at = time.monotonic()
-    os.kill(worker.pid, signal.SIGKILL)
-    rest = worker.stdout.read()
-    worker.wait(timeout=10)
-    reports = []
+    with forked_stream(control, url, spool_dir, run, SPOOL_AFTER) as (pid, reports):
+        first = first_line(reports)  # it runs: now the clock of the kill starts
+        time.sleep(wait)
+        killed_at = time.monotonic()
+        os.kill(pid, signal.SIGKILL)
+        rest = reports.read()  # to its end: the worker and its spool thread are gone
+    sent = []
     # Only whole lines: the kill may tear the last one ("123 45" of "123 4567.8").
     for line in [first, *rest.split(b"\n")[:-1]]:
         u, at = line.split()
-        reports.append((int(u), float(at)))
-    return [(u, at) for u, at in reports if at < killed_at - SPOOL_AFTER - STREAM_FLUSH - SLACK]
+        sent.append((int(u), float(at)))
+    return [(u, at) for u, at in sent if at < killed_at - SPOOL_AFTER - STREAM_FLUSH - SLACK]
 
 
 @pytest.mark.parametrize("outage", ["down", "hanging"])
@@ -103,18 +103,18 @@ async def test_kill_9_during_an_outage_loses_nothing_older_than_spool_after(
     rng = random.Random(20261121)
     spool_dir = tmp_path / "spool"
     must_have: dict[str, int] = {}
-    with hanging_server() as hanging:  # accepts every write and never answers
+    with hanging_server() as hanging, fork_server() as control:  # hanging: never answers
         url = hanging.url if outage == "hanging" else f"http://127.0.0.1:{free_port()}"
         for kill in range(KILLS):
             old_enough = await trio.to_thread.run_sync(
-                kill_at_random, spool_dir, f"r{kill}", rng.uniform(0.4, 1.4), url
+                kill_at_random, control, spool_dir, f"r{kill}", rng.uniform(0.4, 1.4), url
             )
             if old_enough:
                 must_have[f"r{kill}"] = max(u for u, _ in old_enough)
     assert len(must_have) >= KILLS // 2, "the kills came too early to prove anything"
 
     influxdb.create_database(f"crash_{outage}")
-    spool = Spool(spool_dir, max_bytes=10**9)  # a restart: what the 20 killed ones left
+    spool = Spool(spool_dir, max_bytes=10**9)  # a restart: what the killed ones left
     sink = Sink(http, settings_for(influxdb.url, f"crash_{outage}"), spool, backoff=FAST)
     await run_sink_until(sink, [], lambda: len(spool) == 0)
     assert sink.stats.points_dropped == 0

@@ -23,7 +23,7 @@ from collector.gate.broker import BrokerClient
 from collector.gate.errors import BadResponseError
 from collector.gate.signing import ApiCredentials
 from collector.keys import generate_master_key
-from tests.servers import free_port
+from tests.servers import InfluxServer, free_port
 
 EXE = [sys.executable, "-m", "collector.app.cli"]
 # Root without the file-permission overrides: chmod means something again.
@@ -68,6 +68,12 @@ def write_config(tmp_path: Path, **sections: str) -> Path:
     path = tmp_path / "collector.toml"
     path.write_text("".join(f"[{name}]\n{text}" for name, text in body.items()))
     return path
+
+
+def influx_section(server: InfluxServer) -> str:
+    """A reachable InfluxDB, for the starts that fail at Gate: their exit then waits for
+    Gate's answers, not for the sink's write-out to a closed port (its shutdown_timeout)."""
+    return f'url = "{server.url}"\ndatabase = "startup_failures"\n'
 
 
 def broker_env(tmp_path: Path) -> dict[str, str]:
@@ -140,8 +146,12 @@ def test_a_spool_path_that_is_a_file(tmp_path: Path) -> None:
     assert f"{tmp_path}/state/spool" in lines[0] and "move it away" in lines[0]
 
 
-def test_gate_unreachable(tmp_path: Path) -> None:
-    config = write_config(tmp_path, gate=f'rest_url = "http://127.0.0.1:{free_port()}/api/v4"\n')
+def test_gate_unreachable(tmp_path: Path, influxdb: InfluxServer) -> None:
+    config = write_config(
+        tmp_path,
+        gate=f'rest_url = "http://127.0.0.1:{free_port()}/api/v4"\n',
+        influx=influx_section(influxdb),
+    )
     code, lines = start_failure(["run", "--config", str(config)], broker_env(tmp_path))
     assert code == 1
     assert len(lines) == 1
@@ -149,9 +159,13 @@ def test_gate_unreachable(tmp_path: Path) -> None:
 
 
 async def collector_exit(
-    sim: Simulator, tmp_path: Path, creds: ApiCredentials
+    sim: Simulator, tmp_path: Path, creds: ApiCredentials, influx: InfluxServer
 ) -> tuple[int, list[str]]:
-    config = write_config(tmp_path, gate=f'rest_url = "{sim.rest_url}"\nws_url = "{sim.ws_url}"\n')
+    config = write_config(
+        tmp_path,
+        gate=f'rest_url = "{sim.rest_url}"\nws_url = "{sim.ws_url}"\n',
+        influx=influx_section(influx),
+    )
     write_credentials(tmp_path / "creds", creds)
     env = clean_env(
         CREDENTIALS_DIRECTORY=str(tmp_path / "creds"),
@@ -170,24 +184,26 @@ async def collector_exit(
     return result.returncode, stderr.strip().splitlines()
 
 
-async def test_a_wrong_broker_key(nursery: trio.Nursery, tmp_path: Path) -> None:
+async def test_a_wrong_broker_key(
+    nursery: trio.Nursery, tmp_path: Path, influxdb: InfluxServer
+) -> None:
     sim = Simulator.create(accounts=3, disabled_every=0)
     await sim.start(nursery)
     wrong = ApiCredentials(sim.state.broker.key, "0" * 64)
-    code, lines = await collector_exit(sim, tmp_path, wrong)
+    code, lines = await collector_exit(sim, tmp_path, wrong, influxdb)
     assert code == 1
     assert len(lines) == 1
     assert "INVALID_SIGNATURE" in lines[0] and "0" * 64 not in lines[0]
 
 
 async def test_a_gate_that_repeats_the_same_page_stops_the_start(
-    nursery: trio.Nursery, tmp_path: Path
+    nursery: trio.Nursery, tmp_path: Path, influxdb: InfluxServer
 ) -> None:
     sim = Simulator.create(accounts=150, disabled_every=0)  # more than one page of 100
     sim.state.repeat_first_page = True
     sim.state.rate_limit = 100_000
     await sim.start(nursery)
-    code, lines = await collector_exit(sim, tmp_path, sim.state.broker)
+    code, lines = await collector_exit(sim, tmp_path, sim.state.broker, influxdb)
     assert code == 1
     assert len(lines) == 1
     assert "page 2 (offset 100) repeats the page before" in lines[0]

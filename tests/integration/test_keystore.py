@@ -115,6 +115,7 @@ def test_a_key_is_only_stored_with_its_newline(tmp_path: Path, master_key: str) 
 async def test_a_torn_tail_at_every_byte_survives_three_restarts(
     broker: BrokerClient, sim: Simulator, tmp_path: Path, master_key: str
 ) -> None:
+    sim.state.rate_limit = 100_000
     accounts = [a async for a in broker.list_sub_accounts()]
     state = tmp_path / "state"
     await KeyProvisioner(broker, KeyStore.open(state, master_key)).ensure_keys(accounts)

@@ -48,6 +48,7 @@ from tests.helpers import (
     single_value,
     sort_like_grafana,
     table_rows,
+    wait_until,
 )
 from tests.servers import InfluxServer
 
@@ -293,10 +294,20 @@ def account_level_rates(world: World, account: SimSubAccount) -> list[Any]:
 # -- a snapshot never overwrites a push ------------------------------------------------
 
 
+def pushed_stamps(sim: Simulator) -> dict[tuple[str, int], str]:
+    """The pushed equity at each stamp (the last push of a second wins: same series, same
+    time)."""
+    pushed: dict[tuple[str, int], str] = {}
+    for account, channel, time_ms, values in sim.state.push_log or []:
+        if channel == ASSETS:
+            pushed[(str(account), time_ms // 1000 * 1000)] = values[""]["e"]
+    return pushed
+
+
 async def test_no_snapshot_ever_overwrites_a_push_at_the_same_timestamp(
     nursery: trio.Nursery, influxdb: InfluxServer, tmp_path: Path
 ) -> None:
-    sim = Simulator.create(accounts=4)
+    sim = Simulator.create(accounts=8)  # pushes land at whole seconds: 8 stamps a second
     sim.state.push_interval = 0.05
     sim.state.rate_limit = 100_000
     sim.state.push_time_ms = False  # the seed's frames: stamped at whole seconds
@@ -308,17 +319,17 @@ async def test_no_snapshot_ever_overwrites_a_push_at_the_same_timestamp(
     _, stop, done = await start(
         nursery, influxdb, tmp_path, db, sim, {"snapshot_interval": 0.25, "snapshot_rate": 1000}
     )
-    await trio.sleep(8)
+    await wait_until(
+        lambda: len(pushed_stamps(sim)) >= 32 and sum(sim.state.snapshots.values()) > 40,
+        60,
+        "32 pushed stamps and 40 snapshots",
+    )
     sim.state.paused = True
     await trio.sleep(1.0)
     stop.set()
     with trio.fail_after(30):
         await done.wait()
-    # the pushed equity at each stamp (the last push of a second wins: same series, same time)
-    pushed: dict[tuple[str, int], str] = {}
-    for account, channel, time_ms, values in sim.state.push_log:
-        if channel == ASSETS:
-            pushed[(str(account), time_ms // 1000 * 1000)] = values[""]["e"]
+    pushed = pushed_stamps(sim)
     series = run_query(
         influxdb,
         db,
