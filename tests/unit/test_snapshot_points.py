@@ -227,21 +227,10 @@ def test_a_currency_that_names_its_margin_in_full_has_no_margin_in_use_at_zero()
 TAKEN = 1_700_000_000_123
 
 
+# The whole table of JSON types is the model's (tests/unit/test_unified_account.py);
+# here: what the model made of it reaches the points.
 @pytest.mark.parametrize(
-    ("user_id", "expected"),
-    [
-        (10001, 10001),
-        (10001.0, 10001),  # a JSON float that is a whole number
-        (10001.5, None),
-        ("10001", 10001),
-        (" 10001 ", 10001),
-        ("-7", -7),
-        ("X7", None),
-        ("7-", None),
-        ("", None),
-        (True, None),
-        (None, None),
-    ],
+    ("user_id", "expected"), [(10001, 10001), ("10001", 10001), (10001.5, None), (None, None)]
 )
 def test_the_user_id_is_an_int_whatever_its_json_type(user_id: Any, expected: int | None) -> None:
     drifted = body()
