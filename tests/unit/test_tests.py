@@ -16,7 +16,10 @@ from pathlib import Path
 TESTS = Path(__file__).parents[1]
 
 # (module under tests/, the touch as written) -> why it stays, for now.
-ALLOWED: dict[tuple[str, str], str] = {}
+ALLOWED: dict[tuple[str, str], str] = {
+    ("sink_worker.py", "os._exit"): "the standard library's exit for a forked child: "
+    "public despite its name (no cleanup of the state it shares with its parent)",
+}
 OWN = {"self", "cls"}
 BY_NAME = {"setattr", "getattr", "delattr", "hasattr"}
 
