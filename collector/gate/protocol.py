@@ -150,18 +150,12 @@ def classify(code: int | None, message: str) -> ErrorKind:
 
 
 class AuthenticationFailed(Exception):
-    """Gate refused the account's request: replace the key, or (``clock``) fix the time."""
+    """Gate refused the account's request (what it means: ``errors.refusal_kind(reason)``)."""
 
     def __init__(self, account: int, message: str) -> None:
         super().__init__(f"account {account}: Gate refused the key: {message}")
         self.account = account
         self.reason = message
-        self.clock = is_clock_error(message)
-
-
-def is_clock_error(message: str) -> bool:
-    """An auth error caused by the request's time, not by the key (``REQUEST_EXPIRED``)."""
-    return find_refusal(message) is Refusal.CLOCK
 
 
 def _excerpt(frame: bytes | str) -> str:

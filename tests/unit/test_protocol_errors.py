@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from collector.gate import protocol
-from collector.gate.protocol import ErrorKind, classify, is_clock_error
+from collector.gate.protocol import ErrorKind, classify
 from collector.gate.signing import ApiCredentials, ws_signature
 
 AUTH, ARGUMENT, SERVER = ErrorKind.AUTH, ErrorKind.ARGUMENT, ErrorKind.SERVER
@@ -57,28 +57,13 @@ def test_gates_json_label_inside_a_code_2_message_is_auth() -> None:
     assert protocol.parse(raw) == protocol.Error(protocol.ASSETS, "subscribe", 2, message, AUTH)
 
 
-@pytest.mark.parametrize(
-    ("message", "clock"),
-    [
-        ("REQUEST_EXPIRED", True),
-        ('{"label":"request_expired"}', True),
-        ("INVALID_KEY", False),
-        ("", False),
-    ],
-)
-def test_only_request_expired_is_a_clock_error(message: str, clock: bool) -> None:
-    assert is_clock_error(message) is clock
-
-
-def test_a_refused_key_names_its_account_and_whether_the_clock_is_to_blame() -> None:
+def test_a_refused_key_names_its_account_and_gates_reason() -> None:
     expired = protocol.AuthenticationFailed(100, "REQUEST_EXPIRED")
-    assert (str(expired), expired.account, expired.reason, expired.clock) == (
+    assert (str(expired), expired.account, expired.reason) == (
         "account 100: Gate refused the key: REQUEST_EXPIRED",
         100,
         "REQUEST_EXPIRED",
-        True,
     )
-    assert protocol.AuthenticationFailed(100, "INVALID_KEY").clock is False
 
 
 def test_an_error_without_a_message_has_empty_text() -> None:
