@@ -22,7 +22,7 @@ from collector.gate.errors import (
     refusal_hint,
     refusal_kind,
 )
-from collector.gate.protocol import ErrorKind, classify, is_clock_error
+from collector.gate.protocol import ErrorKind, classify
 
 # gateio/WebSocket-API#13: a bad signature comes back as code 2, the label inside.
 WS_AUTH_TEXT = (
@@ -88,7 +88,6 @@ def test_a_locked_sub_account_is_loud_not_key_churn() -> None:
 def test_gates_ws_auth_text_in_a_code_2_refusal_is_a_dead_signature() -> None:
     assert classify(2, WS_AUTH_TEXT) is ErrorKind.AUTH
     assert refusal_kind(WS_AUTH_TEXT) is Refusal.KEY
-    assert not is_clock_error(WS_AUTH_TEXT)
 
 
 @pytest.mark.parametrize("code", [1, 2])
