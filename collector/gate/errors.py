@@ -145,8 +145,12 @@ LABELS: Final[dict[str, Label]] = {
 # Words Gate uses without a label ("Request IP not in whitelist: ...", "no permission").
 _PHRASES: Final = (("WHITELIST", Refusal.IP), ("PERMISSION", Refusal.PERMISSION))
 # Gate's answer for an account not in unified mode is undocumented: a refusal naming
-# unified (mode), but not a channel (``unified.assets``) or a path (``/unified/``).
-_UNIFIED_WORD: Final = re.compile(r"(?<![./])UNIFIED(?![./])")
+# the mode ("unified account", "unified mode", "not (in) unified"), not a channel
+# (``unified.assets``), a path (``/unified/``) or any text that merely says "unified"
+# ("unified auth failed" is the key's refusal, "unified asset_detail XYZ" an argument's).
+_UNIFIED_WORD: Final = re.compile(
+    r"(?<![./])(UNIFIED[\s_-]+(ACCOUNT|MODE|MARGIN)|NOT[\s_-]+(IN[\s_-]+)?UNIFIED)(?![./])"
+)
 # When a text names several, the one a person must act on first wins: a clock refusal
 # says nothing about the key yet, an IP refusal nothing about its permissions.
 PRECEDENCE: Final = (

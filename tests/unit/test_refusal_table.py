@@ -215,12 +215,29 @@ def test_a_refusal_naming_unified_mode_is_not_unified(text: str) -> None:
         (gate_json("FORBIDDEN", "the API key has no permission for unified"), Refusal.PERMISSION),
         (gate_json("TOO_BUSY", "unified service busy"), Refusal.SERVER),
         (gate_json("INVALID_KEY", "unified"), Refusal.KEY),
+        ("unified auth failed", None),  # the word alone: left to the code
+        ("invalid argument: unified asset_detail currency XYZ", None),
+        ("account 7 is not unified", Refusal.NOT_UNIFIED),
+        ("UNIFIED_MARGIN not enabled", Refusal.NOT_UNIFIED),
     ],
 )
 def test_unified_as_a_name_or_beside_another_refusal_is_not_the_mode(
     text: str, expected: Refusal | None
 ) -> None:
     assert find_refusal(text) is expected
+
+
+@pytest.mark.parametrize(
+    ("code", "text", "kind"),
+    [
+        (4, "unified auth failed", ErrorKind.AUTH),
+        (2, "invalid argument: unified asset_detail currency XYZ", ErrorKind.ARGUMENT),
+    ],
+)
+def test_a_websocket_refusal_that_merely_says_unified_is_read_by_its_code(
+    code: int, text: str, kind: ErrorKind
+) -> None:
+    assert classify(code, text) is kind
 
 
 @pytest.mark.parametrize("kind", list(Refusal))
