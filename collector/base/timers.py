@@ -4,7 +4,9 @@ Two sleeping tasks per session (a pinger and a watchdog) cost a trio timer and a
 task switch each per wake-up: at 5,000 idle sessions that was a fifth of the
 idle CPU. Here every deadline sits in one heap, and one task per process sleeps
 until the earliest and calls what is due. Callbacks are plain functions: they
-must not block (set an event, cancel a scope, re-arm).
+must not block (set an event, cancel a scope, re-arm). A callback that raises is
+logged, and the others fire on: one session's bug never stops the task
+every session's deadlines depend on.
 """
 
 from __future__ import annotations
@@ -15,6 +17,10 @@ from collections.abc import Awaitable, Callable
 from typing import Final
 
 import trio
+
+from collector.base.logging import get_logger
+
+log = get_logger(__name__)
 
 _NEVER: Final = float("inf")
 
@@ -61,7 +67,10 @@ class Timers:
             timer = heapq.heappop(heap)[2]
             if not timer.cancelled:
                 self.fired += 1
-                timer.callback()
+                try:
+                    timer.callback()
+                except Exception as exc:
+                    log.error("timer_callback_failed", error=repr(exc)[:300])
 
     async def run(self) -> None:
         """Fire deadlines as they come, forever (start it once in a nursery)."""

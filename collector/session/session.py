@@ -310,7 +310,13 @@ class AccountSession:
 
     def _deadline(self) -> None:
         self._timer, self._armed_at = None, _NEVER
-        self._poll()
+        try:
+            self._poll()
+        except Exception as exc:  # in the shared timers' task: a bug ends this connection only
+            self._log.error("session_deadline_failed", error=repr(exc)[:300])
+            self._core.close(f"deadline failed ({type(exc).__name__})")
+            if self._connection is not None:
+                self._connection.cancel()
 
     def _disarm(self) -> None:
         if self._timer is not None:

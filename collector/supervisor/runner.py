@@ -265,7 +265,10 @@ class SlotRunner:
             self._arm_upkeep(slot, round_, nursery, UPKEEP_INTERVAL)
             return
         round_.upkeep = None  # armed again once the work is done: one rotation at a time
-        nursery.start_soon(self._upkeep_work, slot, round_, nursery, rotate)
+        try:
+            nursery.start_soon(self._upkeep_work, slot, round_, nursery, rotate)
+        except RuntimeError:  # the round is ending (its nursery takes no new task)
+            return
 
     async def _upkeep_work(
         self, slot: Slot, round_: _Round, nursery: trio.Nursery, rotate: bool

@@ -25,6 +25,7 @@ from collector.devtools.simulator.state import WsFault
 from collector.gate.protocol import ASSET_DETAIL, ASSETS, AuthenticationFailed
 from collector.gate.signing import ApiCredentials
 from collector.points.lineproto import Bundle, Point
+from collector.session.core import SessionCore
 from collector.session.session import AccountSession, SessionTiming
 from tests.helpers import as_points
 
@@ -190,6 +191,42 @@ async def test_silence_triggers_the_watchdog(
     await trio.sleep(15)
     assert run.session.stats.connected
     assert len(run.points) > before
+
+
+async def test_a_deadline_that_raises_ends_the_connection_and_the_session_reconnects(
+    sim: Simulator,
+    run: Run,
+    autojump_clock: trio.testing.MockClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await trio.sleep(2.5)
+    due, failed = SessionCore.due, []
+
+    def due_failing_once(core: SessionCore, now: float, wall: int) -> list[bytes]:
+        if not failed:
+            failed.append(now)
+            raise RuntimeError("a bug")
+        return due(core, now, wall)
+
+    monkeypatch.setattr(SessionCore, "due", due_failing_once)
+    with capture_logs() as logs:
+        await trio.sleep(15)  # the ping at 10 s is the next deadline
+    assert len(failed) == 1
+    assert run.session.stats.reconnects == 1 and run.session.stats.connected
+    errors = [e for e in logs if e["log_level"] == "error"]
+    assert errors == [
+        {
+            "event": "session_deadline_failed",
+            "account": ACCOUNT,
+            "error": "RuntimeError('a bug')",
+            "log_level": "error",
+        }
+    ]
+    reconnect = next(e for e in logs if e["event"] == "session_reconnect")
+    assert reconnect["reason"] == "deadline failed (RuntimeError)"
+    before = len(run.points)
+    await trio.sleep(5)
+    assert len(run.points) > before  # pings and data again
 
 
 async def test_an_upgrade_event_reconnects(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import trio
 import trio.testing
+from structlog.testing import capture_logs
 
 from collector.base.timers import Timer, Timers, run_beside
 
@@ -31,6 +32,27 @@ def test_ties_fire_in_the_order_they_were_armed() -> None:
     assert fired == []
     timers.fire_due(1.0)
     assert fired == list("abcde") and timers.fired == 5 and len(timers) == 0
+
+
+def test_a_callback_that_raises_is_logged_and_the_others_fire_on() -> None:
+    timers, fired = Timers(), []
+
+    def broken() -> None:
+        raise ValueError("a bug in one session")
+
+    timers.call_at(1.0, lambda: fired.append("before"))
+    timers.call_at(1.0, broken)
+    timers.call_at(1.0, lambda: fired.append("after"))
+    with capture_logs() as logs:
+        timers.fire_due(1.0)
+    assert fired == ["before", "after"] and timers.fired == 3 and len(timers) == 0
+    assert logs == [
+        {
+            "event": "timer_callback_failed",
+            "error": "ValueError('a bug in one session')",
+            "log_level": "error",
+        }
+    ]
 
 
 async def test_a_deadline_armed_while_the_runner_waits_on_nothing_wakes_it(
