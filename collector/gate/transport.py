@@ -205,6 +205,10 @@ class RestTransport:
                     ) from None
                 await self._backoff(failures, endpoint, repr(exc))
                 continue
+            except httpx.HTTPError as exc:  # an answer we cannot read (bad gzip, redirects)
+                raise BadResponseError(
+                    f"{endpoint}: unreadable answer from Gate ({exc!r})"
+                ) from None
             self._clock.observe(response.headers.get("Date"))
             self._quotas.observe(endpoint, response.headers)
             if response.is_success:

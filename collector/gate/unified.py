@@ -10,6 +10,7 @@ where bad input must be said: a body that is not a JSON object is a
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Final
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
@@ -18,6 +19,7 @@ from collector.gate.errors import BadResponseError
 
 PATH: Final = "/unified/accounts"
 _CLASSIC_MODES: Final = frozenset({"classic"})
+_INTEGER: Final = re.compile(r"-?[0-9]+")  # ASCII digits: what int() takes, no sign games
 
 
 def as_int(value: object) -> int | None:
@@ -26,7 +28,7 @@ def as_int(value: object) -> int | None:
         return value
     if type(value) is float and value.is_integer():
         return int(value)
-    if type(value) is str and value.strip().lstrip("-").isdigit():
+    if type(value) is str and _INTEGER.fullmatch(value.strip()):
         return int(value)
     return None
 

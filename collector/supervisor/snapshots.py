@@ -180,7 +180,11 @@ class SnapshotScheduler:
         status = self._accounts.get(account)
         if status is None:
             return False
-        await self._take_one(account, "rotation")
+        try:
+            await self._take_one(account, "rotation")
+        except Exception as exc:  # contained as a scheduled snapshot's is
+            self._crashed(account, exc)
+            return False
         return status.state == STATE_OK
 
     def status(self, account: int) -> SnapshotStatus | None:

@@ -284,6 +284,22 @@ async def test_small_skew_is_corrected_silently(broker: BrokerClient, sim: Simul
     assert not [e for e in logs if e["event"] == "clock_skew"]
 
 
+async def test_an_answer_that_cannot_be_decoded_is_one_bad_response_line() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:  # says gzip, is not
+        return httpx.Response(
+            200, headers={"Content-Encoding": "gzip"}, stream=httpx.ByteStream(b"not gzip")
+        )
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        client = BrokerClient(http, ApiCredentials("k", "s"), base_url="https://gate.test/api/v4")
+        with pytest.raises(BadResponseError) as info:
+            await client.info()
+    assert str(info.value) == (
+        "GET /broker/info: unreadable answer from Gate (DecodingError('Error -3 while "
+        "decompressing data: incorrect header check'))"
+    )
+
+
 async def test_request_expired_that_persists_is_a_clock_skew_error() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(401, json={"label": "REQUEST_EXPIRED", "message": "too old"})

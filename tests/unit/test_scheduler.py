@@ -327,3 +327,25 @@ async def test_with_no_interval_only_requested_reads_are_made(
     rig.scheduler.request(1, "gap")
     await trio.sleep(600)
     assert rig.client.times(1) == pytest.approx([600.0])
+
+
+async def test_a_rotations_bridge_that_raises_is_contained_and_counted(
+    rig: Rig, autojump_clock: Any
+) -> None:
+    rig.client.script[1] = [ValueError("a bug in the body's reader")]
+    rig.scheduler.add(1, "acct1")
+    with capture_logs() as logs:
+        assert await rig.scheduler.bridge(1) is False
+    status = rig.scheduler.status(1)
+    assert status is not None
+    assert (status.state, status.failures, rig.scheduler.totals.crashes) == (STATE_FAILING, 1, 1)
+    crashed = [e for e in logs if e["event"] == "snapshot_crashed"]
+    assert crashed == [
+        {
+            "event": "snapshot_crashed",
+            "account": 1,
+            "error": 'ValueError("a bug in the body\'s reader")',
+            "log_level": "error",
+        }
+    ]
+    assert await rig.scheduler.bridge(1) is True  # the next answer is good

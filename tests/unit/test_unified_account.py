@@ -86,6 +86,9 @@ def test_a_currency_that_is_no_object_is_none_and_the_others_stay() -> None:
         (" 10001 ", 10001),
         ("-7", -7),
         ("X7", None),
+        ("--5", None),
+        ("\u00b2", None),  # a digit to str.isdigit, not to int()
+        ("+5", None),
         ("7-", None),
         ("", None),
         (True, None),
