@@ -30,8 +30,9 @@ from collector.gate.transport import GateClock, RestTransport, RetryPolicy
 from collector.gate.unified import PATH, UnifiedAccount
 
 # No retry of a 5xx or a network error inside a snapshot: the scheduler's backoff
-# does that. A 429 is still waited out as Gate tells, and REQUEST_EXPIRED re-signed.
-RETRY: Final = RetryPolicy(attempts=1)
+# does that. One 429 is waited out as Gate tells (a second is the scheduler's failure:
+# a snapshot never holds one of its places for minutes), and REQUEST_EXPIRED re-signed.
+RETRY: Final = RetryPolicy(attempts=1, rate_limit_waits=1)
 # Transports with no quota to remember are dropped when the table has doubled
 # (keys replaced, accounts gone), so it never grows without bound.
 PRUNE_FLOOR: Final = 1024
@@ -116,7 +117,12 @@ class SnapshotClient:
 
     def _prune(self) -> None:
         """Forget the transports with no quota to remember (amortised: the table doubles)."""
-        kept = {c: t for c, t in self._transports.items() if t.quota_pending()}
-        self._dropped_requests += self.requests_sent - sum(t.requests_sent for t in kept.values())
+        kept, dropped = {}, 0
+        for creds, transport in self._transports.items():
+            if transport.quota_pending():
+                kept[creds] = transport
+            else:
+                dropped += transport.requests_sent
+        self._dropped_requests += dropped
         self._transports = kept
         self._prune_at = max(PRUNE_FLOOR, 2 * len(self._transports))

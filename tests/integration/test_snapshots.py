@@ -19,6 +19,7 @@ from structlog.testing import capture_logs
 from collector.devtools.simulator import Simulator
 from collector.devtools.simulator.state import Fault
 from collector.gate import snapshot
+from collector.gate.errors import RateLimitedError
 from collector.gate.signing import ApiCredentials
 from collector.gate.snapshot import SnapshotClient
 from collector.points import schema
@@ -221,6 +222,23 @@ async def test_a_429_is_waited_out_as_gate_tells_not_failed(
     assert client.requests_sent == 2
 
 
+async def test_a_second_429_in_a_row_is_the_schedulers_failure_not_a_longer_wait(
+    many: Simulator,
+    http: httpx.AsyncClient,
+    wall_clock: Callable[[], float],
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    many.state.faults.append(
+        Fault("/unified/accounts", count=2, status=429, label="TOO_MANY_REQUESTS")
+    )
+    client = SnapshotClient(http, many.rest_url, wall_clock)
+    start = trio.current_time()
+    with trio.fail_after(60), pytest.raises(RateLimitedError):
+        await client.read(own_creds(many, 100001))
+    assert 10.0 <= trio.current_time() - start < 20.0  # one window waited, not two
+    assert client.requests_sent == 2
+
+
 async def test_a_skewed_gate_is_read_on_its_own_clock_and_every_key_signs_corrected(
     many: Simulator,
     http: httpx.AsyncClient,
@@ -264,3 +282,10 @@ async def test_the_keys_transports_are_dropped_once_their_quota_is_done(
             await client.read(creds)
     assert client.keys_held == 3  # the idle four dropped when the table had doubled
     assert client.requests_sent == 7
+    more = [own_creds(many, account) for account in range(100008, 100012)]
+    with trio.fail_after(120):
+        await trio.sleep(15)
+        for creds in more:  # the fourth finds the table doubled again: a second prune
+            await client.read(creds)
+    assert client.keys_held == 4  # the three idle dropped; three still counting, one new
+    assert client.requests_sent == 11  # each request counted once over both prunes
