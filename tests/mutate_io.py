@@ -142,11 +142,18 @@ MUTANTS: Final = [
         T_RUNNER,
     ),
     Mutant(
+        "runner: after a rotation the slot's session is not the successor's",
+        RUNNER,
+        "        slot.stats, slot.session = stats, successor.session\n",
+        "        slot.stats = stats\n",
+        T_RUNNER,
+    ),
+    Mutant(
         "runner: a slot whose account is gone keeps running sessions",
         RUNNER,
-        "                        if not await self._one_session(slot, stats):\n"
+        "                        if not await self._one_session(slot, stats, drive):\n"
         "                            return",
-        "                        if not await self._one_session(slot, stats):\n"
+        "                        if not await self._one_session(slot, stats, drive):\n"
         "                            pass",
         T_RUNNER,
     ),

@@ -83,12 +83,14 @@ class SlotTask:
         return self._round
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SessionTask:
-    """A session loop's task (one runs a slot's session): its scope and its end."""
+    """A session loop's task (one runs a slot's session): its scope, its end, and the
+    session it runs now (a new one after each reconnect)."""
 
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     ended: trio.Event = field(default_factory=trio.Event)  # set once its session closed
+    session: AccountSession | None = None
 
 
 @dataclass(slots=True)
@@ -200,7 +202,7 @@ class SlotRunner:
                 while True:
                     before = stats.points
                     try:
-                        if not await self._one_session(slot, stats):
+                        if not await self._one_session(slot, stats, drive):
                             return
                     except Exception as exc:  # one account's failure never ends the others
                         crashes = 1 if stats.points > before else crashes + 1
@@ -208,14 +210,16 @@ class SlotRunner:
         finally:
             drive.ended.set()
 
-    async def _one_session(self, slot: Slot, stats: SessionStats) -> bool:
+    async def _one_session(self, slot: Slot, stats: SessionStats, drive: SessionTask) -> bool:
         """A session with the stored key until Gate refuses it; False: the slot is done."""
         stored = await self.keys.key_for(slot.key)
         if stored is None:
             return False
         before = stats.points
         try:
-            session = slot.session = self._session(slot, stored, stats)
+            session = drive.session = self._session(slot, stored, stats)
+            if stats is slot.stats:  # the slot's own loop (a successor counts apart until made)
+                slot.session = session
             await session.run()
         except AuthenticationFailed as exc:
             if stats.points > before:
@@ -326,7 +330,6 @@ class SlotRunner:
         False, the old session untouched and the successor stopped, when the
         successor delivered nothing within :meth:`_successor_wait`.
         """
-        old_session = slot.session
         delivered = trio.Event()
         stats = SessionStats(delivered=delivered)
         successor = await nursery.start(self._session_task, slot, stats)
@@ -338,13 +341,12 @@ class SlotRunner:
         # turn a stopped successor into the slot's session.
         made = delivered.is_set()
         await _stop(round_.drive if made else successor)
-        if not made:
-            slot.session = old_session
+        if not made:  # slot.session is still the old loop's (only its own loop sets it)
             merge_counters(slot.stats, stats)  # the successor's refusals, reconnects
             return False
         round_.drive = successor
         merge_counters(stats, slot.stats)
-        slot.stats = stats
+        slot.stats, slot.session = stats, successor.session
         slot.key.retire_pending = True
         return True
 

@@ -192,6 +192,22 @@ async def test_rotation_keeps_the_old_session_until_the_successor_delivers(
     assert new.ended is None  # the successor runs on
 
 
+async def test_after_a_rotation_the_slots_session_is_the_successors_even_if_the_old_reconnected(
+    rig: Rig, autojump_clock: Any
+) -> None:
+    # k0 crashes at ~70 s, while the successor waits out its 100 s: the old loop
+    # reconnects (with the stored key, k1 now) before the successor delivers.
+    rig.provisioner.due.add("k0")
+    rig.sessions.plans["k0"] = Plan(delay=1.0, crash=True, points=69)
+    rig.sessions.plans["k1"] = Plan(delay=100.0)
+    slot = await rig.start()
+    await trio.sleep(200)
+    successor, _reconnected = (s for s in rig.sessions.made if s.key == "k1")
+    assert rig.stats.key_rotations == 1
+    assert slot.session is successor  # a SIGHUP's currencies reach the live session
+    assert rig.sessions.of("k1")[1].ended is not None  # the old loop's is stopped
+
+
 async def test_rotation_retires_the_old_key_after_its_session_stopped(
     rig: Rig, autojump_clock: Any
 ) -> None:
