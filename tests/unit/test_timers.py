@@ -38,7 +38,7 @@ def test_a_callback_that_raises_is_logged_and_the_others_fire_on() -> None:
     timers, fired = Timers(), []
 
     def broken() -> None:
-        raise ValueError("a bug in one session")
+        raise ValueError("a bug in one session " + "x" * 400)
 
     timers.call_at(1.0, lambda: fired.append("before"))
     timers.call_at(1.0, broken)
@@ -49,7 +49,7 @@ def test_a_callback_that_raises_is_logged_and_the_others_fire_on() -> None:
     assert logs == [
         {
             "event": "timer_callback_failed",
-            "error": "ValueError('a bug in one session')",
+            "error": repr(ValueError("a bug in one session " + "x" * 400))[:300],
             "log_level": "error",
         }
     ]
